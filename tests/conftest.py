@@ -1,0 +1,41 @@
+"""Fixtures shared by every test: the emulator over HTTPS on a free port."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from azure.core.credentials import AccessToken
+
+from emulator import Emulator, EmulatorServer
+
+
+class StaticToken:
+    """Any bearer token is accepted by the emulator; this one never expires."""
+
+    def get_token(self, *scopes: str, **kwargs: object) -> AccessToken:
+        return AccessToken("emulator-token", 4102444800)
+
+
+@pytest.fixture(scope="session")
+def emulator_server() -> Iterator[EmulatorServer]:
+    with EmulatorServer(Emulator(time_scale=1.0)) as server:
+        yield server
+
+
+@pytest.fixture
+def emulator(emulator_server: EmulatorServer) -> Emulator:
+    """A clean emulator for each test (same server, state reset)."""
+    emulator_server.emulator.reset()
+    return emulator_server.emulator
+
+
+@pytest.fixture
+def sdk_kwargs(emulator_server: EmulatorServer, emulator: Emulator) -> dict[str, object]:
+    """What every SDK client needs to talk to the emulator instead of Azure."""
+    return {
+        "credential": StaticToken(),
+        "base_url": emulator_server.endpoint,
+        "connection_verify": emulator_server.ca_bundle,
+        "credential_scopes": ["https://management.azure.com/.default"],
+    }
