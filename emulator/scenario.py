@@ -1,12 +1,266 @@
-"""Scenario documents (YAML or JSON) turned into emulator state. Filled in below."""
+"""Scenario documents (YAML or JSON) turned into emulator state.
+
+A scenario declares the clock, service timings, realism (latency, throttling, faults), the
+estate (subscriptions → vaults with policies, VMs with their protection state) and the
+sections other services read (`monitor`, `eventgrid`, `resource_graph`). `generate` expands
+a large synthetic estate without listing every VM. See docs/emulator.md for the format.
+"""
 
 from __future__ import annotations
 
+import json
+import re
+from dataclasses import fields
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from emulator.core.clock import DEFAULT_START
+from emulator.core.realism import Fault, Latency
+from emulator.core.throttle import BucketSpec
+from emulator.estate import (
+    BackupJob,
+    BackupPolicy,
+    FailurePlan,
+    ProtectedItem,
+    Subscription,
+    Timings,
+    Vault,
+    VirtualMachine,
+)
 
 if TYPE_CHECKING:
     from emulator.core.app import Emulator
 
+SCENARIO_DIR = Path(__file__).parent / "scenarios"
+_RELATIVE = re.compile(r"^-(\d+(?:\.\d+)?)([smhd])$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+PROTECTION_STATES = {"IRPending", "Protected", "ProtectionError", "ProtectionStopped"}
+
+
+class ScenarioError(ValueError):
+    """A scenario that cannot be loaded; the message names the offending field."""
+
+
+def load_scenario_file(name_or_path: str) -> dict[str, Any]:
+    """A shipped scenario by name (`demo`) or a YAML/JSON file path."""
+    path = Path(name_or_path)
+    if not path.is_file():
+        shipped = [SCENARIO_DIR / f"{name_or_path}.yaml", SCENARIO_DIR / f"{name_or_path}.json"]
+        found = next((p for p in shipped if p.is_file()), None)
+        if found is None:
+            names = sorted(p.stem for p in SCENARIO_DIR.glob("*.y*ml"))
+            raise ScenarioError(f"scenario '{name_or_path}' is neither a file nor one of {names}")
+        path = found
+    text = path.read_text(encoding="utf-8")
+    try:
+        document = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ScenarioError(f"scenario file {path} is not valid {path.suffix[1:].upper()}: {exc}") from exc
+    if not isinstance(document, dict):
+        raise ScenarioError(f"scenario file {path} must hold a mapping at the top level")
+    return document
+
 
 def apply_scenario(emulator: Emulator, scenario: dict[str, Any]) -> None:
-    raise NotImplementedError
+    """Load `scenario` into a freshly reset emulator (caller holds the lock)."""
+    if not isinstance(scenario, dict):
+        raise ScenarioError("scenario must be a mapping")
+    start = _parse_time(scenario.get("clock", {}).get("start"), DEFAULT_START, "clock.start")
+    scale = scenario.get("clock", {}).get("scale")
+    emulator.clock.set(start, float(scale) if scale is not None else None)
+    emulator.estate.timings = _timings(scenario.get("timings") or {})
+    _apply_realism(emulator, scenario.get("realism") or {})
+    for index, sub in enumerate(scenario.get("subscriptions") or []):
+        _load_subscription(emulator, sub, start, f"subscriptions[{index}]")
+    if scenario.get("generate"):
+        _load_generated(emulator, scenario["generate"], start)
+    for backend in emulator.backends():
+        configure = getattr(backend, "configure", None)
+        section_name = getattr(backend, "scenario_section", None)
+        if configure is not None and section_name and scenario.get(section_name) is not None:
+            configure(scenario[section_name])
+
+
+def _parse_time(raw: Any, origin: datetime, where: str) -> datetime:
+    """ISO-8601 time, or `-3h`/`-90m`/`-2d` relative to the scenario's clock start."""
+    if raw is None:
+        return origin
+    if isinstance(raw, datetime):
+        return raw if raw.tzinfo else raw.replace(tzinfo=UTC)
+    text = str(raw).strip()
+    relative = _RELATIVE.match(text)
+    if relative:
+        return origin - timedelta(seconds=float(relative.group(1)) * _UNIT_S[relative.group(2)])
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ScenarioError(f"{where}: '{text}' is neither ISO-8601 nor a relative time like -3h") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _timings(raw: dict[str, Any]) -> Timings:
+    known = {f.name for f in fields(Timings)}
+    unknown = set(raw) - known
+    if unknown:
+        raise ScenarioError(f"timings: unknown keys {sorted(unknown)}; known: {sorted(known)}")
+    return Timings(**raw)
+
+
+def _apply_realism(emulator: Emulator, raw: dict[str, Any]) -> None:
+    throttle = raw.get("throttle") or {}
+    emulator.throttle.enabled = bool(throttle.get("enabled", True))
+    for kind in ("read", "write"):
+        if kind in throttle:
+            spec = throttle[kind]
+            emulator.throttle.specs[kind] = BucketSpec(float(spec["capacity"]), float(spec["refill_per_s"]))
+    emulator.latency = Latency.from_dict(raw.get("latency") or {})
+    try:
+        emulator.faults.set([Fault.from_dict(f) for f in raw.get("faults") or []])
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ScenarioError(f"realism.faults: {exc}") from exc
+
+
+def _require(raw: dict[str, Any], key: str, where: str) -> Any:
+    if not isinstance(raw, dict) or raw.get(key) in (None, ""):
+        raise ScenarioError(f"{where}.{key} is required")
+    return raw[key]
+
+
+def _load_subscription(emulator: Emulator, raw: dict[str, Any], start: datetime, where: str) -> None:
+    estate = emulator.estate
+    sub = estate.add_subscription(
+        Subscription(
+            subscription_id=str(_require(raw, "id", where)).lower(),
+            display_name=str(raw.get("name", raw["id"])),
+            tenant_id=str(raw.get("tenant_id", Subscription.tenant_id)),
+        )
+    )
+    vaults: dict[str, Vault] = {}
+    for index, raw_vault in enumerate(raw.get("vaults") or []):
+        vault_where = f"{where}.vaults[{index}]"
+        vault = estate.add_vault(
+            Vault(
+                subscription_id=sub.subscription_id,
+                resource_group=str(raw_vault.get("resource_group", "rg-backup")),
+                name=str(_require(raw_vault, "name", vault_where)),
+                location=str(_require(raw_vault, "location", vault_where)),
+                tags=dict(raw_vault.get("tags") or {}),
+                max_items=int(raw_vault.get("max_items", 1000)),
+            )
+        )
+        vaults[vault.name.lower()] = vault
+        for raw_policy in raw_vault.get("policies") or [{"name": "DefaultPolicy"}]:
+            estate.add_policy(BackupPolicy(vault_id=vault.id, name=str(_require(raw_policy, "name", vault_where))))
+    for index, raw_vm in enumerate(raw.get("vms") or []):
+        _load_vm(emulator, sub, vaults, raw_vm, start, f"{where}.vms[{index}]")
+
+
+def _load_vm(
+    emulator: Emulator,
+    sub: Subscription,
+    vaults: dict[str, Vault],
+    raw: dict[str, Any],
+    start: datetime,
+    where: str,
+) -> None:
+    estate = emulator.estate
+    vm = estate.add_vm(
+        VirtualMachine(
+            subscription_id=sub.subscription_id,
+            resource_group=str(raw.get("resource_group", "rg-app")),
+            name=str(_require(raw, "name", where)),
+            location=str(_require(raw, "location", where)),
+            tags={str(k): str(v) for k, v in (raw.get("tags") or {}).items()},
+            provisioning_state=str(raw.get("provisioning_state", "Succeeded")),
+            created=_parse_time(raw.get("created", "-30d"), start, f"{where}.created"),
+        )
+    )
+    if raw.get("fail_next"):
+        plan = raw["fail_next"]
+        estate.failure_plans[vm.id.lower()] = FailurePlan(
+            error_code=str(_require(plan, "code", f"{where}.fail_next")), attempts=int(plan.get("attempts", 1))
+        )
+    protection = raw.get("protection")
+    if not protection:
+        return
+    pwhere = f"{where}.protection"
+    vault = vaults.get(str(_require(protection, "vault", pwhere)).lower())
+    if vault is None:
+        raise ScenarioError(f"{pwhere}.vault '{protection['vault']}' is not a vault of subscription {sub.subscription_id}")
+    if vault.location.lower() != vm.location.lower():
+        raise ScenarioError(f"{pwhere}: vault {vault.name} is in {vault.location}, the VM in {vm.location}")
+    policy_id = f"{vault.id}/backupPolicies/{protection.get('policy', 'DefaultPolicy')}"
+    if policy_id.lower() not in estate.policies:
+        raise ScenarioError(f"{pwhere}.policy '{protection.get('policy')}' is not a policy of vault {vault.name}")
+    state = str(protection.get("state", "IRPending"))
+    if state not in PROTECTION_STATES:
+        raise ScenarioError(f"{pwhere}.state '{state}' is not one of {sorted(PROTECTION_STATES)}")
+    configured = _parse_time(protection.get("since", "-2h"), start, f"{pwhere}.since")
+    _protect(emulator, vm, vault, policy_id, state, configured, protection, start, pwhere)
+
+
+def _protect(
+    emulator: Emulator,
+    vm: VirtualMachine,
+    vault: Vault,
+    policy_id: str,
+    state: str,
+    configured: datetime,
+    protection: dict[str, Any],
+    start: datetime,
+    where: str,
+) -> None:
+    estate = emulator.estate
+    item = ProtectedItem(vault_id=vault.id, vm=vm, policy_id=policy_id, protection_state=state, configured_at=configured)
+    estate.protected_items[vm.id.lower()] = item
+    estate.discovered.setdefault(vault.id.lower(), set()).add(vm.id.lower())
+    estate.add_job(
+        BackupJob(
+            vault_id=vault.id,
+            vm=vm,
+            operation="ConfigureBackup",
+            start_time=configured - timedelta(seconds=estate.timings.configure_operation_s),
+            status="Completed",
+            end_time=configured,
+        )
+    )
+    if state == "Protected":
+        last = _parse_time(protection.get("last_backup", "-20h"), start, f"{where}.last_backup")
+        estate.add_job(
+            BackupJob(vault_id=vault.id, vm=vm, operation="Backup", start_time=last - timedelta(minutes=40),
+                      status="Completed", end_time=last)
+        )
+        item.last_backup_status = "Completed"
+        item.last_backup_time = last
+        item.last_recovery_point = last
+    if protection.get("last_backup_failed"):
+        failed = protection["last_backup_failed"]
+        code = str(_require(failed, "code", f"{where}.last_backup_failed"))
+        ended = _parse_time(failed.get("at", "-1h"), start, f"{where}.last_backup_failed.at")
+        estate.add_job(
+            BackupJob(vault_id=vault.id, vm=vm, operation="Backup", start_time=ended - timedelta(minutes=10),
+                      status="Failed", end_time=ended, error_code=code,
+                      error_message=str(failed.get("message", f"Backup failed with {code}.")))
+        )
+        item.last_backup_status = "Failed"
+    if protection.get("running_backup"):
+        _start_running_backup(emulator, item, start, where)
+
+
+def _start_running_backup(emulator: Emulator, item: ProtectedItem, start: datetime, where: str) -> None:
+    from emulator.recoveryservices.models import RecoveryServicesBackend
+
+    backend = emulator.backend(RecoveryServicesBackend)
+    backend.start_backup_job(item, started=start - timedelta(minutes=5))
+
+
+def _load_generated(emulator: Emulator, raw: dict[str, Any], start: datetime) -> None:
+    from emulator.generator import generate_estate
+
+    try:
+        generate_estate(emulator.estate, start=start, **raw)
+    except TypeError as exc:
+        raise ScenarioError(f"generate: {exc}") from exc

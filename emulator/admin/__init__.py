@@ -1,5 +1,6 @@
-"""Emulated service: admin (routes in urls.py, handlers in responses.py, rules in models.py)."""
+"""Introspection and control of the emulator under /_emulator/ (no auth, no api-version)."""
 
+from emulator.admin.urls import routes
 from emulator.core.app import Service
 
-SERVICE = Service(name="admin", routes=lambda: [])
+SERVICE = Service(name="admin", routes=routes)
