@@ -21,6 +21,7 @@ VAULTS = f"/subscriptions/{SUB}/providers/Microsoft.RecoveryServices/vaults"
 @pytest.fixture
 def http(emulator_server: EmulatorServer, emulator: Emulator) -> requests.Session:
     session = requests.Session()
+    session.trust_env = False  # REQUESTS_CA_BUNDLE in the environment would override `verify`
     session.verify = emulator_server.ca_bundle
     emulator.load_scenario({"subscriptions": [{"id": SUB, "vaults": [{"name": "v1", "location": "westeurope"}]}]})
     return session
