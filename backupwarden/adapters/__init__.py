@@ -1,0 +1,1 @@
+"""The only code that talks to Azure: thin wrappers over the SDK clients from `backupwarden.clients`."""

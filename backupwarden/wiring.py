@@ -1,0 +1,60 @@
+"""Builds the sweep from settings: the one place that joins adapters, ledger and domain policy."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from azure.core.exceptions import AzureError
+
+from backupwarden.adapters.discovery import Discovery, ResourceGraphDiscovery, VaultsDiscovery
+from backupwarden.adapters.errors import AzureCallError
+from backupwarden.adapters.recovery_services import RecoveryServices
+from backupwarden.clients import AzureClients
+from backupwarden.domain.sweep_rules import SweepPolicy
+from backupwarden.ledger import Ledger
+from backupwarden.settings import Discovery as DiscoveryKind
+from backupwarden.settings import Settings
+from backupwarden.sweep import Sweep, SweepConfig
+
+
+def build_sweep(
+    settings: Settings,
+    clients: AzureClients,
+    *,
+    dry_run: bool | None = None,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> Sweep:
+    """`now` is the wall clock in Azure; the demo and the tests pass the emulator's clock."""
+    recovery = RecoveryServices(clients.backup, poll_timeout_s=settings.operation_poll_timeout_s)
+    discovery: Discovery
+    if settings.discovery is DiscoveryKind.VAULTS:
+        discovery = VaultsDiscovery(clients.recovery_services, clients.compute, recovery, now=now)
+    else:
+        discovery = ResourceGraphDiscovery(clients.resource_graph())
+    ledger = Ledger(clients.ledger_table(), clock=now)
+    ledger.ensure_table()
+    config = SweepConfig(
+        policy=SweepPolicy(
+            grace_period=settings.grace_period,
+            daily_budget=settings.daily_budget,
+            max_triggers_per_run=settings.max_triggers_per_run,
+        ),
+        recovery_point_expiry=timedelta(days=settings.recovery_point_expiry_days),
+        dry_run=settings.dry_run if dry_run is None else dry_run,
+    )
+    return Sweep(discovery, recovery, ledger, lambda: subscriptions_in_scope(settings, clients), config, now=now)
+
+
+def subscriptions_in_scope(settings: Settings, clients: AzureClients) -> list[str]:
+    """The configured subscriptions, or every enabled one the identity can see."""
+    if settings.subscriptions:
+        return list(settings.subscriptions)
+    try:
+        return sorted(
+            str(sub.subscription_id).lower()
+            for sub in clients.subscriptions().subscriptions.list()
+            if (sub.state or "Enabled") == "Enabled"  # a str enum: compare, never str() it
+        )
+    except AzureError as exc:
+        raise AzureCallError.from_sdk("list subscriptions", exc) from exc
