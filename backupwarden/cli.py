@@ -15,7 +15,9 @@ from backupwarden.wiring import build_sweep
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m backupwarden", description="Make sure every Azure VM is backed up.")
+    parser = argparse.ArgumentParser(
+        prog="python -m backupwarden", description="Make sure every Azure VM is backed up."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     sweep = commands.add_parser("sweep", help="trigger the initial backup of VMs stuck in IRPending")
     sweep.add_argument("--dry-run", action="store_true", help="decide and report, but trigger nothing")
@@ -48,7 +50,9 @@ def render_table(report: SweepReport, names: dict[str, str] | None = None) -> st
     rows = [("VM", "RESULT", "REASON", "JOB / ERROR")]
     for outcome in sorted(report.outcomes, key=lambda o: (o.vault_id, o.vm_id)):
         vm = names.get(outcome.vm_id) or outcome.vm_id.rsplit("/", 1)[-1] or outcome.vault_id
-        detail = outcome.job_id or (f"{outcome.error_code}: {outcome.error_message}" if outcome.error_code else "")
+        detail = outcome.job_id or (
+            f"{outcome.error_code}: {outcome.error_message}" if outcome.error_code else ""
+        )
         rows.append((vm, outcome.result.value, outcome.reason, detail))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     lines = [f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}".rstrip() for r in rows]

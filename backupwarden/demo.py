@@ -6,16 +6,15 @@ triggered backups finish, then prints per VM what happened and why.
 
 from __future__ import annotations
 
-from emulator import Emulator, EmulatorServer
-from emulator.azurite import Azurite
-from emulator.scenario import load_scenario_file
-
 from backupwarden.adapters.recovery_services import RecoveryServices, VaultRef
 from backupwarden.clients import AzureClients
 from backupwarden.domain.records import Result
 from backupwarden.settings import Settings
 from backupwarden.sweep import SweepReport
 from backupwarden.wiring import build_sweep
+from emulator import Emulator, EmulatorServer
+from emulator.azurite import Azurite
+from emulator.scenario import load_scenario_file
 
 
 def demo_settings(endpoint: str, ca_bundle: str, storage: str) -> Settings:
@@ -50,20 +49,23 @@ def _states(emulator: Emulator) -> dict[str, str]:
     """Protection state per VM id, or 'unprotected'."""
     with emulator.lock:
         items = emulator.estate.protected_items
-        return {vm_id: (items[vm_id].protection_state if vm_id in items else "unprotected")
-                for vm_id in emulator.estate.vms}
+        return {
+            vm_id: (items[vm_id].protection_state if vm_id in items else "unprotected")
+            for vm_id in emulator.estate.vms
+        }
 
 
 def _verified_states(report: SweepReport, recovery: RecoveryServices) -> dict[str, str]:
-    """After the clock moved: each triggered VM's state and job, read back through the Recovery Services API."""
+    """After the clock moved: each triggered VM's state and job, read back through Recovery Services."""
     states = {}
     for outcome in report.outcomes:
         if outcome.result is not Result.TRIGGERED:
             continue
         vault = VaultRef.parse(outcome.vault_id)
         rg, name = outcome.vm_id.split("/resourcegroups/")[1].split("/")[0], outcome.vm_id.rsplit("/", 1)[-1]
-        item = recovery.protected_item(vault, f"iaasvmcontainer;iaasvmcontainerv2;{rg};{name}",
-                                       f"vm;iaasvmcontainerv2;{rg};{name}")
+        item = recovery.protected_item(
+            vault, f"iaasvmcontainer;iaasvmcontainerv2;{rg};{name}", f"vm;iaasvmcontainerv2;{rg};{name}"
+        )
         state = str(item["properties"].get("protectionState"))
         if outcome.job_id:
             status, error_code = recovery.job_status(vault, outcome.job_id)
@@ -88,9 +90,14 @@ def _render(report: SweepReport, emulator: Emulator, before: dict[str, str], aft
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(f"{cell:<{widths[i]}}" for i, cell in enumerate(row)).rstrip() for row in rows]
     summary = report.summary()
-    lines += ["", f"sweep run {report.run_id}: {summary['candidates']} candidates; "
-              + ", ".join(f"{summary[k]} {k}" for k in ("triggered", "skipped", "dry_run", "failed"))]
+    lines += [
+        "",
+        f"sweep run {report.run_id}: {summary['candidates']} candidates; "
+        + ", ".join(f"{summary[k]} {k}" for k in ("triggered", "skipped", "dry_run", "failed")),
+    ]
     triggered = [o.vm_id for o in report.outcomes if o.result is Result.TRIGGERED]
     protected = sum(1 for vm_id in triggered if after.get(vm_id, "").startswith("Protected"))
-    lines.append(f"after the emulated clock advanced: {protected} of {len(triggered)} triggered VMs are Protected")
+    lines.append(
+        f"after the emulated clock advanced: {protected} of {len(triggered)} triggered VMs are Protected"
+    )
     return "\n".join(lines)

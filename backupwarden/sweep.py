@@ -19,15 +19,14 @@ from typing import Any
 from backupwarden.adapters.discovery import Discovery
 from backupwarden.adapters.errors import AzureCallError
 from backupwarden.adapters.recovery_services import RecoveryServices, VaultRef
+from backupwarden.backup_now import LEDGER_ACTION, BackupTarget, backup_now
 from backupwarden.domain.records import Candidate, ItemState, LedgerView, Outcome, Result
 from backupwarden.domain.sweep_rules import SweepPolicy, decide_trigger, skip_before_verifying
-from backupwarden.ledger import AlreadyClaimed, BudgetExhausted, Claim, Ledger, LedgerError, LedgerStatus
+from backupwarden.ledger import Claim, Ledger, LedgerError, LedgerStatus
 
 logger = logging.getLogger(__name__)
 
 ACTION = "trigger_backup"
-LEDGER_ACTION = "backup"
-IN_PROGRESS_CODE = "UserErrorBackupOperationInProgress"
 FAILED_JOB_STATUSES = frozenset({"Failed", "Cancelled"})
 
 
@@ -91,12 +90,18 @@ class Sweep:
         try:
             found = self._discovery.find_stuck_initial_backups(self._subscriptions())
         except AzureCallError as exc:
-            report.outcomes.append(_outcome(report.run_id, "", "", Result.FAILED, f"discovery failed at {exc.step}", exc))
+            report.outcomes.append(
+                _outcome(report.run_id, "", "", Result.FAILED, f"discovery failed at {exc.step}", exc)
+            )
             report.finished = self._now()
             return report
         report.candidates = len(found.candidates)
         for scope, error in found.failures:
-            report.outcomes.append(_outcome(report.run_id, "", scope, Result.FAILED, f"{error.step} failed for this scope", error))
+            report.outcomes.append(
+                _outcome(
+                    report.run_id, "", scope, Result.FAILED, f"{error.step} failed for this scope", error
+                )
+            )
         with ThreadPoolExecutor(max_workers=max(1, self._config.workers)) as pool:
             report.outcomes.extend(pool.map(run.handle, found.candidates))
         report.finished = self._now()
@@ -121,7 +126,12 @@ class _Run:
         except AzureCallError as exc:
             return self._outcome(candidate, Result.FAILED, f"{exc.step} failed", exc)
         except LedgerError as exc:
-            return self._outcome(candidate, Result.FAILED, f"ledger: {exc}", AzureCallError("ledger", type(exc).__name__, str(exc)))
+            return self._outcome(
+                candidate,
+                Result.FAILED,
+                f"ledger: {exc}",
+                AzureCallError("ledger", type(exc).__name__, str(exc)),
+            )
 
     def _handle(self, candidate: Candidate) -> Outcome:
         sweep, config = self.sweep, self.sweep._config
@@ -140,7 +150,12 @@ class _Run:
         ledger_view = self._ledger_view(candidate, vault, item, now)
         with self._lock:
             decision = decide_trigger(
-                item, ledger_view, configured_at=candidate.configured_at, triggered_this_run=self._triggered, now=now, policy=config.policy,
+                item,
+                ledger_view,
+                configured_at=candidate.configured_at,
+                triggered_this_run=self._triggered,
+                now=now,
+                policy=config.policy,
             )
             if decision.trigger:
                 self._triggered += 1
@@ -152,31 +167,24 @@ class _Run:
 
     def _trigger(self, candidate: Candidate, vault: VaultRef, reason: str, now: datetime) -> Outcome:
         sweep, config = self.sweep, self.sweep._config
-        try:
-            claim = sweep._ledger.claim(candidate.vm_id, LEDGER_ACTION, now.date(), self.run_id,
-                                        max_attempts=config.policy.daily_budget)
-        except AlreadyClaimed as exc:
+        target = BackupTarget(candidate.vm_id, vault, candidate.container_name, candidate.item_name)
+        done = backup_now(
+            sweep._ledger,
+            sweep._recovery,
+            target,
+            run_id=self.run_id,
+            now=now,
+            daily_budget=config.policy.daily_budget,
+            expiry=now + config.recovery_point_expiry,
+        )
+        if done.result is not Result.TRIGGERED:
             self._give_back()
-            return self._outcome(candidate, Result.SKIPPED, f"already handled today by the ledger ({exc.reason})")
-        except BudgetExhausted as exc:
-            self._give_back()
-            return self._outcome(candidate, Result.SKIPPED, f"daily budget spent ({exc.attempts} of {exc.max_attempts})")
-        try:
-            triggered = sweep._recovery.trigger_backup(
-                vault, candidate.container_name, candidate.item_name, now + config.recovery_point_expiry
-            )
-        except AzureCallError as exc:
-            self._give_back()
-            if exc.code == IN_PROGRESS_CODE:
-                sweep._ledger.release(claim)
-                return self._outcome(candidate, Result.SKIPPED, "the service reports a backup already in progress")
-            sweep._ledger.fail(claim, exc.code)
-            return self._outcome(candidate, Result.FAILED, f"{exc.step} failed", exc)
-        sweep._ledger.complete(claim, triggered.job_id or "", triggered.operation_id)
-        job = triggered.job_id or f"unknown yet (operation {triggered.operation_id})"
-        return self._outcome(candidate, Result.TRIGGERED, f"{reason}; backup job {job}", job_id=triggered.job_id)
+            return self._outcome(candidate, done.result, done.reason, done.error)
+        return self._outcome(candidate, Result.TRIGGERED, f"{reason}; {done.reason}", job_id=done.job_id)
 
-    def _ledger_view(self, candidate: Candidate, vault: VaultRef, item: ItemState, now: datetime) -> LedgerView:
+    def _ledger_view(
+        self, candidate: Candidate, vault: VaultRef, item: ItemState, now: datetime
+    ) -> LedgerView:
         sweep = self.sweep
         record = sweep._ledger.record(candidate.vm_id, LEDGER_ACTION, now.date())
         first_seen = None
@@ -189,7 +197,9 @@ class _Run:
             job_status, error_code = sweep._recovery.job_status(vault, record.job_id)
             if job_status in FAILED_JOB_STATUSES and not sweep._config.dry_run:
                 # the job failed after the trigger was accepted: free the key for a retry under the budget
-                claim = Claim(record.vm_id, record.action, record.day, record.run_id, record.attempts, record.etag)
+                claim = Claim(
+                    record.vm_id, record.action, record.day, record.run_id, record.attempts, record.etag
+                )
                 sweep._ledger.fail(claim, error_code or f"Job{job_status}", job_id=record.job_id)
         return LedgerView(
             attempts_today=record.attempts,
@@ -203,16 +213,36 @@ class _Run:
         with self._lock:
             self._triggered -= 1
 
-    def _outcome(self, candidate: Candidate, result: Result, reason: str,
-                 error: AzureCallError | None = None, job_id: str | None = None) -> Outcome:
+    def _outcome(
+        self,
+        candidate: Candidate,
+        result: Result,
+        reason: str,
+        error: AzureCallError | None = None,
+        job_id: str | None = None,
+    ) -> Outcome:
         return _outcome(self.run_id, candidate.vm_id, candidate.vault_id, result, reason, error, job_id)
 
 
-def _outcome(run_id: str, vm_id: str, vault_id: str, result: Result, reason: str,
-             error: AzureCallError | None = None, job_id: str | None = None) -> Outcome:
+def _outcome(
+    run_id: str,
+    vm_id: str,
+    vault_id: str,
+    result: Result,
+    reason: str,
+    error: AzureCallError | None = None,
+    job_id: str | None = None,
+) -> Outcome:
     return Outcome(
-        run_id=run_id, vm_id=vm_id, vault_id=vault_id, action=ACTION, result=result, reason=reason,
-        job_id=job_id, error_code=error.code if error else None, error_message=error.message if error else None,
+        run_id=run_id,
+        vm_id=vm_id,
+        vault_id=vault_id,
+        action=ACTION,
+        result=result,
+        reason=reason,
+        job_id=job_id,
+        error_code=error.code if error else None,
+        error_message=error.message if error else None,
     )
 
 

@@ -43,7 +43,9 @@ def build_sweep(
         recovery_point_expiry=timedelta(days=settings.recovery_point_expiry_days),
         dry_run=settings.dry_run if dry_run is None else dry_run,
     )
-    return Sweep(discovery, recovery, ledger, lambda: subscriptions_in_scope(settings, clients), config, now=now)
+    return Sweep(
+        discovery, recovery, ledger, lambda: subscriptions_in_scope(settings, clients), config, now=now
+    )
 
 
 def subscriptions_in_scope(settings: Settings, clients: AzureClients) -> list[str]:

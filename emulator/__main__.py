@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 
@@ -24,7 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="serve a scenario over HTTPS until interrupted")
     serve.add_argument("--scenario", default="demo", help="a shipped scenario name or a YAML/JSON file")
     serve.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    serve.add_argument("--time-scale", type=_positive_float, default=1.0, help="emulated seconds per real second")
+    serve.add_argument(
+        "--time-scale", type=_positive_float, default=1.0, help="emulated seconds per real second"
+    )
     generate = commands.add_parser("generate", help="print a scenario for a large synthetic estate")
     generate.add_argument("--subscriptions", type=int, default=1)
     generate.add_argument("--vaults-per-subscription", type=int, default=1)
@@ -55,10 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     server = EmulatorServer(emulator, port=args.port)
     print(json.dumps(server.describe()), flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

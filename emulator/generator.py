@@ -47,27 +47,55 @@ def generate_estate(
         sub = estate.add_subscription(Subscription(subscription_id(s), f"generated-{s:03d}"))
         for v in range(vaults_per_subscription):
             region = REGIONS[v % len(REGIONS)]
-            vault = estate.add_vault(Vault(sub.subscription_id, f"rg-backup-{v:03d}", f"vault-{s:03d}-{v:03d}", region))
+            vault = estate.add_vault(
+                Vault(sub.subscription_id, f"rg-backup-{v:03d}", f"vault-{s:03d}-{v:03d}", region)
+            )
             policy = estate.add_policy(BackupPolicy(vault.id, "DefaultPolicy"))
             for k in range(vms_per_vault):
                 vm = estate.add_vm(
-                    VirtualMachine(sub.subscription_id, f"rg-app-{v:03d}", f"vm-{s:03d}-{v:03d}-{k:05d}", region,
-                                   created=start - timedelta(days=30))
+                    VirtualMachine(
+                        sub.subscription_id,
+                        f"rg-app-{v:03d}",
+                        f"vm-{s:03d}-{v:03d}-{k:05d}",
+                        region,
+                        created=start - timedelta(days=30),
+                    )
                 )
                 if k < unprotected_per_vault:
                     continue
                 stuck = k < unprotected_per_vault + stuck_per_vault
                 configured = start - timedelta(hours=stuck_since_hours if stuck else 24 * 7)
-                item = ProtectedItem(vault.id, vm, policy.id, "IRPending" if stuck else "Protected",
-                                     configured_at=configured)
+                item = ProtectedItem(
+                    vault.id, vm, policy.id, "IRPending" if stuck else "Protected", configured_at=configured
+                )
                 estate.protected_items[vm.id.lower()] = item
                 estate.discovered.setdefault(vault.id.lower(), set()).add(vm.id.lower())
                 if not stuck:
                     last = start - timedelta(hours=20)
-                    item.last_backup_status, item.last_backup_time, item.last_recovery_point = "Completed", last, last
+                    item.last_backup_status, item.last_backup_time, item.last_recovery_point = (
+                        "Completed",
+                        last,
+                        last,
+                    )
                 if with_history:
-                    estate.add_job(BackupJob(vault.id, vm, "ConfigureBackup", configured - timedelta(seconds=35),
-                                             status="Completed", end_time=configured))
+                    estate.add_job(
+                        BackupJob(
+                            vault.id,
+                            vm,
+                            "ConfigureBackup",
+                            configured - timedelta(seconds=35),
+                            status="Completed",
+                            end_time=configured,
+                        )
+                    )
                     if not stuck:
-                        estate.add_job(BackupJob(vault.id, vm, "Backup", last - timedelta(minutes=40),
-                                                 status="Completed", end_time=last))
+                        estate.add_job(
+                            BackupJob(
+                                vault.id,
+                                vm,
+                                "Backup",
+                                last - timedelta(minutes=40),
+                                status="Completed",
+                                end_time=last,
+                            )
+                        )

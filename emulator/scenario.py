@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from emulator.core.clock import DEFAULT_START
+from emulator.core.errors import ServiceError
 from emulator.core.realism import Fault, Latency
 from emulator.core.throttle import BucketSpec
 from emulator.estate import (
@@ -38,6 +39,8 @@ SCENARIO_DIR = Path(__file__).parent / "scenarios"
 _RELATIVE = re.compile(r"^-(\d+(?:\.\d+)?)([smhd])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 PROTECTION_STATES = {"IRPending", "Protected", "ProtectionError", "ProtectionStopped"}
+OS_TYPES = {"Linux", "Windows"}
+JOB_OUTCOMES = {"Completed", "CompletedWithWarnings"}
 
 
 class ScenarioError(ValueError):
@@ -68,20 +71,33 @@ def apply_scenario(emulator: Emulator, scenario: dict[str, Any]) -> None:
     """Load `scenario` into a freshly reset emulator (caller holds the lock)."""
     if not isinstance(scenario, dict):
         raise ScenarioError("scenario must be a mapping")
-    start = _parse_time(scenario.get("clock", {}).get("start"), DEFAULT_START, "clock.start")
-    scale = scenario.get("clock", {}).get("scale")
-    emulator.clock.set(start, float(scale) if scale is not None else None)
-    emulator.estate.timings = _timings(scenario.get("timings") or {})
-    _apply_realism(emulator, scenario.get("realism") or {})
-    for index, sub in enumerate(scenario.get("subscriptions") or []):
+    clock = _mapping(scenario.get("clock"), "clock")
+    start = _parse_time(clock.get("start"), DEFAULT_START, "clock.start")
+    # Without `clock.scale` the emulator keeps its scale (the server's --time-scale).
+    emulator.clock.set(start, _number(clock["scale"], "clock.scale") if "scale" in clock else None)
+    emulator.estate.timings = _timings(_mapping(scenario.get("timings"), "timings"))
+    _apply_realism(emulator, _mapping(scenario.get("realism"), "realism"))
+    for index, sub in enumerate(_sequence(scenario.get("subscriptions"), "subscriptions")):
         _load_subscription(emulator, sub, start, f"subscriptions[{index}]")
     if scenario.get("generate"):
-        _load_generated(emulator, scenario["generate"], start)
+        _load_generated(emulator, _mapping(scenario["generate"], "generate"), start)
     for backend in emulator.backends():
-        configure = getattr(backend, "configure", None)
-        section_name = getattr(backend, "scenario_section", None)
-        if configure is not None and section_name and scenario.get(section_name) is not None:
-            configure(scenario[section_name])
+        _configure_backend(backend, scenario)
+
+
+def _configure_backend(backend: Any, scenario: dict[str, Any]) -> None:
+    """Hand a service its own section (`recoveryservices`, `monitor`, `eventgrid`, `resource_graph`)."""
+    configure = getattr(backend, "configure", None)
+    section_name = getattr(backend, "scenario_section", None)
+    if configure is None or not section_name or scenario.get(section_name) is None:
+        return
+    try:
+        configure(scenario[section_name])
+    except ScenarioError:
+        raise
+    except (ValueError, TypeError, KeyError, ServiceError) as exc:
+        message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+        raise ScenarioError(message if message.startswith(section_name) else f"{section_name}: {message}") from exc
 
 
 def _parse_time(raw: Any, origin: datetime, where: str) -> datetime:
@@ -106,19 +122,64 @@ def _timings(raw: dict[str, Any]) -> Timings:
     unknown = set(raw) - known
     if unknown:
         raise ScenarioError(f"timings: unknown keys {sorted(unknown)}; known: {sorted(known)}")
-    return Timings(**raw)
+    values: dict[str, Any] = {}
+    for name, value in raw.items():
+        if name == "job_outcome":
+            if value not in JOB_OUTCOMES:
+                raise ScenarioError(f"timings.job_outcome '{value}' is not one of {sorted(JOB_OUTCOMES)}")
+            values[name] = value
+        else:
+            values[name] = _number(value, f"timings.{name}", minimum=0)
+    if "retry_after_s" in values:
+        values["retry_after_s"] = int(values["retry_after_s"])
+    return Timings(**values)
+
+
+def _number(raw: Any, where: str, minimum: float | None = None) -> float:
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise ScenarioError(f"{where} must be a number, not {raw!r}")
+    if minimum is not None and raw < minimum:
+        raise ScenarioError(f"{where} must be >= {minimum:g}, not {raw!r}")
+    return float(raw)
+
+
+def _mapping(raw: Any, where: str) -> dict[str, Any]:
+    """An optional section: absent or empty is {}, anything but a mapping is an error."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ScenarioError(f"{where} must be a mapping")
+    return raw
+
+
+def _sequence(raw: Any, where: str) -> list[Any]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise ScenarioError(f"{where} must be a list")
+    return raw
 
 
 def _apply_realism(emulator: Emulator, raw: dict[str, Any]) -> None:
-    throttle = raw.get("throttle") or {}
+    throttle = _mapping(raw.get("throttle"), "realism.throttle")
     emulator.throttle.enabled = bool(throttle.get("enabled", True))
     for kind in ("read", "write"):
         if kind in throttle:
-            spec = throttle[kind]
-            emulator.throttle.specs[kind] = BucketSpec(float(spec["capacity"]), float(spec["refill_per_s"]))
-    emulator.latency = Latency.from_dict(raw.get("latency") or {})
+            spec = _mapping(throttle[kind], f"realism.throttle.{kind}")
+            emulator.throttle.specs[kind] = BucketSpec(
+                _number(spec.get("capacity"), f"realism.throttle.{kind}.capacity", minimum=0),
+                _number(spec.get("refill_per_s"), f"realism.throttle.{kind}.refill_per_s", minimum=0),
+            )
+    latency = _mapping(raw.get("latency"), "realism.latency")
     try:
-        emulator.faults.set([Fault.from_dict(f) for f in raw.get("faults") or []])
+        emulator.latency = Latency.from_dict(latency)
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise ScenarioError(f"realism.latency: {exc}") from exc
+    faults = _sequence(raw.get("faults"), "realism.faults")
+    for index, fault in enumerate(faults):
+        _mapping(fault, f"realism.faults[{index}]")
+    try:
+        emulator.faults.set([Fault.from_dict(f) for f in faults])
     except (KeyError, ValueError, TypeError) as exc:
         raise ScenarioError(f"realism.faults: {exc}") from exc
 
@@ -153,7 +214,9 @@ def _load_subscription(emulator: Emulator, raw: dict[str, Any], start: datetime,
         )
         vaults[vault.name.lower()] = vault
         for raw_policy in raw_vault.get("policies") or [{"name": "DefaultPolicy"}]:
-            estate.add_policy(BackupPolicy(vault_id=vault.id, name=str(_require(raw_policy, "name", vault_where))))
+            estate.add_policy(
+                BackupPolicy(vault_id=vault.id, name=str(_require(raw_policy, "name", vault_where)))
+            )
     for index, raw_vm in enumerate(raw.get("vms") or []):
         _load_vm(emulator, sub, vaults, raw_vm, start, f"{where}.vms[{index}]")
 
@@ -181,7 +244,8 @@ def _load_vm(
     if raw.get("fail_next"):
         plan = raw["fail_next"]
         estate.failure_plans[vm.id.lower()] = FailurePlan(
-            error_code=str(_require(plan, "code", f"{where}.fail_next")), attempts=int(plan.get("attempts", 1))
+            error_code=str(_require(plan, "code", f"{where}.fail_next")),
+            attempts=int(plan.get("attempts", 1)),
         )
     protection = raw.get("protection")
     if not protection:
@@ -189,12 +253,16 @@ def _load_vm(
     pwhere = f"{where}.protection"
     vault = vaults.get(str(_require(protection, "vault", pwhere)).lower())
     if vault is None:
-        raise ScenarioError(f"{pwhere}.vault '{protection['vault']}' is not a vault of subscription {sub.subscription_id}")
+        raise ScenarioError(
+            f"{pwhere}.vault '{protection['vault']}' is not a vault of subscription {sub.subscription_id}"
+        )
     if vault.location.lower() != vm.location.lower():
         raise ScenarioError(f"{pwhere}: vault {vault.name} is in {vault.location}, the VM in {vm.location}")
     policy_id = f"{vault.id}/backupPolicies/{protection.get('policy', 'DefaultPolicy')}"
     if policy_id.lower() not in estate.policies:
-        raise ScenarioError(f"{pwhere}.policy '{protection.get('policy')}' is not a policy of vault {vault.name}")
+        raise ScenarioError(
+            f"{pwhere}.policy '{protection.get('policy')}' is not a policy of vault {vault.name}"
+        )
     state = str(protection.get("state", "IRPending"))
     if state not in PROTECTION_STATES:
         raise ScenarioError(f"{pwhere}.state '{state}' is not one of {sorted(PROTECTION_STATES)}")
@@ -214,7 +282,9 @@ def _protect(
     where: str,
 ) -> None:
     estate = emulator.estate
-    item = ProtectedItem(vault_id=vault.id, vm=vm, policy_id=policy_id, protection_state=state, configured_at=configured)
+    item = ProtectedItem(
+        vault_id=vault.id, vm=vm, policy_id=policy_id, protection_state=state, configured_at=configured
+    )
     estate.protected_items[vm.id.lower()] = item
     estate.discovered.setdefault(vault.id.lower(), set()).add(vm.id.lower())
     estate.add_job(
@@ -230,8 +300,14 @@ def _protect(
     if state == "Protected":
         last = _parse_time(protection.get("last_backup", "-20h"), start, f"{where}.last_backup")
         estate.add_job(
-            BackupJob(vault_id=vault.id, vm=vm, operation="Backup", start_time=last - timedelta(minutes=40),
-                      status="Completed", end_time=last)
+            BackupJob(
+                vault_id=vault.id,
+                vm=vm,
+                operation="Backup",
+                start_time=last - timedelta(minutes=40),
+                status="Completed",
+                end_time=last,
+            )
         )
         item.last_backup_status = "Completed"
         item.last_backup_time = last
@@ -241,9 +317,16 @@ def _protect(
         code = str(_require(failed, "code", f"{where}.last_backup_failed"))
         ended = _parse_time(failed.get("at", "-1h"), start, f"{where}.last_backup_failed.at")
         estate.add_job(
-            BackupJob(vault_id=vault.id, vm=vm, operation="Backup", start_time=ended - timedelta(minutes=10),
-                      status="Failed", end_time=ended, error_code=code,
-                      error_message=str(failed.get("message", f"Backup failed with {code}.")))
+            BackupJob(
+                vault_id=vault.id,
+                vm=vm,
+                operation="Backup",
+                start_time=ended - timedelta(minutes=10),
+                status="Failed",
+                end_time=ended,
+                error_code=code,
+                error_message=str(failed.get("message", f"Backup failed with {code}.")),
+            )
         )
         item.last_backup_status = "Failed"
     if protection.get("running_backup"):

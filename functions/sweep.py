@@ -22,4 +22,6 @@ def sweep(timer: func.TimerRequest) -> None:
     settings = Settings.from_env()
     with AzureClients(settings) as clients:
         report = build_sweep(settings, clients).run()
-    logger.info("sweep run summary", extra={"run_id": report.run_id, "past_due": timer.past_due, **report.summary()})
+    logger.info(
+        "sweep run summary", extra={"run_id": report.run_id, "past_due": timer.past_due, **report.summary()}
+    )

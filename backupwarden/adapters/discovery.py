@@ -40,7 +40,8 @@ recoveryservicesresources
     | where type =~ 'microsoft.recoveryservices/vaults/backupjobs'
     | extend operation = tostring(properties.operation), status = tostring(properties.status)
     | summarize runningBackups = countif(operation =~ 'Backup' and status =~ 'InProgress'),
-                configuredAt = max(iff(operation =~ 'ConfigureBackup' and status =~ 'Completed', todatetime(properties.endTime), datetime(null)))
+                configuredAt = max(iff(operation =~ 'ConfigureBackup' and status =~ 'Completed',
+                                       todatetime(properties.endTime), datetime(null)))
         by vaultId = tostring(split(tolower(id), '/backupjobs/')[0]),
            containerName = tolower(tostring(properties.containerName))
   ) on vaultId, containerName
@@ -108,10 +109,15 @@ class VaultsDiscovery:
         result = DiscoveryResult()
         for subscription in subscriptions:
             try:
-                vaults = [VaultRef.parse(str(v.id)) for v in self._vaults_client_for(subscription).vaults.list_by_subscription_id()]
+                vaults = [
+                    VaultRef.parse(str(v.id))
+                    for v in self._vaults_client_for(subscription).vaults.list_by_subscription_id()
+                ]
                 tags = self._vm_tags(subscription)
             except AzureError as exc:
-                result.failures.append((f"/subscriptions/{subscription}", AzureCallError.from_sdk("list vaults", exc)))
+                result.failures.append(
+                    (f"/subscriptions/{subscription}", AzureCallError.from_sdk("list vaults", exc))
+                )
                 continue
             for vault in vaults:
                 try:
@@ -129,13 +135,15 @@ class VaultsDiscovery:
 
     def _vault_candidates(self, vault: VaultRef, tags: dict[str, dict[str, str]]) -> Iterable[Candidate]:
         pending = [
-            item for item in self._recovery.protected_items(vault)
+            item
+            for item in self._recovery.protected_items(vault)
             if str(item["properties"].get("protectionState", "")).lower() == "irpending"
         ]
         if not pending:
             return []
         running = {
-            _container(job) for job in self._recovery.jobs(vault, "status eq 'InProgress' and operation eq 'Backup'")
+            _container(job)
+            for job in self._recovery.jobs(vault, "status eq 'InProgress' and operation eq 'Backup'")
         }
         configured = self._configured_times(vault)
         candidates = []

@@ -11,6 +11,7 @@ from urllib.parse import urlparse
 
 from azure.core.exceptions import AzureError
 from azure.mgmt.recoveryservicesbackup import RecoveryServicesBackupClient
+from azure.mgmt.recoveryservicesbackup.models import BackupRequestResource, IaasVMBackupRequest
 
 from backupwarden.adapters.errors import AzureCallError
 
@@ -37,8 +38,10 @@ class VaultRef:
 
     @property
     def id(self) -> str:
-        return (f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
-                f"/providers/Microsoft.RecoveryServices/vaults/{self.name}")
+        return (
+            f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
+            f"/providers/Microsoft.RecoveryServices/vaults/{self.name}"
+        )
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,8 @@ class RecoveryServices:
         client = self._client_for(vault.subscription_id)
         try:
             for found in client.backup_protected_items.list(
-                vault.name, vault.resource_group,
+                vault.name,
+                vault.resource_group,
                 filter="backupManagementType eq 'AzureIaasVM' and itemType eq 'VM'",
             ):
                 yield _raw(found)
@@ -107,11 +111,17 @@ class RecoveryServices:
     def trigger_backup(self, vault: VaultRef, container: str, item: str, expiry: datetime) -> TriggeredBackup:
         """POST …/backup, then read backupOperations/{op} for the job id (azure-facts §3)."""
         client = self._client_for(vault.subscription_id)
-        request = {"properties": {"objectType": "IaasVMBackupRequest",
-                                  "recoveryPointExpiryTimeInUTC": expiry.strftime("%Y-%m-%dT%H:%M:%S.0000000Z")}}
+        request = BackupRequestResource(
+            properties=IaasVMBackupRequest(recovery_point_expiry_time_in_utc=expiry)
+        )
         try:
             headers = client.backups.trigger(
-                vault.name, vault.resource_group, FABRIC, container, item, request,  # type: ignore[arg-type]
+                vault.name,
+                vault.resource_group,
+                FABRIC,
+                container,
+                item,
+                request,
                 cls=lambda pipeline_response, _body, _headers: pipeline_response.http_response.headers,
             )
         except AzureError as exc:
@@ -125,15 +135,20 @@ class RecoveryServices:
         deadline = time.monotonic() + self._poll_timeout_s
         while True:
             try:
-                status = _raw(client.backup_operation_statuses.get(vault.name, vault.resource_group, operation_id))
+                status = _raw(
+                    client.backup_operation_statuses.get(vault.name, vault.resource_group, operation_id)
+                )
             except AzureError as exc:
                 raise AzureCallError.from_sdk("read backup operation", exc) from exc
             if status.get("status") == "Succeeded":
                 return str((status.get("properties") or {}).get("jobId") or "") or None
             if status.get("status") == "Failed":
                 error = status.get("error") or {}
-                raise AzureCallError("backup operation", str(error.get("code", "OperationFailed")),
-                                     str(error.get("message", "the backup operation failed")))
+                raise AzureCallError(
+                    "backup operation",
+                    str(error.get("code", "OperationFailed")),
+                    str(error.get("message", "the backup operation failed")),
+                )
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
@@ -144,9 +159,12 @@ def _operation_id(headers: Any) -> str:
     for name in ("Azure-AsyncOperation", "Location"):
         url = headers.get(name) if headers is not None else None
         if url:
-            return urlparse(url).path.rstrip("/").rsplit("/", 1)[-1]
-    raise AzureCallError("trigger backup", "MissingOperationHeader",
-                         "the service accepted the backup but sent neither Location nor Azure-AsyncOperation")
+            return str(urlparse(url).path).rstrip("/").rsplit("/", 1)[-1]
+    raise AzureCallError(
+        "trigger backup",
+        "MissingOperationHeader",
+        "the service accepted the backup but sent neither Location nor Azure-AsyncOperation",
+    )
 
 
 def _retry_after(headers: Any) -> float:

@@ -26,10 +26,15 @@ def query_rows(client: ResourceGraphClient, query: str, subscriptions: list[str]
                 page = client.resources(QueryRequest(subscriptions=batch, query=query, options=options))
             except AzureError as exc:
                 raise AzureCallError.from_sdk("resource graph query", exc) from exc
-            yield from page.data or []
+            if not isinstance(page.data, list):  # objectArray was asked for: one mapping per row
+                raise AzureCallError("resource graph query", "UnexpectedResultFormat", "rows were not an array")
+            yield from page.data
             skip_token = page.skip_token
             if not skip_token:
                 if str(page.result_truncated).lower() == "true":
-                    raise AzureCallError("resource graph query", "ResultTruncated",
-                                         "the query result was truncated and cannot be paged; project an id and order by it")
+                    raise AzureCallError(
+                        "resource graph query",
+                        "ResultTruncated",
+                        "the query result was truncated and cannot be paged; project an id and order by it",
+                    )
                 break

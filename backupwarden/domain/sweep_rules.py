@@ -51,15 +51,20 @@ def decide_trigger(
         return TriggerDecision(False, f"opted out by tag {OPT_OUT_TAG}")
     pending_since = configured_at or ledger.first_seen
     if pending_since is None:
-        return TriggerDecision(False, "pending since an unknown time: the grace period starts when first seen")
+        return TriggerDecision(
+            False, "pending since an unknown time: the grace period starts when first seen"
+        )
     if now - pending_since < policy.grace_period:
         return TriggerDecision(
-            False, f"within grace period ({_human(policy.grace_period)} after {pending_since:%Y-%m-%dT%H:%MZ})"
+            False,
+            f"within grace period ({_human(policy.grace_period)} after {pending_since:%Y-%m-%dT%H:%MZ})",
         )
     if ledger.claimed_by_other_run:
         return TriggerDecision(False, "another run is triggering this VM right now")
     if ledger.last_job_status in RUNNING_JOB_STATUSES:
-        return TriggerDecision(False, f"backup job {ledger.last_job_id} triggered earlier today is still running")
+        return TriggerDecision(
+            False, f"backup job {ledger.last_job_id} triggered earlier today is still running"
+        )
     if ledger.last_job_status in SUCCEEDED_JOB_STATUSES:
         return TriggerDecision(False, f"backup job {ledger.last_job_id} triggered earlier today succeeded")
     budget = min(policy.daily_budget, HARD_DAILY_LIMIT)

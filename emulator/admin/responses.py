@@ -75,8 +75,7 @@ def set_throttle(call: Call) -> Reply:
     except (KeyError, ValueError, TypeError) as exc:
         raise BadRequest(f"invalid throttle setting: {exc}") from exc
     throttle.reset()
-    return Reply(200, {"enabled": throttle.enabled,
-                       **{k: vars(v) for k, v in throttle.specs.items()}})
+    return Reply(200, {"enabled": throttle.enabled, **{k: vars(v) for k, v in throttle.specs.items()}})
 
 
 def set_latency(call: Call) -> Reply:

@@ -42,10 +42,21 @@ T = TypeVar("T")
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 
 _REASONS = {
-    200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 400: "Bad Request",
-    401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict",
-    413: "Payload Too Large", 429: "Too Many Requests", 500: "Internal Server Error",
-    502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout",
+    200: "OK",
+    201: "Created",
+    202: "Accepted",
+    204: "No Content",
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    413: "Payload Too Large",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
 }
 
 
@@ -78,7 +89,9 @@ class Call:
         try:
             return json.loads(self.raw_body)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InvalidJson(f"The request content was invalid and could not be deserialized: {exc}.") from exc
+            raise InvalidJson(
+                f"The request content was invalid and could not be deserialized: {exc}."
+            ) from exc
 
     def json_object(self) -> dict[str, Any]:
         body = self.json()
@@ -162,7 +175,9 @@ class Emulator:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method = environ["REQUEST_METHOD"].upper()
         path = environ.get("PATH_INFO", "") or "/"
-        query = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True).items()}
+        query = {
+            k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True).items()
+        }
         headers = {
             key[5:].replace("_", "-").lower(): value
             for key, value in environ.items()
@@ -190,7 +205,15 @@ class Emulator:
             reply = Reply(500, {"error": {"code": "InternalServerError", "message": "Emulator failure."}})
 
         self.requests.append(
-            LoggedRequest(self.clock.now(), method, path, route_template, 0 if reset_connection else reply.status, subscription, kind)
+            LoggedRequest(
+                self.clock.now(),
+                method,
+                path,
+                route_template,
+                0 if reset_connection else reply.status,
+                subscription,
+                kind,
+            )
         )
         if delay_ms > 0:
             time.sleep(delay_ms / 1000.0)
@@ -214,7 +237,9 @@ class Emulator:
         with self.lock:
             now = self.settle()
             if route.kind in ("read", "write") and call.params.get("subscriptionId"):
-                granted, wait_s, remaining = self.throttle.take(call.params["subscriptionId"], route.kind, now)
+                granted, wait_s, remaining = self.throttle.take(
+                    call.params["subscriptionId"], route.kind, now
+                )
                 if not granted:
                     retry = max(1, self.clock.real_seconds(wait_s)) if wait_s != float("inf") else 60
                     raise TooManyRequests(

@@ -51,9 +51,7 @@ class MissingApiVersion(ServiceError):
     code = "MissingApiVersionParameter"
 
     def __init__(self) -> None:
-        super().__init__(
-            "The api-version query parameter (?api-version=) is required for all requests."
-        )
+        super().__init__("The api-version query parameter (?api-version=) is required for all requests.")
 
 
 class InvalidApiVersion(ServiceError):
@@ -125,6 +123,4 @@ class InjectedFault(ServiceError):
     def __init__(self, status: int, retry_after_s: int | None = None) -> None:
         headers = {"Retry-After": str(retry_after_s)} if retry_after_s is not None else {}
         code = "TooManyRequests" if status == 429 else "InternalServerError"
-        super().__init__(
-            f"Injected fault: HTTP {status}.", code=code, status=status, headers=headers
-        )
+        super().__init__(f"Injected fault: HTTP {status}.", code=code, status=status, headers=headers)

@@ -41,7 +41,9 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
-def shape_differences(expected: Any, actual: Any, where: str = "$", ignore: frozenset[str] = frozenset()) -> list[str]:
+def shape_differences(
+    expected: Any, actual: Any, where: str = "$", ignore: frozenset[str] = frozenset()
+) -> list[str]:
     """Every place where `actual` lacks a key of `expected` or holds a value of another type.
 
     Lists are compared element-wise against the example's first element. Keys named in

@@ -1,0 +1,64 @@
+""" "Backup now" through the ledger: the one trigger path the sweep, the new-VM flow and remediation share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from backupwarden.adapters.errors import AzureCallError
+from backupwarden.adapters.recovery_services import RecoveryServices, VaultRef
+from backupwarden.domain.records import Result
+from backupwarden.ledger import AlreadyClaimed, BudgetExhausted, Ledger
+
+LEDGER_ACTION = "backup"
+IN_PROGRESS_CODE = "UserErrorBackupOperationInProgress"
+
+
+@dataclass(frozen=True)
+class BackupNowResult:
+    result: Result  # TRIGGERED, SKIPPED or FAILED
+    reason: str
+    job_id: str | None = None
+    error: AzureCallError | None = None
+
+
+@dataclass(frozen=True)
+class BackupTarget:
+    vm_id: str
+    vault: VaultRef
+    container_name: str
+    item_name: str
+
+
+def backup_now(
+    ledger: Ledger,
+    recovery: RecoveryServices,
+    target: BackupTarget,
+    *,
+    run_id: str,
+    now: datetime,
+    daily_budget: int,
+    expiry: datetime,
+) -> BackupNowResult:
+    """Claim (VM, backup, today), trigger, then settle the claim with what Azure answered.
+
+    A backup already running is a no-op (the claim is released, costing no attempt); any other
+    error settles the claim as failed, so a later run may retry while under the daily budget.
+    """
+    try:
+        claim = ledger.claim(target.vm_id, LEDGER_ACTION, now.date(), run_id, max_attempts=daily_budget)
+    except AlreadyClaimed as exc:
+        return BackupNowResult(Result.SKIPPED, f"already handled today by the ledger ({exc.reason})")
+    except BudgetExhausted as exc:
+        return BackupNowResult(Result.SKIPPED, f"daily budget spent ({exc.attempts} of {exc.max_attempts})")
+    try:
+        triggered = recovery.trigger_backup(target.vault, target.container_name, target.item_name, expiry)
+    except AzureCallError as exc:
+        if exc.code == IN_PROGRESS_CODE:
+            ledger.release(claim)
+            return BackupNowResult(Result.SKIPPED, "the service reports a backup already in progress")
+        ledger.fail(claim, exc.code)
+        return BackupNowResult(Result.FAILED, f"{exc.step} failed", error=exc)
+    ledger.complete(claim, triggered.job_id or "", triggered.operation_id)
+    job = triggered.job_id or f"unknown yet (operation {triggered.operation_id})"
+    return BackupNowResult(Result.TRIGGERED, f"backup job {job}", job_id=triggered.job_id)
