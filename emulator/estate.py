@@ -40,6 +40,8 @@ class VirtualMachine:
     provisioning_state: str = "Succeeded"
     vm_id: str = field(default_factory=new_id)
     created: datetime | None = None
+    size: str = "Standard_D2s_v3"
+    os_type: str = "Linux"  # or "Windows"
 
     @property
     def id(self) -> str:

@@ -9,5 +9,6 @@ from emulator.eventgrid import SERVICE as EVENTGRID
 from emulator.monitor import SERVICE as MONITOR
 from emulator.recoveryservices import SERVICE as RECOVERYSERVICES
 from emulator.resourcegraph import SERVICE as RESOURCEGRAPH
+from emulator.subscriptions import SERVICE as SUBSCRIPTIONS
 
-SERVICES: list[Service] = [ADMIN, COMPUTE, RECOVERYSERVICES, RESOURCEGRAPH, MONITOR, EVENTGRID]
+SERVICES: list[Service] = [ADMIN, SUBSCRIPTIONS, COMPUTE, RECOVERYSERVICES, RESOURCEGRAPH, MONITOR, EVENTGRID]

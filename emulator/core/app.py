@@ -142,8 +142,7 @@ class Emulator:
         with self.lock:
             self.estate = Estate()
             self.timeline.clear()
-            self.throttle.reset()
-            self.throttle.enabled = True
+            self.throttle = Throttle()
             self.faults.clear()
             self.latency = Latency()
             self.requests.clear()
