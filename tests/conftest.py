@@ -1,4 +1,4 @@
-"""Fixtures shared by every test: the emulator over HTTPS on a free port."""
+"""Fixtures shared by every test: the emulator over HTTPS and Azurite, each on free ports."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 from azure.core.credentials import AccessToken
 
 from emulator import Emulator, EmulatorServer
+from emulator.azurite import AZURITE_BIN, Azurite
 
 
 class StaticToken:
@@ -39,3 +40,16 @@ def sdk_kwargs(emulator_server: EmulatorServer, emulator: Emulator) -> dict[str,
         "connection_verify": emulator_server.ca_bundle,
         "credential_scopes": ["https://management.azure.com/.default"],
     }
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[str]:
+    """Azurite (blob, queue, table) in memory on free ports; yields its connection string."""
+    if not AZURITE_BIN.exists():
+        pytest.fail(
+            f"Azurite is not installed ({AZURITE_BIN} is missing): run the tests with `make test`, "
+            "which installs it with npm from package.json.",
+            pytrace=False,
+        )
+    with Azurite() as server:
+        yield server.connection_string

@@ -1,0 +1,44 @@
+# `make demo` and `make test` work on a fresh clone: each sets up what it needs, then runs.
+#   .venv/         Python virtual environment (requirements.txt + requirements-dev.txt)
+#   node_modules/  Azurite, the Azure Storage emulator (package.json + package-lock.json)
+# Both are rebuilt only when their requirement files change (stamp files).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := test
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+VENV_PYTHON := $(VENV)/bin/python
+VENV_STAMP := $(VENV)/.requirements-installed
+NODE_STAMP := node_modules/.package-lock-installed
+PYTEST_ARGS ?=
+
+.PHONY: venv node_modules deps demo test lint
+
+venv: $(VENV_STAMP)
+
+$(VENV_STAMP): requirements.txt requirements-dev.txt
+	@test -n "$(PYTHON)" || { echo "make: python3.11 or python3 is required" >&2; exit 1; }
+	@test -x $(VENV_PYTHON) || $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+		|| { echo "make: $(PYTHON) is older than Python 3.11" >&2; exit 1; }
+	test -x $(VENV_PYTHON) || $(PYTHON) -m venv $(VENV)
+	$(VENV_PYTHON) -m pip install --disable-pip-version-check --quiet -r requirements-dev.txt
+	touch $@
+
+node_modules: $(NODE_STAMP)
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+deps: venv node_modules
+
+demo: deps
+	$(VENV_PYTHON) -m backupwarden demo
+
+test: deps
+	$(VENV_PYTHON) -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV_PYTHON) -m ruff check .
+	$(VENV_PYTHON) -m mypy

@@ -1,0 +1,1 @@
+"""backupwarden: makes sure Azure VMs get their first backup, unattended and safely."""

@@ -1,0 +1,242 @@
+"""The one place every Azure SDK client comes from.
+
+Endpoints, credential, CA bundle and retry policy all come from `Settings`, so pointing the
+app at the emulator, a recorded-traffic replay or real Azure is configuration only.
+
+Retries (azure-core `RetryPolicy`, read from its source, azure-core 1.41):
+- any answer >= 400 carrying `Retry-After` is retried after that many seconds, whatever the
+  method (so ARM's 429s are retried for POST too);
+- without `Retry-After`: 408, 429, 500, 502, 503, 504 (and >= 506) are retried for
+  GET/PUT/DELETE/HEAD/OPTIONS/TRACE; POST/PATCH only on 500, 503, 504;
+- connection errors are retried; `retry_status` defaults to 3 in azure-core, so it is raised
+  to `retry_total` here to make BACKUPWARDEN_HTTP_RETRY_TOTAL the one number that counts.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, TypeVar
+
+from azure.core.credentials import AccessToken, AccessTokenInfo, TokenCredential
+from azure.core.pipeline import PipelineRequest, PipelineResponse
+from azure.core.pipeline.policies import RetryPolicy, SansIOHTTPPolicy
+from azure.data.tables import TableClient
+from azure.identity import DefaultAzureCredential
+from azure.mgmt.compute import ComputeManagementClient
+from azure.mgmt.recoveryservices import RecoveryServicesClient
+from azure.mgmt.recoveryservicesbackup import RecoveryServicesBackupClient
+from azure.mgmt.resource.subscriptions import SubscriptionClient
+from azure.mgmt.resourcegraph import ResourceGraphClient
+from azure.monitor.ingestion import LogsIngestionClient
+from azure.monitor.query import LogsQueryClient
+
+from backupwarden.settings import CredentialKind, Settings, SettingsError
+
+logger = logging.getLogger(__name__)
+
+ClientT = TypeVar("ClientT")
+
+RETRY_BACKOFF_FACTOR_S = 0.8
+RETRY_BACKOFF_MAX_S = 60
+_STATIC_TOKEN_EXPIRES_ON = 4102444800  # 2100-01-01: a static token never refreshes
+
+
+class StaticTokenCredential:
+    """A fixed bearer token for every scope: for the emulator and recorded-traffic replays."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        return AccessToken(self._token, _STATIC_TOKEN_EXPIRES_ON)
+
+    def get_token_info(self, *scopes: str, options: Any = None) -> AccessTokenInfo:
+        return AccessTokenInfo(self._token, _STATIC_TOKEN_EXPIRES_ON)
+
+    def close(self) -> None:
+        pass
+
+
+class RateLimitHeaderLogger(SansIOHTTPPolicy[Any, Any]):
+    """Logs ARM's remaining-quota headers (`x-ms-ratelimit-remaining-*`) at DEBUG, once per try."""
+
+    def on_response(self, request: PipelineRequest[Any], response: PipelineResponse[Any, Any]) -> None:
+        if not logger.isEnabledFor(logging.DEBUG):
+            return
+        headers = response.http_response.headers
+        remaining = {name.lower(): value for name, value in headers.items() if _is_quota_header(name)}
+        if remaining:
+            logger.debug(
+                "arm quota remaining",
+                extra={
+                    "status": response.http_response.status_code,
+                    "url_path": request.http_request.url.split("?", 1)[0],
+                    "quota": remaining,
+                },
+            )
+
+
+def _is_quota_header(name: str) -> bool:
+    lowered = name.lower()
+    return lowered.startswith("x-ms-ratelimit-remaining-") or lowered.startswith("x-ms-user-quota-")
+
+
+def build_credential(settings: Settings) -> TokenCredential:
+    if settings.credential is CredentialKind.STATIC_TOKEN:
+        if not settings.static_token:
+            raise SettingsError(
+                "BACKUPWARDEN_STATIC_TOKEN: missing; required when BACKUPWARDEN_CREDENTIAL=static-token"
+            )
+        return StaticTokenCredential(settings.static_token)
+    # BACKUPWARDEN_CA_BUNDLE is for the Azure API endpoints; token requests keep the system store.
+    return DefaultAzureCredential()
+
+
+class AzureClients:
+    """Builds, caches (per subscription) and closes every SDK client backupwarden uses."""
+
+    def __init__(self, settings: Settings, credential: TokenCredential | None = None) -> None:
+        self.settings = settings
+        self._credential = credential
+        self._owns_credential = credential is None  # a credential handed in is closed by its owner
+        self._clients: dict[tuple[str, str], Any] = {}
+        self._lock = threading.RLock()  # reentrant: building a client reads self.credential
+
+    # --- ARM ---------------------------------------------------------------------------------
+    def subscriptions(self) -> SubscriptionClient:
+        return self._cached("subscriptions", "", lambda: SubscriptionClient(**self._arm_kwargs()))
+
+    def compute(self, subscription_id: str) -> ComputeManagementClient:
+        return self._cached(
+            "compute",
+            subscription_id,
+            lambda: ComputeManagementClient(subscription_id=subscription_id, **self._arm_kwargs()),
+        )
+
+    def recovery_services(self, subscription_id: str) -> RecoveryServicesClient:
+        return self._cached(
+            "recovery_services",
+            subscription_id,
+            lambda: RecoveryServicesClient(subscription_id=subscription_id, **self._arm_kwargs()),
+        )
+
+    def backup(self, subscription_id: str) -> RecoveryServicesBackupClient:
+        return self._cached(
+            "backup",
+            subscription_id,
+            lambda: RecoveryServicesBackupClient(subscription_id=subscription_id, **self._arm_kwargs()),
+        )
+
+    def resource_graph(self) -> ResourceGraphClient:
+        endpoint = self.settings.resource_graph_endpoint
+        return self._cached(
+            "resource_graph", "", lambda: ResourceGraphClient(**self._arm_kwargs(base_url=endpoint))
+        )
+
+    # --- Azure Monitor ---------------------------------------------------------------------------
+    def logs_ingestion(self, endpoint: str | None = None) -> LogsIngestionClient:
+        """A client for a data collection endpoint (DCE); default BACKUPWARDEN_LOGS_INGESTION_ENDPOINT."""
+        dce = endpoint or self.settings.logs_ingestion_endpoint
+        if not dce:
+            raise SettingsError("BACKUPWARDEN_LOGS_INGESTION_ENDPOINT: missing; needed to send logs")
+        return self._cached(
+            "logs_ingestion", dce, lambda: LogsIngestionClient(endpoint=dce, **self._common_kwargs())
+        )
+
+    def logs_query(self, endpoint: str | None = None) -> LogsQueryClient:
+        """A Log Analytics query client; default BACKUPWARDEN_LOG_ANALYTICS_ENDPOINT."""
+        target = endpoint or self.settings.log_analytics_endpoint
+        return self._cached(
+            "logs_query", target, lambda: LogsQueryClient(endpoint=target, **self._common_kwargs())
+        )
+
+    # --- Storage -----------------------------------------------------------------------------
+    def ledger_table(self) -> TableClient:
+        """The ledger's table: by connection string (Azurite, keys) or by identity (table service URI)."""
+        return self._cached("ledger_table", "", self._build_ledger_table)
+
+    def _build_ledger_table(self) -> TableClient:
+        settings = self.settings
+        retry = _retry_kwargs(settings.http_retry_total)
+        if settings.storage_connection_string:
+            return TableClient.from_connection_string(
+                settings.storage_connection_string, table_name=settings.ledger_table, **retry
+            )
+        if not settings.storage_table_uri:
+            raise SettingsError("AzureWebJobsStorage: missing; no connection string and no table service URI")
+        return TableClient(
+            endpoint=settings.storage_table_uri,
+            table_name=settings.ledger_table,
+            credential=self.credential,
+            connection_verify=settings.connection_verify,
+            **retry,
+        )
+
+    # --- shared ------------------------------------------------------------------------------
+    @property
+    def credential(self) -> TokenCredential:
+        with self._lock:
+            if self._credential is None:
+                self._credential = build_credential(self.settings)
+            return self._credential
+
+    def close(self) -> None:
+        with self._lock:
+            clients, self._clients = list(self._clients.values()), {}
+            owned = self._credential if self._owns_credential else None
+            if self._owns_credential:
+                self._credential = None
+        for client in clients:
+            client.close()
+        close_credential = getattr(owned, "close", None)
+        if close_credential is not None:
+            close_credential()
+
+    def __enter__(self) -> AzureClients:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _cached(self, kind: str, key: str, build: Callable[[], ClientT]) -> ClientT:
+        cache_key = (kind, key.lower())
+        with self._lock:
+            if cache_key not in self._clients:
+                self._clients[cache_key] = build()
+            client: ClientT = self._clients[cache_key]
+            return client
+
+    def _common_kwargs(self) -> dict[str, Any]:
+        return {
+            "credential": self.credential,
+            "connection_verify": self.settings.connection_verify,
+            "retry_policy": build_retry_policy(self.settings.http_retry_total),
+            "per_retry_policies": [RateLimitHeaderLogger()],
+        }
+
+    def _arm_kwargs(self, base_url: str | None = None) -> dict[str, Any]:
+        endpoint = base_url or self.settings.arm_endpoint
+        # The token audience follows the ARM endpoint, which also covers sovereign clouds.
+        return {
+            **self._common_kwargs(),
+            "base_url": endpoint,
+            "credential_scopes": [f"{self.settings.arm_endpoint}/.default"],
+        }
+
+
+def build_retry_policy(retry_total: int) -> RetryPolicy[Any, Any]:
+    return RetryPolicy(**_retry_kwargs(retry_total))
+
+
+def _retry_kwargs(retry_total: int) -> dict[str, Any]:
+    return {
+        "retry_total": retry_total,
+        "retry_status": retry_total,
+        "retry_backoff_factor": RETRY_BACKOFF_FACTOR_S,
+        "retry_backoff_max": RETRY_BACKOFF_MAX_S,
+    }

@@ -1,0 +1,308 @@
+"""Every setting backupwarden reads, parsed once into a frozen dataclass.
+
+A missing or malformed value raises `SettingsError` whose message starts with the setting's
+name, so a bad app setting fails the start of a run, not the middle of it. A blank value
+counts as unset (App Service keeps empty app settings as empty strings).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+T = TypeVar("T")
+StrEnumT = TypeVar("StrEnumT", bound=StrEnum)
+
+# Azurite's well-known development account (public, documented by Microsoft; not a secret).
+AZURITE_ACCOUNT_NAME = "devstoreaccount1"
+AZURITE_ACCOUNT_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+DEVELOPMENT_STORAGE = "UseDevelopmentStorage=true"
+
+
+def azurite_connection_string(
+    blob_port: int = 10000, queue_port: int = 10001, table_port: int = 10002
+) -> str:
+    """The connection string of an Azurite on loopback (default ports = `UseDevelopmentStorage=true`)."""
+    base = "http://127.0.0.1"
+    return (
+        f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT_NAME};AccountKey={AZURITE_ACCOUNT_KEY};"
+        f"BlobEndpoint={base}:{blob_port}/{AZURITE_ACCOUNT_NAME};"
+        f"QueueEndpoint={base}:{queue_port}/{AZURITE_ACCOUNT_NAME};"
+        f"TableEndpoint={base}:{table_port}/{AZURITE_ACCOUNT_NAME};"
+    )
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message starts with the setting's name."""
+
+
+class Discovery(StrEnum):
+    RESOURCE_GRAPH = "resource-graph"
+    VAULTS = "vaults"
+
+
+class CredentialKind(StrEnum):
+    DEFAULT = "default"
+    STATIC_TOKEN = "static-token"
+
+
+@dataclass(frozen=True)
+class Settings:
+    subscriptions: tuple[str, ...] = ()  # lower-case GUIDs; empty = every subscription the identity sees
+    discovery: Discovery = Discovery.RESOURCE_GRAPH
+    arm_endpoint: str = "https://management.azure.com"
+    resource_graph_endpoint: str = "https://management.azure.com"
+    log_analytics_endpoint: str = "https://api.loganalytics.io"
+    logs_ingestion_endpoint: str | None = None
+    credential: CredentialKind = CredentialKind.DEFAULT
+    static_token: str | None = field(default=None, repr=False)
+    ca_bundle: str | None = None
+    grace_period: timedelta = timedelta(hours=1)
+    dry_run: bool = False
+    daily_budget: int = 3
+    max_triggers_per_run: int = 500
+    recovery_point_expiry_days: int = 30
+    ledger_table: str = "backupwardenledger"
+    storage_connection_string: str | None = field(default=None, repr=False)
+    storage_table_uri: str | None = None  # identity-based connection (no connection string)
+    storage_queue_uri: str | None = None
+    sweep_schedule: str = "0 */30 * * * *"
+    http_retry_total: int = 5
+    operation_poll_timeout_s: int = 300
+
+    @property
+    def connection_verify(self) -> str | bool:
+        """What azure-core takes as `connection_verify`: the CA bundle path, or True for the system store."""
+        return self.ca_bundle or True
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        default = cls()
+
+        def read(name: str, parse: Callable[[str], T], fallback: T) -> T:
+            return _read(env, name, parse, fallback)
+
+        arm_endpoint = read("BACKUPWARDEN_ARM_ENDPOINT", parse_https_url, default.arm_endpoint)
+        credential = read("BACKUPWARDEN_CREDENTIAL", _choice(CredentialKind), default.credential)
+        connection_string, table_uri, queue_uri = _storage_connection(env)
+        return cls(
+            subscriptions=read("BACKUPWARDEN_SUBSCRIPTIONS", parse_subscription_ids, ()),
+            discovery=read("BACKUPWARDEN_DISCOVERY", _choice(Discovery), default.discovery),
+            arm_endpoint=arm_endpoint,
+            resource_graph_endpoint=read(
+                "BACKUPWARDEN_RESOURCE_GRAPH_ENDPOINT", parse_https_url, arm_endpoint
+            ),
+            log_analytics_endpoint=read(
+                "BACKUPWARDEN_LOG_ANALYTICS_ENDPOINT", parse_https_url, default.log_analytics_endpoint
+            ),
+            logs_ingestion_endpoint=read("BACKUPWARDEN_LOGS_INGESTION_ENDPOINT", parse_https_url, None),
+            credential=credential,
+            static_token=_static_token(env, credential),
+            ca_bundle=read("BACKUPWARDEN_CA_BUNDLE", parse_existing_file, None),
+            grace_period=read("BACKUPWARDEN_GRACE_PERIOD", parse_duration, default.grace_period),
+            dry_run=read("BACKUPWARDEN_DRY_RUN", parse_bool, default.dry_run),
+            daily_budget=read("BACKUPWARDEN_DAILY_BUDGET", _int_range(1, 9), default.daily_budget),
+            max_triggers_per_run=read(
+                "BACKUPWARDEN_MAX_TRIGGERS_PER_RUN", _int_range(1, 100_000), default.max_triggers_per_run
+            ),
+            recovery_point_expiry_days=read(
+                "BACKUPWARDEN_RECOVERY_POINT_EXPIRY_DAYS",
+                _int_range(1, 9999),
+                default.recovery_point_expiry_days,
+            ),
+            ledger_table=read("BACKUPWARDEN_LEDGER_TABLE", parse_table_name, default.ledger_table),
+            storage_connection_string=connection_string,
+            storage_table_uri=table_uri,
+            storage_queue_uri=queue_uri,
+            sweep_schedule=read("SWEEP_SCHEDULE", parse_ncrontab, default.sweep_schedule),
+            http_retry_total=read(
+                "BACKUPWARDEN_HTTP_RETRY_TOTAL", _int_range(0, 20), default.http_retry_total
+            ),
+            operation_poll_timeout_s=read(
+                "BACKUPWARDEN_OPERATION_POLL_TIMEOUT_S", _int_range(1, 3600), default.operation_poll_timeout_s
+            ),
+        )
+
+
+def _read(env: Mapping[str, str], name: str, parse: Callable[[str], T], default: T) -> T:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return parse(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name}: {exc}") from exc
+
+
+def _required(env: Mapping[str, str], name: str, why: str) -> str:
+    raw = env.get(name, "").strip()
+    if not raw:
+        raise SettingsError(f"{name}: missing; {why}")
+    return raw
+
+
+def _static_token(env: Mapping[str, str], credential: CredentialKind) -> str | None:
+    if credential is not CredentialKind.STATIC_TOKEN:
+        return None
+    return _required(env, "BACKUPWARDEN_STATIC_TOKEN", "required when BACKUPWARDEN_CREDENTIAL=static-token")
+
+
+def _storage_connection(env: Mapping[str, str]) -> tuple[str | None, str | None, str | None]:
+    """(connection string, table service URI, queue service URI) from the Functions storage settings.
+
+    `AzureWebJobsStorage` (a connection string) wins; otherwise the identity-based
+    `AzureWebJobsStorage__tableServiceUri` / `__queueServiceUri` / `__accountName` settings apply.
+    """
+    name = "AzureWebJobsStorage"
+    if env.get(name, "").strip():
+        return _read(env, name, parse_storage_connection_string, None), None, None
+    account = _read(env, f"{name}__accountName", parse_storage_account_name, None)
+    table_uri = _read(env, f"{name}__tableServiceUri", parse_https_url, None)
+    queue_uri = _read(env, f"{name}__queueServiceUri", parse_https_url, None)
+    if account is not None:
+        table_uri = table_uri or f"https://{account}.table.core.windows.net"
+        queue_uri = queue_uri or f"https://{account}.queue.core.windows.net"
+    if table_uri is None:
+        raise SettingsError(
+            f"{name}: missing; set a connection string, {DEVELOPMENT_STORAGE} (Azurite), or "
+            f"{name}__accountName / {name}__tableServiceUri for an identity-based connection"
+        )
+    return None, table_uri, queue_uri
+
+
+# --- value parsers: each takes the stripped raw text and raises ValueError ------------------------
+
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_DURATION = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
+_TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
+_ACCOUNT_NAME = re.compile(r"^[a-z0-9]{3,24}$")
+_NCRONTAB_FIELD = re.compile(r"^[0-9A-Za-z*/,\-]+$")
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+def parse_duration(text: str) -> timedelta:
+    """`0`, `90s`, `30m`, `1h`, `2d` or a combination such as `1h30m` (largest unit first)."""
+    value = text.strip().lower()
+    if value == "0":
+        return timedelta(0)
+    match = _DURATION.match(value)
+    if not value or match is None:
+        raise ValueError(f"not a duration like 1h, 30m, 90s, 2d or 0: {text!r}")
+    parts = {unit: int(amount) for unit, amount in match.groupdict().items() if amount is not None}
+    return timedelta(
+        days=parts.get("d", 0), hours=parts.get("h", 0), minutes=parts.get("m", 0), seconds=parts.get("s", 0)
+    )
+
+
+def parse_subscription_ids(text: str) -> tuple[str, ...]:
+    ids: list[str] = []
+    for part in text.split(","):
+        candidate = part.strip()
+        if not candidate:
+            continue
+        if not _GUID.match(candidate):
+            raise ValueError(f"not a subscription id (GUID): {candidate!r}")
+        normalised = str(uuid.UUID(candidate))
+        if normalised not in ids:
+            ids.append(normalised)
+    return tuple(ids)
+
+
+def parse_https_url(text: str) -> str:
+    parts = urlsplit(text)
+    if parts.scheme != "https" or not parts.netloc or parts.query or parts.fragment:
+        raise ValueError(f"not an https URL without query or fragment: {text!r}")
+    return text.rstrip("/")
+
+
+def parse_bool(text: str) -> bool:
+    value = text.lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"not a boolean (true/false/1/0): {text!r}")
+
+
+def parse_existing_file(text: str) -> str:
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise ValueError(f"no such file: {text!r}")
+    return str(path.resolve())
+
+
+def parse_table_name(text: str) -> str:
+    if not _TABLE_NAME.match(text) or text.lower() == "tables":
+        raise ValueError(f"not a valid table name (3-63 letters or digits, starting with a letter): {text!r}")
+    return text
+
+
+def parse_storage_account_name(text: str) -> str:
+    if not _ACCOUNT_NAME.match(text):
+        raise ValueError(f"not a storage account name (3-24 lower-case letters or digits): {text!r}")
+    return text
+
+
+def parse_storage_connection_string(text: str) -> str:
+    """A storage connection string, with `UseDevelopmentStorage=true` expanded to Azurite's default ports.
+
+    The value itself never appears in an error message: it may carry an account key.
+    """
+    if text.replace(" ", "").rstrip(";").lower() == DEVELOPMENT_STORAGE.lower():
+        return azurite_connection_string()
+    pairs = [segment.split("=", 1) for segment in text.split(";") if segment.strip()]
+    if any(len(pair) != 2 or not pair[0].strip() for pair in pairs):
+        raise ValueError("not a connection string of key=value pairs separated by ';'")
+    keys = {key.strip().lower() for key, _ in pairs}
+    if not keys & {"accountname", "tableendpoint"}:
+        raise ValueError("connection string names neither AccountName nor TableEndpoint")
+    return text
+
+
+def parse_ncrontab(text: str) -> str:
+    fields = text.split()
+    if len(fields) != 6:
+        raise ValueError(
+            f"not an NCRONTAB expression with 6 fields ({{second}} {{minute}} {{hour}} {{day}} {{month}} "
+            f"{{day-of-week}}): {text!r} has {len(fields)}"
+        )
+    if not all(_NCRONTAB_FIELD.match(part) for part in fields):
+        raise ValueError(f"NCRONTAB field with unexpected characters: {text!r}")
+    return " ".join(fields)
+
+
+def _choice(kind: type[StrEnumT]) -> Callable[[str], StrEnumT]:
+    def parse(text: str) -> StrEnumT:
+        try:
+            return kind(text.lower())
+        except ValueError:
+            allowed = ", ".join(member.value for member in kind)
+            raise ValueError(f"must be one of {allowed}, not {text!r}") from None
+
+    return parse
+
+
+def _int_range(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise ValueError(f"not an integer: {text!r}") from None
+        if not low <= value <= high:
+            raise ValueError(f"must be from {low} to {high}, not {value}")
+        return value
+
+    return parse
+

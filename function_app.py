@@ -1,0 +1,17 @@
+"""Azure Functions entry point: configures logging and registers the blueprints of `functions/`."""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from functions.sweep import bp as sweep_bp
+
+# The Functions host owns the log handlers; only levels are set here. The Azure SDKs log every
+# request at INFO, which would drown the app's own records.
+logging.getLogger("azure").setLevel(logging.WARNING)
+logging.getLogger("backupwarden").setLevel(logging.INFO)
+
+app = func.FunctionApp()
+app.register_functions(sweep_bp)

@@ -1,0 +1,167 @@
+"""The client factory: every SDK client gets the configured endpoint, credential, CA bundle and retries."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from azure.core.pipeline.policies import RetryPolicy
+from azure.identity import DefaultAzureCredential
+
+from backupwarden.clients import AzureClients, RateLimitHeaderLogger, StaticTokenCredential, build_credential
+from backupwarden.ledger import Ledger
+from backupwarden.settings import Settings, SettingsError
+from emulator import Emulator, EmulatorServer
+from emulator.core.realism import Fault
+from emulator.estate import Subscription
+
+SUB = "11111111-1111-4111-8111-111111111111"
+
+
+@pytest.fixture
+def settings(emulator_server: EmulatorServer, emulator: Emulator) -> Settings:
+    return Settings.from_env(
+        {
+            "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+            "BACKUPWARDEN_ARM_ENDPOINT": emulator_server.endpoint,
+            "BACKUPWARDEN_LOG_ANALYTICS_ENDPOINT": emulator_server.endpoint,
+            "BACKUPWARDEN_LOGS_INGESTION_ENDPOINT": emulator_server.endpoint,
+            "BACKUPWARDEN_CREDENTIAL": "static-token",
+            "BACKUPWARDEN_STATIC_TOKEN": "emulator-token",
+            "BACKUPWARDEN_CA_BUNDLE": emulator_server.ca_bundle,
+            "BACKUPWARDEN_HTTP_RETRY_TOTAL": "2",
+        }
+    )
+
+
+@pytest.fixture
+def clients(settings: Settings) -> Iterator[AzureClients]:
+    with AzureClients(settings) as built:
+        yield built
+
+
+def _policies(client: Any) -> list[Any]:
+    """The policies of a client's pipeline, in order (test-only introspection)."""
+    pipeline = client._client._pipeline
+    return [getattr(policy, "_policy", policy) for policy in pipeline._impl_policies]
+
+
+def _transport_verify(client: Any) -> Any:
+    return client._client._pipeline._transport.connection_config.verify
+
+
+BUILDERS: dict[str, Callable[[AzureClients], Any]] = {
+    "subscriptions": lambda c: c.subscriptions(),
+    "compute": lambda c: c.compute(SUB),
+    "recovery_services": lambda c: c.recovery_services(SUB),
+    "backup": lambda c: c.backup(SUB),
+    "resource_graph": lambda c: c.resource_graph(),
+    "logs_ingestion": lambda c: c.logs_ingestion(),
+    "logs_query": lambda c: c.logs_query(),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_every_client_has_the_configured_retries_quota_logging_and_ca(
+    clients: AzureClients, settings: Settings, name: str
+) -> None:
+    client = BUILDERS[name](clients)
+    policies = _policies(client)
+    retry = next(policy for policy in policies if isinstance(policy, RetryPolicy))
+    assert (retry.total_retries, retry.status_retries) == (2, 2)
+    assert isinstance(policies[policies.index(retry) + 1], RateLimitHeaderLogger)  # sees every try
+    assert _transport_verify(client) == settings.ca_bundle
+    assert client._config.credential is clients.credential
+
+
+ARM_CLIENTS = ["subscriptions", "compute", "recovery_services", "backup", "resource_graph"]
+
+
+@pytest.mark.parametrize("name", ARM_CLIENTS)
+def test_arm_clients_target_the_arm_endpoint_and_its_audience(
+    clients: AzureClients, settings: Settings, name: str
+) -> None:
+    client = BUILDERS[name](clients)
+    assert client._config.credential_scopes == [f"{settings.arm_endpoint}/.default"]
+    base_url = getattr(client._config, "base_url", None) or client._client._base_url
+    assert base_url == settings.arm_endpoint
+
+
+def test_clients_are_cached_per_subscription(clients: AzureClients) -> None:
+    assert clients.backup(SUB) is clients.backup(SUB.upper())
+    assert clients.backup(SUB) is not clients.backup("22222222-2222-4222-8222-222222222222")
+    assert clients.subscriptions() is clients.subscriptions()
+
+
+def test_static_token_and_default_credentials(settings: Settings) -> None:
+    static = build_credential(settings)
+    assert isinstance(static, StaticTokenCredential)
+    assert static.get_token("https://management.azure.com/.default").token == "emulator-token"
+    default = build_credential(Settings.from_env({"AzureWebJobsStorage": "UseDevelopmentStorage=true"}))
+    assert isinstance(default, DefaultAzureCredential)
+
+
+def test_logs_ingestion_without_an_endpoint_names_the_setting() -> None:
+    settings = Settings.from_env({"AzureWebJobsStorage": "UseDevelopmentStorage=true"})
+    with (
+        AzureClients(settings, credential=StaticTokenCredential("t")) as clients,
+        pytest.raises(SettingsError, match=r"^BACKUPWARDEN_LOGS_INGESTION_ENDPOINT: "),
+    ):
+        clients.logs_ingestion()
+
+
+def test_arm_request_reaches_the_emulator_over_tls_with_the_token(
+    clients: AzureClients, emulator: Emulator
+) -> None:
+    with emulator.lock:
+        emulator.estate.add_subscription(Subscription(SUB, "Production"))
+
+    subscription = clients.subscriptions().subscriptions.get(SUB)
+
+    assert subscription.subscription_id == SUB
+    assert subscription.display_name == "Production"
+    served = [entry for entry in emulator.requests.entries() if entry.path == f"/subscriptions/{SUB}"]
+    assert [entry.status for entry in served] == [200]
+
+
+def test_throttled_arm_read_is_retried_and_quota_headers_are_logged(
+    clients: AzureClients, emulator: Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    with emulator.lock:
+        emulator.estate.add_subscription(Subscription(SUB, "Production"))
+    emulator.faults.add(Fault(path_regex=f"^/subscriptions/{SUB}$", status=429, remaining=1, retry_after_s=0))
+
+    with caplog.at_level(logging.DEBUG, logger="backupwarden.clients"):
+        subscription = clients.subscriptions().subscriptions.get(SUB)
+
+    assert subscription.subscription_id == SUB
+    served = [entry.status for entry in emulator.requests.entries() if entry.path == f"/subscriptions/{SUB}"]
+    assert served == [429, 200]
+    quota_logs = [record for record in caplog.records if record.getMessage() == "arm quota remaining"]
+    assert quota_logs, "the x-ms-ratelimit-remaining-* header of the 200 should be logged at DEBUG"
+    quota = quota_logs[-1].quota  # type: ignore[attr-defined]
+    assert "x-ms-ratelimit-remaining-subscription-reads" in quota
+
+
+def test_ledger_table_reaches_azurite_by_connection_string(azurite: str) -> None:
+    settings = Settings.from_env(
+        {"AzureWebJobsStorage": azurite, "BACKUPWARDEN_LEDGER_TABLE": "clientsledger"}
+    )
+    with AzureClients(settings, credential=StaticTokenCredential("unused")) as clients:
+        table = clients.ledger_table()
+        assert table.table_name == "clientsledger"
+        assert clients.ledger_table() is table
+        Ledger(table).ensure_table()
+        assert table.get_table_access_policy() == {}
+        table.delete_table()
+
+
+def test_identity_based_ledger_table_uses_the_factory_credential() -> None:
+    settings = Settings.from_env({"AzureWebJobsStorage__accountName": "bwstore01"})
+    credential = StaticTokenCredential("t")
+    with AzureClients(settings, credential=credential) as clients:
+        table = clients.ledger_table()
+        assert table.url.startswith("https://bwstore01.table.core.windows.net")
+        assert table.credential is credential
