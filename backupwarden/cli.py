@@ -9,9 +9,11 @@ import sys
 from collections.abc import Sequence
 
 from backupwarden.clients import AzureClients
+from backupwarden.domain.vm_events import InvalidEvent
+from backupwarden.event_batch import handle_events, read_events
+from backupwarden.report import RunReport
 from backupwarden.settings import Settings, SettingsError
-from backupwarden.sweep import SweepReport
-from backupwarden.wiring import build_sweep
+from backupwarden.wiring import build_protect_vm, build_sweep
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -22,6 +24,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     sweep = commands.add_parser("sweep", help="trigger the initial backup of VMs stuck in IRPending")
     sweep.add_argument("--dry-run", action="store_true", help="decide and report, but trigger nothing")
     sweep.add_argument("--output", choices=("table", "json"), default="table")
+    handle = commands.add_parser("handle-event", help="protect the VMs of resource write events (file or -)")
+    handle.add_argument("source", help="a JSON file holding one event or an array, or - for standard input")
+    handle.add_argument("--dry-run", action="store_true", help="decide and report, but change nothing")
+    handle.add_argument("--output", choices=("table", "json"), default="table")
     commands.add_parser("demo", help="run the sweep against the embedded emulator and Azurite")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -35,8 +41,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    with AzureClients(settings) as clients:
-        report = build_sweep(settings, clients, dry_run=True if args.dry_run else None).run()
+    dry_run = True if args.dry_run else None
+    if args.command == "handle-event":
+        try:
+            events = read_events(_read_source(args.source))
+        except (OSError, InvalidEvent) as exc:
+            print(f"error: {args.source}: {exc}", file=sys.stderr)
+            return 2
+        with AzureClients(settings) as clients:
+            worker = build_protect_vm(settings, clients, dry_run=dry_run)
+            report = handle_events(
+                events,
+                worker,
+                dry_run=bool(dry_run or settings.dry_run),
+                recheck_s=settings.provisioning_recheck_s,
+            )
+    else:
+        with AzureClients(settings) as clients:
+            report = build_sweep(settings, clients, dry_run=dry_run).run()
     if args.output == "json":
         print(json.dumps(report.to_json()))
     else:
@@ -44,7 +66,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def render_table(report: SweepReport, names: dict[str, str] | None = None) -> str:
+def _read_source(source: str) -> str:
+    if source == "-":
+        return sys.stdin.read()
+    with open(source, encoding="utf-8") as handle:
+        return handle.read()
+
+
+def render_table(report: RunReport, names: dict[str, str] | None = None) -> str:
     """One line per VM: what the sweep did and why, then the summary."""
     names = names or {}
     rows = [("VM", "RESULT", "REASON", "JOB / ERROR")]
@@ -60,6 +89,10 @@ def render_table(report: SweepReport, names: dict[str, str] | None = None) -> st
     lines.append("")
     lines.append(
         f"run {report.run_id}{' (dry run)' if report.dry_run else ''}: {summary['candidates']} candidates, "
-        + ", ".join(f"{summary[k]} {k}" for k in ("triggered", "skipped", "dry_run", "failed"))
+        + ", ".join(
+            f"{count} {key}"
+            for key, count in summary.items()
+            if isinstance(count, int) and key not in ("candidates", "outcomes")
+        )
     )
     return "\n".join(lines)

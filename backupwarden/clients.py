@@ -32,6 +32,7 @@ from azure.mgmt.resource.subscriptions import SubscriptionClient
 from azure.mgmt.resourcegraph import ResourceGraphClient
 from azure.monitor.ingestion import LogsIngestionClient
 from azure.monitor.query import LogsQueryClient
+from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
 from backupwarden.settings import CredentialKind, Settings, SettingsError
 
@@ -173,6 +174,29 @@ class AzureClients:
             credential=self.credential,
             connection_verify=settings.connection_verify,
             **retry,
+        )
+
+    def work_queue(self, name: str) -> QueueClient:
+        """A Storage queue whose messages the Functions queue trigger reads (base64, the host's default)."""
+        return self._cached("work_queue", name, lambda: self._build_queue(name))
+
+    def _build_queue(self, name: str) -> QueueClient:
+        settings = self.settings
+        codecs: dict[str, Any] = {
+            "message_encode_policy": TextBase64EncodePolicy(),
+            "message_decode_policy": TextBase64DecodePolicy(),
+            **_retry_kwargs(settings.http_retry_total),
+        }
+        if settings.storage_connection_string:
+            return QueueClient.from_connection_string(settings.storage_connection_string, name, **codecs)
+        if not settings.storage_queue_uri:
+            raise SettingsError("AzureWebJobsStorage: missing; no connection string and no queue service URI")
+        return QueueClient(
+            settings.storage_queue_uri,
+            name,
+            credential=self.credential,
+            connection_verify=settings.connection_verify,
+            **codecs,
         )
 
     # --- shared ------------------------------------------------------------------------------

@@ -9,8 +9,8 @@ from __future__ import annotations
 from backupwarden.adapters.recovery_services import RecoveryServices, VaultRef
 from backupwarden.clients import AzureClients
 from backupwarden.domain.records import Result
+from backupwarden.report import RunReport
 from backupwarden.settings import Settings
-from backupwarden.sweep import SweepReport
 from backupwarden.wiring import build_sweep
 from emulator import Emulator, EmulatorServer
 from emulator.azurite import Azurite
@@ -55,7 +55,7 @@ def _states(emulator: Emulator) -> dict[str, str]:
         }
 
 
-def _verified_states(report: SweepReport, recovery: RecoveryServices) -> dict[str, str]:
+def _verified_states(report: RunReport, recovery: RecoveryServices) -> dict[str, str]:
     """After the clock moved: each triggered VM's state and job, read back through Recovery Services."""
     states = {}
     for outcome in report.outcomes:
@@ -74,7 +74,7 @@ def _verified_states(report: SweepReport, recovery: RecoveryServices) -> dict[st
     return states
 
 
-def _render(report: SweepReport, emulator: Emulator, before: dict[str, str], after: dict[str, str]) -> str:
+def _render(report: RunReport, emulator: Emulator, before: dict[str, str], after: dict[str, str]) -> str:
     by_vm = {o.vm_id: o for o in report.outcomes}
     rows = [("VM", "REGION", "BEFORE", "SWEEP", "WHY", "AFTER")]
     with emulator.lock:

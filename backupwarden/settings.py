@@ -7,6 +7,7 @@ counts as unset (App Service keeps empty app settings as empty strings).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import uuid
@@ -15,8 +16,10 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
+
+from backupwarden.domain.vault_selection import MappingRule
 
 T = TypeVar("T")
 StrEnumT = TypeVar("StrEnumT", bound=StrEnum)
@@ -79,6 +82,10 @@ class Settings:
     sweep_schedule: str = "0 */30 * * * *"
     http_retry_total: int = 5
     operation_poll_timeout_s: int = 300
+    protect_queue: str = "backupwarden-protect"
+    vault_rules: tuple[MappingRule, ...] = ()
+    provisioning_recheck_s: int = 60
+    max_provisioning_waits: int = 20
 
     @property
     def connection_verify(self) -> str | bool:
@@ -131,6 +138,14 @@ class Settings:
             ),
             operation_poll_timeout_s=read(
                 "BACKUPWARDEN_OPERATION_POLL_TIMEOUT_S", _int_range(1, 3600), default.operation_poll_timeout_s
+            ),
+            protect_queue=read("BACKUPWARDEN_PROTECT_QUEUE", parse_queue_name, default.protect_queue),
+            vault_rules=read("BACKUPWARDEN_VAULT_RULES", parse_vault_rules, ()),
+            provisioning_recheck_s=read(
+                "BACKUPWARDEN_PROVISIONING_RECHECK_S", _int_range(1, 3600), default.provisioning_recheck_s
+            ),
+            max_provisioning_waits=read(
+                "BACKUPWARDEN_MAX_PROVISIONING_WAITS", _int_range(0, 1000), default.max_provisioning_waits
             ),
         )
 
@@ -283,6 +298,52 @@ def parse_ncrontab(text: str) -> str:
     return " ".join(fields)
 
 
+_QUEUE_NAME = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
+_RULE_KEYS = {"vault", "policy", "subscription", "location", "tag", "tag_value"}
+
+
+def parse_queue_name(text: str) -> str:
+    if not _QUEUE_NAME.match(text) or len(text) > 56:  # room for the host's "-poison" suffix
+        raise ValueError(f"not a queue name (3-56 lower-case letters, digits, single hyphens): {text!r}")
+    return text
+
+
+def parse_vault_rules(text: str) -> tuple[MappingRule, ...]:
+    """A JSON array of {vault, policy?, subscription?, location?, tag?, tag_value?}, first match wins."""
+    try:
+        raw: Any = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc.msg} at position {exc.pos}") from None
+    if not isinstance(raw, list):
+        raise ValueError("must be a JSON array of rules")
+    rules = []
+    for index, rule in enumerate(raw):
+        where = f"rule {index + 1}"
+        if not isinstance(rule, dict) or not isinstance(rule.get("vault"), str) or not rule["vault"].strip():
+            raise ValueError(f"{where}: must be an object with a non-empty 'vault'")
+        unknown = set(rule) - _RULE_KEYS
+        if unknown:
+            raise ValueError(f"{where}: unknown keys {sorted(unknown)}; allowed: {sorted(_RULE_KEYS)}")
+        if any(not isinstance(value, str) for value in rule.values()):
+            raise ValueError(f"{where}: every value must be a string")
+        subscription = rule.get("subscription")
+        if subscription is not None and not _GUID.match(subscription):
+            raise ValueError(f"{where}: subscription is not a GUID: {subscription!r}")
+        if "tag_value" in rule and "tag" not in rule:
+            raise ValueError(f"{where}: tag_value needs tag")
+        rules.append(
+            MappingRule(
+                vault=rule["vault"].strip(),
+                policy=rule.get("policy", "DefaultPolicy"),
+                subscription_id=subscription.lower() if subscription else None,
+                location=rule.get("location"),
+                tag=rule["tag"].lower() if "tag" in rule else None,
+                tag_value=rule.get("tag_value"),
+            )
+        )
+    return tuple(rules)
+
+
 def _choice(kind: type[StrEnumT]) -> Callable[[str], StrEnumT]:
     def parse(text: str) -> StrEnumT:
         try:
@@ -305,4 +366,3 @@ def _int_range(low: int, high: int) -> Callable[[str], int]:
         return value
 
     return parse
-

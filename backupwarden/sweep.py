@@ -9,10 +9,9 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,6 +22,7 @@ from backupwarden.backup_now import LEDGER_ACTION, BackupTarget, backup_now
 from backupwarden.domain.records import Candidate, ItemState, LedgerView, Outcome, Result
 from backupwarden.domain.sweep_rules import SweepPolicy, decide_trigger, skip_before_verifying
 from backupwarden.ledger import Claim, Ledger, LedgerError, LedgerStatus
+from backupwarden.report import RunReport
 
 logger = logging.getLogger(__name__)
 
@@ -36,35 +36,6 @@ class SweepConfig:
     recovery_point_expiry: timedelta
     dry_run: bool = False
     workers: int = 8
-
-
-@dataclass
-class SweepReport:
-    run_id: str
-    dry_run: bool
-    started: datetime
-    finished: datetime | None = None
-    candidates: int = 0
-    outcomes: list[Outcome] = field(default_factory=list)
-
-    def summary(self) -> dict[str, Any]:
-        by_result = Counter(o.result.value for o in self.outcomes)
-        return {
-            "candidates": self.candidates,
-            "outcomes": len(self.outcomes),
-            **{result.value: by_result.get(result.value, 0) for result in Result},
-            "started": self.started.isoformat(),
-            "finished": self.finished.isoformat() if self.finished else None,
-        }
-
-    def to_json(self) -> dict[str, Any]:
-        keys = ("vm_id", "vault_id", "action", "result", "reason", "job_id", "error_code")
-        return {
-            "run_id": self.run_id,
-            "dry_run": self.dry_run,
-            "summary": self.summary(),
-            "outcomes": [{k: o.to_dict()[k] for k in keys} for o in self.outcomes],
-        }
 
 
 class Sweep:
@@ -84,8 +55,8 @@ class Sweep:
         self._config = config
         self._now = now
 
-    def run(self, run_id: str | None = None) -> SweepReport:
-        report = SweepReport(run_id or str(uuid.uuid4()), self._config.dry_run, self._now())
+    def run(self, run_id: str | None = None) -> RunReport:
+        report = RunReport(run_id or str(uuid.uuid4()), self._config.dry_run, self._now())
         run = _Run(self, report.run_id)
         try:
             found = self._discovery.find_stuck_initial_backups(self._subscriptions())

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from azure.core.exceptions import AzureError
+from azure.core.exceptions import AzureError, ResourceExistsError
 
 from backupwarden.adapters.discovery import Discovery, ResourceGraphDiscovery, VaultsDiscovery
 from backupwarden.adapters.errors import AzureCallError
+from backupwarden.adapters.inventory import Inventory
+from backupwarden.adapters.protection import Protection
 from backupwarden.adapters.recovery_services import RecoveryServices
 from backupwarden.clients import AzureClients
 from backupwarden.domain.sweep_rules import SweepPolicy
 from backupwarden.ledger import Ledger
+from backupwarden.protect_vm import ProtectConfig, ProtectVm, WorkItem
 from backupwarden.settings import Discovery as DiscoveryKind
 from backupwarden.settings import Settings
 from backupwarden.sweep import Sweep, SweepConfig
@@ -27,11 +31,7 @@ def build_sweep(
 ) -> Sweep:
     """`now` is the wall clock in Azure; the demo and the tests pass the emulator's clock."""
     recovery = RecoveryServices(clients.backup, poll_timeout_s=settings.operation_poll_timeout_s)
-    discovery: Discovery
-    if settings.discovery is DiscoveryKind.VAULTS:
-        discovery = VaultsDiscovery(clients.recovery_services, clients.compute, recovery, now=now)
-    else:
-        discovery = ResourceGraphDiscovery(clients.resource_graph())
+    discovery = build_discovery(settings, clients, recovery, now=now)
     ledger = Ledger(clients.ledger_table(), clock=now)
     ledger.ensure_table()
     config = SweepConfig(
@@ -48,6 +48,19 @@ def build_sweep(
     )
 
 
+def build_discovery(
+    settings: Settings,
+    clients: AzureClients,
+    recovery: RecoveryServices,
+    *,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> Discovery:
+    """The discovery strategy BACKUPWARDEN_DISCOVERY names."""
+    if settings.discovery is DiscoveryKind.VAULTS:
+        return VaultsDiscovery(clients.recovery_services, clients.compute, recovery, now=now)
+    return ResourceGraphDiscovery(clients.resource_graph())
+
+
 def subscriptions_in_scope(settings: Settings, clients: AzureClients) -> list[str]:
     """The configured subscriptions, or every enabled one the identity can see."""
     if settings.subscriptions:
@@ -60,3 +73,40 @@ def subscriptions_in_scope(settings: Settings, clients: AzureClients) -> list[st
         )
     except AzureError as exc:
         raise AzureCallError.from_sdk("list subscriptions", exc) from exc
+
+
+def build_protect_vm(
+    settings: Settings,
+    clients: AzureClients,
+    *,
+    dry_run: bool | None = None,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> ProtectVm:
+    recovery = RecoveryServices(clients.backup, poll_timeout_s=settings.operation_poll_timeout_s)
+    protection = Protection(clients.backup, recovery, poll_timeout_s=settings.operation_poll_timeout_s)
+    ledger = Ledger(clients.ledger_table(), clock=now)
+    ledger.ensure_table()
+    config = ProtectConfig(
+        rules=settings.vault_rules,
+        daily_budget=settings.daily_budget,
+        recovery_point_expiry=timedelta(days=settings.recovery_point_expiry_days),
+        dry_run=settings.dry_run if dry_run is None else dry_run,
+        max_provisioning_waits=settings.max_provisioning_waits,
+    )
+    inventory = Inventory(clients.compute, clients.recovery_services)
+    return ProtectVm(inventory, protection, recovery, ledger, config, now=now)
+
+
+def enqueue_work_item(settings: Settings, clients: AzureClients, item: WorkItem, delay_s: int = 0) -> None:
+    queue = clients.work_queue(settings.protect_queue)
+    with contextlib.suppress(ResourceExistsError):
+        queue.create_queue()
+    try:
+        queue.send_message(item.to_json(), visibility_timeout=delay_s or None)
+    except AzureError as exc:
+        raise AzureCallError.from_sdk("enqueue work item", exc) from exc
+
+
+def requeue_work_item(settings: Settings, clients: AzureClients, item: WorkItem) -> None:
+    """Check a still-provisioning VM again later: a new message, invisible for the recheck delay."""
+    enqueue_work_item(settings, clients, item, delay_s=settings.provisioning_recheck_s)

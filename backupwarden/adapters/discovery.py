@@ -26,6 +26,9 @@ from backupwarden.adapters.resource_graph import query_rows
 from backupwarden.domain.records import Candidate
 
 PROTECTED_ITEM_TYPE = "microsoft.recoveryservices/vaults/backupfabrics/protectioncontainers/protecteditems"
+# Resource Graph keeps backup jobs 14 days (azure-facts §4); the vaults strategy looks back no further
+# for ConfigureBackup jobs, so both strategies know the same configure times.
+CONFIGURE_JOB_LOOKBACK = timedelta(days=14)
 
 STUCK_ITEMS_QUERY = """
 recoveryservicesresources
@@ -170,7 +173,7 @@ class VaultsDiscovery:
         now = self._now()
         window = (
             "operation eq 'ConfigureBackup' and status eq 'Completed'"
-            f" and startTime eq '{_odata_time(now - timedelta(days=30))}' and endTime eq '{_odata_time(now)}'"
+            f" and startTime eq '{_odata_time(now - CONFIGURE_JOB_LOOKBACK)}' and endTime eq '{_odata_time(now)}'"
         )
         configured: dict[str, datetime] = {}
         for job in self._recovery.jobs(vault, window):

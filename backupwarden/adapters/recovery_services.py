@@ -16,6 +16,7 @@ from azure.mgmt.recoveryservicesbackup.models import BackupRequestResource, Iaas
 from backupwarden.adapters.errors import AzureCallError
 
 FABRIC = "Azure"
+MIN_POLL_INTERVAL_S = 0.25  # an operation answered without Retry-After is not polled in a tight loop
 
 
 @dataclass(frozen=True)
@@ -152,14 +153,19 @@ class RecoveryServices:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
-            self._sleep(min(max(retry_after_s, 1.0), remaining))
+            self._sleep(min(max(retry_after_s, MIN_POLL_INTERVAL_S), remaining))
+
+
+def last_segment(url: str) -> str:
+    """The operation id at the end of a Location or Azure-AsyncOperation URL."""
+    return str(urlparse(url).path).rstrip("/").rsplit("/", 1)[-1]
 
 
 def _operation_id(headers: Any) -> str:
     for name in ("Azure-AsyncOperation", "Location"):
         url = headers.get(name) if headers is not None else None
         if url:
-            return str(urlparse(url).path).rstrip("/").rsplit("/", 1)[-1]
+            return last_segment(url)
     raise AzureCallError(
         "trigger backup",
         "MissingOperationHeader",

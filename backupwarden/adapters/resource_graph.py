@@ -27,7 +27,9 @@ def query_rows(client: ResourceGraphClient, query: str, subscriptions: list[str]
             except AzureError as exc:
                 raise AzureCallError.from_sdk("resource graph query", exc) from exc
             if not isinstance(page.data, list):  # objectArray was asked for: one mapping per row
-                raise AzureCallError("resource graph query", "UnexpectedResultFormat", "rows were not an array")
+                raise AzureCallError(
+                    "resource graph query", "UnexpectedResultFormat", "rows were not an array"
+                )
             yield from page.data
             skip_token = page.skip_token
             if not skip_token:

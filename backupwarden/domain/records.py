@@ -13,6 +13,15 @@ class Result(StrEnum):
     SKIPPED = "skipped"
     DRY_RUN = "dry_run"
     FAILED = "failed"
+    # the new-VM flow's outcomes
+    PROTECTED = "protected"
+    ALREADY_PROTECTED = "already_protected"
+    NO_VAULT = "no_vault"
+    VM_GONE = "vm_gone"
+    REQUEUED = "requeued"
+
+
+SWEEP_RESULTS = (Result.TRIGGERED, Result.SKIPPED, Result.DRY_RUN, Result.FAILED)
 
 
 @dataclass(frozen=True)

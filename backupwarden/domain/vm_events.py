@@ -1,0 +1,90 @@
+"""Resource write events (Event Grid or CloudEvents schema) reduced to "this VM may be new"."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+WRITE_SUCCESS = "Microsoft.Resources.ResourceWriteSuccess"
+VM_WRITE = "Microsoft.Compute/virtualMachines/write"
+MAX_EVENT_BYTES = 1024 * 1024  # Event Grid's own limit per event
+_VM_ID = re.compile(
+    r"^/subscriptions/(?P<sub>[0-9a-fA-F-]{36})/resourceGroups/(?P<rg>[-\w._()]{1,90})"
+    r"/providers/Microsoft\.Compute/virtualMachines/(?P<name>[-\w._]{1,64})$",
+    re.IGNORECASE,
+)
+
+
+class InvalidEvent(ValueError):
+    """The event cannot be handled; the message says why. Never retried."""
+
+
+@dataclass(frozen=True)
+class VmWritten:
+    """A VM write: the VM may be new. Its key collapses duplicates of the same write."""
+
+    vm_id: str  # lower-case ARM id
+    subscription_id: str
+    resource_group: str
+    vm_name: str
+    event_id: str
+    correlation_id: str
+
+    @property
+    def dedup_key(self) -> str:
+        return f"{self.vm_id}|{self.correlation_id or self.event_id}"
+
+
+@dataclass(frozen=True)
+class Ignored:
+    """A well-formed event that is not a VM write: acknowledged, with the reason logged."""
+
+    event_id: str
+    reason: str
+
+
+def read_vm_write(event: Any) -> VmWritten | Ignored:
+    """One event in either schema; raises InvalidEvent when it is malformed."""
+    if not isinstance(event, dict):
+        raise InvalidEvent(f"an event must be a JSON object, not {type(event).__name__}")
+    event_id = _text(event, "id")
+    event_type = event.get("eventType", event.get("type"))
+    if not isinstance(event_type, str) or not event_type:
+        raise InvalidEvent(f"event {event_id}: missing eventType (Event Grid) or type (CloudEvents)")
+    if event_type != WRITE_SUCCESS:
+        return Ignored(event_id, f"event type {event_type} is not {WRITE_SUCCESS}")
+    data = event.get("data")
+    if not isinstance(data, dict):
+        raise InvalidEvent(f"event {event_id}: 'data' must be an object")
+    operation = data.get("operationName")
+    if not isinstance(operation, str):
+        raise InvalidEvent(f"event {event_id}: data.operationName must be a string")
+    if operation.lower() != VM_WRITE.lower():
+        return Ignored(event_id, f"operation {operation} is not {VM_WRITE}")
+    resource_uri = data.get("resourceUri")
+    if not isinstance(resource_uri, str):
+        raise InvalidEvent(f"event {event_id}: data.resourceUri must be a string")
+    found = _VM_ID.match(resource_uri.strip())
+    if found is None:
+        raise InvalidEvent(
+            f"event {event_id}: data.resourceUri {resource_uri[:200]!r} is not a virtual machine id"
+        )
+    correlation_id = data.get("correlationId", "")
+    if not isinstance(correlation_id, str):
+        raise InvalidEvent(f"event {event_id}: data.correlationId must be a string")
+    return VmWritten(
+        vm_id=resource_uri.strip().lower(),
+        subscription_id=found.group("sub").lower(),
+        resource_group=found.group("rg"),
+        vm_name=found.group("name"),
+        event_id=event_id,
+        correlation_id=correlation_id,
+    )
+
+
+def _text(event: dict[str, Any], key: str) -> str:
+    value = event.get(key)
+    if not isinstance(value, str) or not value:
+        raise InvalidEvent(f"event is missing its '{key}'")
+    return value

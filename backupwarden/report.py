@@ -1,0 +1,40 @@
+"""The report of one run of any flow: outcomes per VM and a summary, as printed and logged."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from backupwarden.domain.records import SWEEP_RESULTS, Outcome
+
+
+@dataclass
+class RunReport:
+    run_id: str
+    dry_run: bool
+    started: datetime
+    finished: datetime | None = None
+    candidates: int = 0
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        by_result = Counter(o.result.value for o in self.outcomes)
+        return {
+            "candidates": self.candidates,
+            "outcomes": len(self.outcomes),
+            **{result.value: by_result.get(result.value, 0) for result in SWEEP_RESULTS},
+            **{result: count for result, count in sorted(by_result.items())},
+            "started": self.started.isoformat(),
+            "finished": self.finished.isoformat() if self.finished else None,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        keys = ("vm_id", "vault_id", "action", "result", "reason", "job_id", "error_code")
+        return {
+            "run_id": self.run_id,
+            "dry_run": self.dry_run,
+            "summary": self.summary(),
+            "outcomes": [{k: o.to_dict()[k] for k in keys} for o in self.outcomes],
+        }
