@@ -1,48 +1,81 @@
-"""`python -m backupwarden demo`: the sweep against the embedded emulator (demo scenario) and Azurite.
+"""`python -m backupwarden demo`: the main jobs against the embedded emulator (demo scenario) and Azurite.
 
-Starts both, runs the sweep exactly as the timer would, advances the emulated clock until the
-triggered backups finish, then prints per VM what happened and why.
+1. The sweep runs exactly as the timer would; the emulated clock then advances until the
+   triggered backups finish, and each VM's state is read back through the Recovery Services API.
+2. Two VMs are created partway; their Event Grid events go through the `vm_written` function onto
+   the Storage queue, and the queue's work items through the `protect_vm` worker.
+The emulator runs at 60 emulated seconds per real second, so the service's own waits (container
+refresh, configure protection) take about a second.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+from datetime import datetime
+from typing import Any
+
+import azure.functions as func
+
 from backupwarden.adapters.recovery_services import RecoveryServices, VaultRef
 from backupwarden.clients import AzureClients
-from backupwarden.domain.records import Result
+from backupwarden.domain.records import Outcome, Result
+from backupwarden.protect_vm import WorkItem
 from backupwarden.report import RunReport
 from backupwarden.settings import Settings
-from backupwarden.wiring import build_sweep
+from backupwarden.wiring import build_protect_vm, build_sweep
 from emulator import Emulator, EmulatorServer
 from emulator.azurite import Azurite
+from emulator.compute.models import ComputeBackend
+from emulator.eventgrid.models import EventGridBackend
 from emulator.scenario import load_scenario_file
+
+TIME_SCALE = 60.0
+PROD = "11111111-1111-4111-8111-111111111111"
+NEW_VMS = (  # (resource group, name, region, tags): one the weu vault takes, one where no vault is
+    ("rg-new", "web-05", "westeurope", {"env": "prod", "backupwarden:policy": "EnhancedPolicy"}),
+    ("rg-new", "gpu-01", "swedencentral", {"env": "prod"}),
+)
+
+
+def demo_environment(endpoint: str, ca_bundle: str, storage: str) -> dict[str, str]:
+    return {
+        "BACKUPWARDEN_ARM_ENDPOINT": endpoint,
+        "BACKUPWARDEN_CREDENTIAL": "static-token",
+        "BACKUPWARDEN_STATIC_TOKEN": "demo",
+        "BACKUPWARDEN_CA_BUNDLE": ca_bundle,
+        "AzureWebJobsStorage": storage,
+        "BACKUPWARDEN_PROTECT_QUEUE": "backupwarden-protect",
+        "SWEEP_SCHEDULE": "0 */30 * * * *",
+    }
 
 
 def demo_settings(endpoint: str, ca_bundle: str, storage: str) -> Settings:
-    return Settings.from_env(
-        {
-            "BACKUPWARDEN_ARM_ENDPOINT": endpoint,
-            "BACKUPWARDEN_CREDENTIAL": "static-token",
-            "BACKUPWARDEN_STATIC_TOKEN": "demo",
-            "BACKUPWARDEN_CA_BUNDLE": ca_bundle,
-            "AzureWebJobsStorage": storage,
-        }
-    )
+    return Settings.from_env(demo_environment(endpoint, ca_bundle, storage))
 
 
 def run_demo() -> int:
-    emulator = Emulator()
+    emulator = Emulator(time_scale=TIME_SCALE)
     emulator.load_scenario(load_scenario_file("demo"))
     with Azurite() as azurite, EmulatorServer(emulator) as server:
-        settings = demo_settings(server.endpoint, server.ca_bundle, azurite.connection_string)
-        before = _states(emulator)
+        environment = demo_environment(server.endpoint, server.ca_bundle, azurite.connection_string)
+        os.environ.update(environment)  # the Functions handlers read their settings from the environment
+        settings = Settings.from_env(environment)
         with AzureClients(settings) as clients:
-            report = build_sweep(settings, clients, now=emulator.now).run()
-            emulator.advance(emulator.estate.timings.backup_job_s + 60)
-            after = {**_states(emulator), **_verified_states(report, RecoveryServices(clients.backup))}
-        print(_render(report, emulator, before, after))
-        failed = [o for o in report.outcomes if o.result is Result.FAILED]
-        print(f"\n{len(failed)} failed; emulator handled {emulator.requests.summary()['total']} requests.")
+            print(_sweep_phase(emulator, settings, clients))
+            print()
+            print(_new_vm_phase(emulator, settings, clients))
+        print(f"\nemulator handled {emulator.requests.summary()['total']} requests.")
     return 0
+
+
+# --- 1. the sweep ---------------------------------------------------------------------------------
+def _sweep_phase(emulator: Emulator, settings: Settings, clients: AzureClients) -> str:
+    before = _states(emulator)
+    report = build_sweep(settings, clients, now=emulator.now).run()
+    emulator.advance(emulator.estate.timings.backup_job_s + 60)
+    after = {**_states(emulator), **_verified_states(report.outcomes, RecoveryServices(clients.backup))}
+    return _render_sweep(report, emulator, before, after)
 
 
 def _states(emulator: Emulator) -> dict[str, str]:
@@ -55,26 +88,26 @@ def _states(emulator: Emulator) -> dict[str, str]:
         }
 
 
-def _verified_states(report: RunReport, recovery: RecoveryServices) -> dict[str, str]:
-    """After the clock moved: each triggered VM's state and job, read back through Recovery Services."""
+def _verified_states(outcomes: list[Outcome], recovery: RecoveryServices) -> dict[str, str]:
+    """Each VM with a backup job: its state and the job's status, read back through Recovery Services."""
     states = {}
-    for outcome in report.outcomes:
-        if outcome.result is not Result.TRIGGERED:
+    for outcome in outcomes:
+        if outcome.job_id is None or not outcome.vault_id:
             continue
         vault = VaultRef.parse(outcome.vault_id)
         rg, name = outcome.vm_id.split("/resourcegroups/")[1].split("/")[0], outcome.vm_id.rsplit("/", 1)[-1]
         item = recovery.protected_item(
             vault, f"iaasvmcontainer;iaasvmcontainerv2;{rg};{name}", f"vm;iaasvmcontainerv2;{rg};{name}"
         )
-        state = str(item["properties"].get("protectionState"))
-        if outcome.job_id:
-            status, error_code = recovery.job_status(vault, outcome.job_id)
-            state = f"{state} (job {status}{': ' + error_code if error_code else ''})"
-        states[outcome.vm_id] = state
+        status, error_code = recovery.job_status(vault, outcome.job_id)
+        job = f"job {status}{': ' + error_code if error_code else ''}"
+        states[outcome.vm_id] = f"{item['properties'].get('protectionState')} ({job})"
     return states
 
 
-def _render(report: RunReport, emulator: Emulator, before: dict[str, str], after: dict[str, str]) -> str:
+def _render_sweep(
+    report: RunReport, emulator: Emulator, before: dict[str, str], after: dict[str, str]
+) -> str:
     by_vm = {o.vm_id: o for o in report.outcomes}
     rows = [("VM", "REGION", "BEFORE", "SWEEP", "WHY", "AFTER")]
     with emulator.lock:
@@ -87,17 +120,79 @@ def _render(report: RunReport, emulator: Emulator, before: dict[str, str], after
         if outcome and outcome.error_code:
             why = f"{why}: {outcome.error_code}"
         rows.append((vm.name, vm.location, before.get(key, "?"), result, why, after.get(key, "?")))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(f"{cell:<{widths[i]}}" for i, cell in enumerate(row)).rstrip() for row in rows]
     summary = report.summary()
-    lines += [
-        "",
-        f"sweep run {report.run_id}: {summary['candidates']} candidates; "
-        + ", ".join(f"{summary[k]} {k}" for k in ("triggered", "skipped", "dry_run", "failed")),
-    ]
     triggered = [o.vm_id for o in report.outcomes if o.result is Result.TRIGGERED]
     protected = sum(1 for vm_id in triggered if after.get(vm_id, "").startswith("Protected"))
-    lines.append(
-        f"after the emulated clock advanced: {protected} of {len(triggered)} triggered VMs are Protected"
+    return "\n".join(
+        [
+            "== 1. sweep: VMs stuck in 'Initial backup pending' ==",
+            _table(rows),
+            "",
+            f"sweep run {report.run_id}: {summary['candidates']} candidates; "
+            + ", ".join(f"{summary[k]} {k}" for k in ("triggered", "skipped", "dry_run", "failed")),
+            f"after the emulated clock advanced: {protected} of {len(triggered)} triggered VMs are Protected",
+        ]
     )
-    return "\n".join(lines)
+
+
+# --- 2. new VMs -----------------------------------------------------------------------------------
+def _new_vm_phase(emulator: Emulator, settings: Settings, clients: AzureClients) -> str:
+    logging.getLogger().setLevel(logging.ERROR)  # azure-functions warns about auth levels on import
+    from function_app import app  # the deployed entry point: the same handlers the host calls
+
+    logging.getLogger("backupwarden").setLevel(logging.WARNING)  # the table below says it all
+    handlers = {fn.get_function_name(): fn.get_user_function() for fn in app.get_functions()}
+    events = emulator.backend(EventGridBackend)
+    already = len(events.events())
+    compute = emulator.backend(ComputeBackend)
+    for resource_group, name, region, tags in NEW_VMS:
+        compute.create_vm(PROD, resource_group, name, region, tags=tags)
+    published = events.events()[already:]
+    for event in published:
+        handlers["vm_written"](_grid_event(event))
+    queue = clients.work_queue(settings.protect_queue)
+    worker = build_protect_vm(settings, clients, now=emulator.now)
+    outcomes: list[Outcome] = []
+    for message in queue.receive_messages(max_messages=32):
+        outcomes.append(worker.handle(WorkItem.from_json(message.content)))
+        queue.delete_message(message)
+    emulator.advance(emulator.estate.timings.backup_job_s + 60)
+    after = _verified_states(outcomes, RecoveryServices(clients.backup))
+    rows = [("VM", "REGION", "OUTCOME", "WHY", "AFTER")]
+    for outcome in outcomes:
+        vm = emulator.estate.vms.get(outcome.vm_id)
+        region = vm.location if vm else "?"
+        rows.append(
+            (
+                outcome.vm_id.rsplit("/", 1)[-1],
+                region,
+                outcome.result.value,
+                outcome.reason,
+                after.get(outcome.vm_id, "-"),
+            )
+        )
+    return "\n".join(
+        [
+            "== 2. new VMs: Event Grid -> vm_written -> queue -> protect_vm ==",
+            f"{len(NEW_VMS)} VMs created, {len(published)} events published (a create can emit a duplicate pair); "
+            f"{len(outcomes)} work items handled",
+            _table(rows),
+        ]
+    )
+
+
+def _grid_event(event: dict[str, Any]) -> func.EventGridEvent:
+    return func.EventGridEvent(
+        id=str(event["id"]),
+        data=event["data"],
+        topic=str(event.get("topic", "")),
+        subject=str(event.get("subject", "")),
+        event_type=str(event["eventType"]),
+        event_time=datetime.fromisoformat(str(event["eventTime"]).replace("Z", "+00:00")),
+        data_version=str(event.get("dataVersion", "")),
+    )
+
+
+def _table(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(f"{cell:<{widths[i]}}" for i, cell in enumerate(row)).rstrip() for row in rows)

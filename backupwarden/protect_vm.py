@@ -155,7 +155,7 @@ class ProtectVm:
         )
         vault_id = (status.vault_id or "") if status else ""
         if decision.result is Result.ALREADY_PROTECTED and self._protected_by_us_today(item):
-            return self._initial_backup(item, VaultRef.parse(vault_id), run_id, "resumed an interrupted run")
+            return self._resume(item, VaultRef.parse(vault_id), run_id)
         if not decision.proceed or vm is None:
             return _outcome(run_id, item.vm_id, vault_id, decision.result or Result.SKIPPED, decision.reason)
         facts = VmFacts(item.vm_id, item.subscription_id, vm.location, vm.tags)
@@ -222,6 +222,14 @@ class ProtectVm:
             f"{done_so_far}; initial backup: {result.reason}",
             job_id=result.job_id,
         )
+
+    def _resume(self, item: WorkItem, vault: VaultRef, run_id: str) -> Outcome:
+        """Protected by an earlier run of ours today: make sure its initial backup was triggered."""
+        outcome = self._initial_backup(item, vault, run_id, "protected earlier today by backupwarden")
+        if outcome.result is Result.PROTECTED and outcome.job_id is None:
+            # the ledger shows the initial backup already handled: a duplicate or redelivered event
+            return replace(outcome, result=Result.ALREADY_PROTECTED)
+        return outcome
 
     def _protected_by_us_today(self, item: WorkItem) -> bool:
         return self._ledger.record(item.vm_id, LEDGER_ACTION, self._now().date()) is not None
