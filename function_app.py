@@ -7,6 +7,7 @@ import logging
 import azure.functions as func
 
 from functions.new_vms import bp as new_vms_bp
+from functions.outcomes import bp as outcomes_bp
 from functions.sweep import bp as sweep_bp
 
 # The Functions host owns the log handlers; only levels are set here. The Azure SDKs log every
@@ -17,3 +18,4 @@ logging.getLogger("backupwarden").setLevel(logging.INFO)
 app = func.FunctionApp()
 app.register_functions(sweep_bp)
 app.register_functions(new_vms_bp)
+app.register_functions(outcomes_bp)

@@ -39,6 +39,7 @@ def backup_now(
     now: datetime,
     daily_budget: int,
     expiry: datetime,
+    triggered_by: str,
 ) -> BackupNowResult:
     """Claim (VM, backup, today), trigger, then settle the claim with what Azure answered.
 
@@ -59,6 +60,6 @@ def backup_now(
             return BackupNowResult(Result.SKIPPED, "the service reports a backup already in progress")
         ledger.fail(claim, exc.code)
         return BackupNowResult(Result.FAILED, f"{exc.step} failed", error=exc)
-    ledger.complete(claim, triggered.job_id or "", triggered.operation_id)
+    ledger.complete(claim, triggered.job_id or "", triggered.operation_id, triggered_by=triggered_by)
     job = triggered.job_id or f"unknown yet (operation {triggered.operation_id})"
     return BackupNowResult(Result.TRIGGERED, f"backup job {job}", job_id=triggered.job_id)

@@ -13,7 +13,7 @@ from backupwarden.domain.vm_events import InvalidEvent
 from backupwarden.event_batch import handle_events, read_events
 from backupwarden.report import RunReport
 from backupwarden.settings import Settings, SettingsError
-from backupwarden.wiring import build_protect_vm, build_sweep
+from backupwarden.wiring import build_outcome_shipping, build_protect_vm, build_sweep, record_actions
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -28,7 +28,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     handle.add_argument("source", help="a JSON file holding one event or an array, or - for standard input")
     handle.add_argument("--dry-run", action="store_true", help="decide and report, but change nothing")
     handle.add_argument("--output", choices=("table", "json"), default="table")
-    commands.add_parser("demo", help="run the sweep against the embedded emulator and Azurite")
+    commands.add_parser("ship-outcomes", help="send finished jobs and decisions to Log Analytics")
+    commands.add_parser("demo", help="run the main jobs against the embedded emulator and Azurite")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
@@ -41,6 +42,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.command == "ship-outcomes":
+        with AzureClients(settings) as clients:
+            try:
+                shipped = build_outcome_shipping(settings, clients).run()
+            except SettingsError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+        print(json.dumps(shipped.to_json()))
+        return 0 if all(result.complete for result in shipped.results) else 1
     dry_run = True if args.dry_run else None
     if args.command == "handle-event":
         try:
@@ -56,9 +66,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 dry_run=bool(dry_run or settings.dry_run),
                 recheck_s=settings.provisioning_recheck_s,
             )
+            record_actions(settings, clients, report.outcomes, source="Cli", dry_run=report.dry_run)
     else:
         with AzureClients(settings) as clients:
             report = build_sweep(settings, clients, dry_run=dry_run).run()
+            record_actions(settings, clients, report.outcomes, source="Cli", dry_run=report.dry_run)
     if args.output == "json":
         print(json.dumps(report.to_json()))
     else:

@@ -157,20 +157,28 @@ class AzureClients:
     # --- Storage -----------------------------------------------------------------------------
     def ledger_table(self) -> TableClient:
         """The ledger's table: by connection string (Azurite, keys) or by identity (table service URI)."""
-        return self._cached("ledger_table", "", self._build_ledger_table)
+        return self._cached(
+            "table", self.settings.ledger_table, lambda: self._build_table(self.settings.ledger_table)
+        )
 
-    def _build_ledger_table(self) -> TableClient:
+    def outbox_table(self) -> TableClient:
+        """The outbox of Log Analytics records waiting for upload (same storage account as the ledger)."""
+        return self._cached(
+            "table", self.settings.outbox_table, lambda: self._build_table(self.settings.outbox_table)
+        )
+
+    def _build_table(self, table_name: str) -> TableClient:
         settings = self.settings
         retry = _retry_kwargs(settings.http_retry_total)
         if settings.storage_connection_string:
             return TableClient.from_connection_string(
-                settings.storage_connection_string, table_name=settings.ledger_table, **retry
+                settings.storage_connection_string, table_name=table_name, **retry
             )
         if not settings.storage_table_uri:
             raise SettingsError("AzureWebJobsStorage: missing; no connection string and no table service URI")
         return TableClient(
             endpoint=settings.storage_table_uri,
-            table_name=settings.ledger_table,
+            table_name=table_name,
             credential=self.credential,
             connection_verify=settings.connection_verify,
             **retry,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +20,7 @@ import azure.functions as func
 
 from backupwarden.adapters.recovery_services import RecoveryServices, VaultRef
 from backupwarden.clients import AzureClients
+from backupwarden.domain.log_schema import TABLES
 from backupwarden.domain.records import Outcome, Result
 from backupwarden.protect_vm import WorkItem
 from backupwarden.report import RunReport
@@ -28,6 +30,7 @@ from emulator import Emulator, EmulatorServer
 from emulator.azurite import Azurite
 from emulator.compute.models import ComputeBackend
 from emulator.eventgrid.models import EventGridBackend
+from emulator.monitor.models import MonitorBackend
 from emulator.scenario import load_scenario_file
 
 TIME_SCALE = 60.0
@@ -36,6 +39,27 @@ NEW_VMS = (  # (resource group, name, region, tags): one the weu vault takes, on
     ("rg-new", "web-05", "westeurope", {"env": "prod", "backupwarden:policy": "EnhancedPolicy"}),
     ("rg-new", "gpu-01", "swedencentral", {"env": "prod"}),
 )
+
+
+DEMO_WORKSPACE_ID = "0b5e8a0e-5c3d-4d7e-9f1a-7c2b1e0d4a11"
+DEMO_DCR_ID = "dcr-5ba0c0de0123456789abcdef01234567"
+
+
+def provision_log_analytics(
+    emulator: Emulator, workspace_id: str = DEMO_WORKSPACE_ID, dcr_id: str = DEMO_DCR_ID
+) -> None:
+    """What infra/app/monitoring.bicep deploys, in the emulator: the workspace, its tables and the DCR."""
+    monitor = emulator.backend(MonitorBackend)
+    monitor.add_workspace("backupwarden", customer_id=workspace_id)
+    streams = {
+        table.stream: {
+            "columns": [{"name": c.name, "type": c.type} for c in table.columns],
+            "output_table": table.table,
+            "workspace": workspace_id,
+        }
+        for table in TABLES
+    }
+    monitor.add_dcr("backupwarden", streams, immutable_id=dcr_id)
 
 
 def demo_environment(endpoint: str, ca_bundle: str, storage: str) -> dict[str, str]:
@@ -47,6 +71,10 @@ def demo_environment(endpoint: str, ca_bundle: str, storage: str) -> dict[str, s
         "AzureWebJobsStorage": storage,
         "BACKUPWARDEN_PROTECT_QUEUE": "backupwarden-protect",
         "SWEEP_SCHEDULE": "0 */30 * * * *",
+        "BACKUPWARDEN_LOGS_INGESTION_ENDPOINT": endpoint,
+        "BACKUPWARDEN_LOG_ANALYTICS_ENDPOINT": endpoint,
+        "BACKUPWARDEN_DCR_IMMUTABLE_ID": DEMO_DCR_ID,
+        "BACKUPWARDEN_LOG_ANALYTICS_WORKSPACE_ID": DEMO_WORKSPACE_ID,
     }
 
 
@@ -193,6 +221,6 @@ def _grid_event(event: dict[str, Any]) -> func.EventGridEvent:
     )
 
 
-def _table(rows: list[tuple[str, ...]]) -> str:
+def _table(rows: Sequence[tuple[str, ...]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(f"{cell:<{widths[i]}}" for i, cell in enumerate(row)).rstrip() for row in rows)

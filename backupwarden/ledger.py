@@ -41,6 +41,7 @@ from azure.data.tables import TableClient, UpdateMode
 logger = logging.getLogger(__name__)
 
 SEEN_ROW_KEY = "seen"
+JOB_INDEX_PARTITION = "job"  # job id -> the claim that started it (a VM partition is a sha256 hex, never this)
 DEFAULT_IN_PROGRESS_TTL = timedelta(hours=1)  # longer than any function run (Consumption max: 10 min)
 _CLAIM_ROUNDS = 3  # create -> read -> replace, retried when the entity vanishes in between
 _FORBIDDEN_IN_KEYS = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f|]")
@@ -101,6 +102,18 @@ class LedgerRecord:
     updated: datetime
     expires: datetime
     etag: str
+
+
+@dataclass(frozen=True)
+class JobAttribution:
+    """The action that started a backup job: the link from a job outcome back to a decision."""
+
+    job_id: str
+    vm_id: str
+    action: str
+    run_id: str
+    attempt: int
+    triggered_by: str  # Sweep, NewVm, Remediation
 
 
 @dataclass(frozen=True)
@@ -205,9 +218,43 @@ class Ledger:
             raise AlreadyClaimed("claimed_concurrently", record) from exc
         return Claim(record.vm_id, record.action, record.day, run_id, attempts, etag)
 
-    def complete(self, claim: Claim, job_id: str, op_id: str | None = None) -> None:
-        """The action was accepted by Azure: record its job (and operation) id."""
+    def complete(self, claim: Claim, job_id: str, op_id: str | None = None, triggered_by: str = "") -> None:
+        """The action was accepted by Azure: record its job (and operation) id, and index the job."""
         self._settle(claim, LedgerStatus.COMPLETED, {"job_id": job_id, "op_id": op_id or "", "reason": ""})
+        if job_id:
+            self._index_job(claim, job_id, triggered_by)
+
+    def job_attribution(self, job_id: str) -> JobAttribution | None:
+        """Which of our actions started this job, or None when it was not us."""
+        try:
+            entity = self._table.get_entity(JOB_INDEX_PARTITION, job_id)
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            raise LedgerUnavailable(f"cannot read job index {job_id}") from exc
+        return JobAttribution(
+            job_id=job_id,
+            vm_id=str(entity.get("vm_id", "")),
+            action=str(entity.get("action", "")),
+            run_id=str(entity.get("run_id", "")),
+            attempt=int(entity.get("attempt", 1)),
+            triggered_by=str(entity.get("triggered_by", "")),
+        )
+
+    def _index_job(self, claim: Claim, job_id: str, triggered_by: str) -> None:
+        entity = {
+            "PartitionKey": JOB_INDEX_PARTITION,
+            "RowKey": job_id,
+            "vm_id": claim.vm_id,
+            "action": claim.action,
+            "run_id": claim.run_id,
+            "attempt": claim.attempts,
+            "triggered_by": triggered_by,
+        }
+        try:
+            self._table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+        except AzureError as exc:
+            raise LedgerUnavailable(f"cannot index job {job_id}") from exc
 
     def fail(self, claim: Claim, error_code: str, job_id: str | None = None) -> None:
         """The action failed with `error_code`; the key may be claimed again while under budget."""

@@ -189,7 +189,7 @@ class ProtectVm:
         except AzureCallError as exc:
             self._ledger.fail(claim, exc.code)
             raise
-        self._ledger.complete(claim, enabled.job_id or "", enabled.operation_id)
+        self._ledger.complete(claim, enabled.job_id or "", enabled.operation_id, triggered_by="NewVm")
         configured = f"protected in {where}, ConfigureBackup job {enabled.job_id or enabled.operation_id}"
         return self._initial_backup(item, vault, run_id, configured)
 
@@ -204,6 +204,7 @@ class ProtectVm:
             now=now,
             daily_budget=self._config.daily_budget,
             expiry=now + self._config.recovery_point_expiry,
+            triggered_by="NewVm",
         )
         if result.result is Result.FAILED and result.error is not None:
             return _outcome(

@@ -86,6 +86,11 @@ class Settings:
     vault_rules: tuple[MappingRule, ...] = ()
     provisioning_recheck_s: int = 60
     max_provisioning_waits: int = 20
+    dcr_immutable_id: str | None = None
+    workspace_id: str | None = None
+    outcomes_schedule: str = "0 */5 * * * *"
+    outbox_table: str = "backupwardenoutbox"
+    jobs_overlap: timedelta = timedelta(hours=1)
 
     @property
     def connection_verify(self) -> str | bool:
@@ -147,6 +152,11 @@ class Settings:
             max_provisioning_waits=read(
                 "BACKUPWARDEN_MAX_PROVISIONING_WAITS", _int_range(0, 1000), default.max_provisioning_waits
             ),
+            dcr_immutable_id=read("BACKUPWARDEN_DCR_IMMUTABLE_ID", parse_dcr_immutable_id, None),
+            workspace_id=read("BACKUPWARDEN_LOG_ANALYTICS_WORKSPACE_ID", parse_guid, None),
+            outcomes_schedule=read("OUTCOMES_SCHEDULE", parse_ncrontab, default.outcomes_schedule),
+            outbox_table=read("BACKUPWARDEN_OUTBOX_TABLE", parse_table_name, default.outbox_table),
+            jobs_overlap=read("BACKUPWARDEN_JOBS_OVERLAP", parse_duration, default.jobs_overlap),
         )
 
 
@@ -302,6 +312,21 @@ _QUEUE_NAME = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
 _RULE_KEYS = {"vault", "policy", "subscription", "location", "tag", "tag_value"}
 
 
+_DCR_IMMUTABLE_ID = re.compile(r"^dcr-[0-9a-f]{32}$")
+
+
+def parse_dcr_immutable_id(text: str) -> str:
+    if not _DCR_IMMUTABLE_ID.match(text):
+        raise ValueError(f"not a data collection rule immutable id (dcr- and 32 hex digits): {text!r}")
+    return text
+
+
+def parse_guid(text: str) -> str:
+    if not _GUID.match(text):
+        raise ValueError(f"not a GUID: {text!r}")
+    return text.lower()
+
+
 def parse_queue_name(text: str) -> str:
     if not _QUEUE_NAME.match(text) or len(text) > 56:  # room for the host's "-poison" suffix
         raise ValueError(f"not a queue name (3-56 lower-case letters, digits, single hyphens): {text!r}")
@@ -331,10 +356,12 @@ def parse_vault_rules(text: str) -> tuple[MappingRule, ...]:
             raise ValueError(f"{where}: subscription is not a GUID: {subscription!r}")
         if "tag_value" in rule and "tag" not in rule:
             raise ValueError(f"{where}: tag_value needs tag")
+        if not rule.get("policy", "DefaultPolicy").strip():
+            raise ValueError(f"{where}: policy must not be blank")
         rules.append(
             MappingRule(
                 vault=rule["vault"].strip(),
-                policy=rule.get("policy", "DefaultPolicy"),
+                policy=rule.get("policy", "DefaultPolicy").strip(),
                 subscription_id=subscription.lower() if subscription else None,
                 location=rule.get("location"),
                 tag=rule["tag"].lower() if "tag" in rule else None,

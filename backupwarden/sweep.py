@@ -147,6 +147,7 @@ class _Run:
             now=now,
             daily_budget=config.policy.daily_budget,
             expiry=now + config.recovery_point_expiry,
+            triggered_by="Sweep",
         )
         if done.result is not Result.TRIGGERED:
             self._give_back()

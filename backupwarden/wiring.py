@@ -11,14 +11,20 @@ from azure.core.exceptions import AzureError, ResourceExistsError
 from backupwarden.adapters.discovery import Discovery, ResourceGraphDiscovery, VaultsDiscovery
 from backupwarden.adapters.errors import AzureCallError
 from backupwarden.adapters.inventory import Inventory
+from backupwarden.adapters.logs_ingestion import LogsUploader
 from backupwarden.adapters.protection import Protection
 from backupwarden.adapters.recovery_services import RecoveryServices
 from backupwarden.clients import AzureClients
 from backupwarden.domain.sweep_rules import SweepPolicy
+from backupwarden.job_outcomes import JobOutcomeCollector
+from backupwarden.domain.records import Outcome
 from backupwarden.ledger import Ledger
+from backupwarden.outbox import Outbox
+from backupwarden.outcome_shipping import ActionRecorder, OutcomeShipping
 from backupwarden.protect_vm import ProtectConfig, ProtectVm, WorkItem
 from backupwarden.settings import Discovery as DiscoveryKind
-from backupwarden.settings import Settings
+from backupwarden.settings import Settings, SettingsError
+from backupwarden.shipping import Shipper
 from backupwarden.sweep import Sweep, SweepConfig
 
 
@@ -110,3 +116,45 @@ def enqueue_work_item(settings: Settings, clients: AzureClients, item: WorkItem,
 def requeue_work_item(settings: Settings, clients: AzureClients, item: WorkItem) -> None:
     """Check a still-provisioning VM again later: a new message, invisible for the recheck delay."""
     enqueue_work_item(settings, clients, item, delay_s=settings.provisioning_recheck_s)
+
+
+def build_action_recorder(
+    settings: Settings, clients: AzureClients, *, now: Callable[[], datetime] = lambda: datetime.now(UTC)
+) -> ActionRecorder:
+    outbox = Outbox(clients.outbox_table(), clock=now)
+    outbox.ensure_table()
+    return ActionRecorder(outbox, now=now)
+
+
+def build_outcome_shipping(
+    settings: Settings, clients: AzureClients, *, now: Callable[[], datetime] = lambda: datetime.now(UTC)
+) -> OutcomeShipping:
+    if not settings.dcr_immutable_id:
+        raise SettingsError("BACKUPWARDEN_DCR_IMMUTABLE_ID: missing; needed to send records to Log Analytics")
+    outbox = Outbox(clients.outbox_table(), clock=now)
+    outbox.ensure_table()
+    ledger = Ledger(clients.ledger_table(), clock=now)
+    ledger.ensure_table()
+    collector = JobOutcomeCollector(
+        clients.resource_graph(),
+        ledger,
+        outbox,
+        lambda: subscriptions_in_scope(settings, clients),
+        overlap=settings.jobs_overlap,
+        now=now,
+    )
+    shipper = Shipper(outbox, LogsUploader(clients.logs_ingestion(), settings.dcr_immutable_id))
+    return OutcomeShipping(collector, shipper, outbox)
+
+
+def record_actions(
+    settings: Settings,
+    clients: AzureClients,
+    outcomes: list[Outcome],
+    *,
+    source: str,
+    dry_run: bool,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> int:
+    """Every decision of a run into the outbox, on its way to BackupAutomationActions_CL."""
+    return build_action_recorder(settings, clients, now=now).record(outcomes, source=source, dry_run=dry_run)

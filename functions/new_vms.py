@@ -16,7 +16,7 @@ from backupwarden.domain.records import Result
 from backupwarden.domain.vm_events import Ignored, InvalidEvent, read_vm_write
 from backupwarden.protect_vm import InvalidWorkItem, TransientFailure, WorkItem
 from backupwarden.settings import Settings
-from backupwarden.wiring import build_protect_vm, enqueue_work_item, requeue_work_item
+from backupwarden.wiring import build_protect_vm, enqueue_work_item, record_actions, requeue_work_item
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +74,7 @@ def protect_vm(message: func.QueueMessage) -> None:
             raise
         if outcome.result is Result.REQUEUED:
             requeue_work_item(settings, clients, item.waited_once_more())
+        record_actions(settings, clients, [outcome], source="Queue", dry_run=settings.dry_run)
     logger.info("protect_vm outcome", extra=outcome.to_dict())
 
 

@@ -171,9 +171,10 @@ class VaultsDiscovery:
 
     def _configured_times(self, vault: VaultRef) -> dict[str, datetime]:
         now = self._now()
+        since = _odata_time(now - CONFIGURE_JOB_LOOKBACK)
         window = (
             "operation eq 'ConfigureBackup' and status eq 'Completed'"
-            f" and startTime eq '{_odata_time(now - CONFIGURE_JOB_LOOKBACK)}' and endTime eq '{_odata_time(now)}'"
+            f" and startTime eq '{since}' and endTime eq '{_odata_time(now)}'"
         )
         configured: dict[str, datetime] = {}
         for job in self._recovery.jobs(vault, window):

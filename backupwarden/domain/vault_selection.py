@@ -90,8 +90,10 @@ def _named(vm: VmFacts, vaults: list[VaultFacts], wanted: str, policy: str, sour
 
 
 def _tag(tags: dict[str, str], name: str) -> str | None:
+    """The value of tag `name`; tag names are case-insensitive in Azure."""
+    wanted = name.lower()
     for key, value in tags.items():
-        if key.lower() == name:
+        if key.lower() == wanted:
             return value.strip()
     return None
 

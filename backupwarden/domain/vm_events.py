@@ -10,8 +10,9 @@ WRITE_SUCCESS = "Microsoft.Resources.ResourceWriteSuccess"
 VM_WRITE = "Microsoft.Compute/virtualMachines/write"
 MAX_EVENT_BYTES = 1024 * 1024  # Event Grid's own limit per event
 _VM_ID = re.compile(
-    r"^/subscriptions/(?P<sub>[0-9a-fA-F-]{36})/resourceGroups/(?P<rg>[-\w._()]{1,90})"
-    r"/providers/Microsoft\.Compute/virtualMachines/(?P<name>[-\w._]{1,64})$",
+    # ARM names never end in '.', which also keeps '.' and '..' (path segments) out of the URLs built from them
+    r"^/subscriptions/(?P<sub>[0-9a-fA-F-]{36})/resourceGroups/(?P<rg>[-\w.()]{0,89}[-\w()])"
+    r"/providers/Microsoft\.Compute/virtualMachines/(?P<name>[-\w.]{0,63}[-\w])$",
     re.IGNORECASE,
 )
 

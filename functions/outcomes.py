@@ -1,0 +1,25 @@
+"""Timer trigger: ship job outcomes and automation decisions to Log Analytics, every %OUTCOMES_SCHEDULE%."""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from backupwarden.clients import AzureClients
+from backupwarden.settings import Settings
+from backupwarden.wiring import build_outcome_shipping
+
+logger = logging.getLogger(__name__)
+
+bp = func.Blueprint()
+
+
+@bp.timer_trigger(schedule="%OUTCOMES_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
+def ship_outcomes(timer: func.TimerRequest) -> None:
+    if timer.past_due:
+        logger.warning("ship_outcomes timer is past due; running now")
+    settings = Settings.from_env()
+    with AzureClients(settings) as clients:
+        report = build_outcome_shipping(settings, clients).run()
+    logger.info("ship_outcomes summary", extra={"past_due": timer.past_due, **report.to_json()})
