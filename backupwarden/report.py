@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from backupwarden.domain.records import SWEEP_RESULTS, Outcome
+from backupwarden.domain.records import SWEEP_RESULTS, Outcome, Result
 
 
 @dataclass
@@ -38,3 +38,16 @@ class RunReport:
             "summary": self.summary(),
             "outcomes": [{k: o.to_dict()[k] for k in keys} for o in self.outcomes],
         }
+
+    def run_record(self, action: str) -> Outcome:
+        """The run itself as one decision record: the heartbeat the "automation silent" alert watches."""
+        summary = self.summary()
+        counts = ", ".join(f"{summary[r.value]} {r.value}" for r in SWEEP_RESULTS)
+        return Outcome(
+            run_id=self.run_id,
+            vm_id="",
+            vault_id="",
+            action=action,
+            result=Result.COMPLETED,
+            reason=f"{self.candidates} candidates: {counts}",
+        )

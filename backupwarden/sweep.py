@@ -27,6 +27,7 @@ from backupwarden.report import RunReport
 logger = logging.getLogger(__name__)
 
 ACTION = "trigger_backup"
+SWEEP_RUN_ACTION = "sweep_run"  # one record per run: the heartbeat of the "automation silent" alert
 FAILED_JOB_STATUSES = frozenset({"Failed", "Cancelled"})
 
 

@@ -8,6 +8,7 @@ import azure.functions as func
 
 from backupwarden.clients import AzureClients
 from backupwarden.settings import Settings
+from backupwarden.sweep import SWEEP_RUN_ACTION
 from backupwarden.wiring import build_sweep, record_actions
 
 logger = logging.getLogger(__name__)
@@ -22,7 +23,8 @@ def sweep(timer: func.TimerRequest) -> None:
     settings = Settings.from_env()
     with AzureClients(settings) as clients:
         report = build_sweep(settings, clients).run()
-        record_actions(settings, clients, report.outcomes, source="Timer", dry_run=report.dry_run)
+        outcomes = [*report.outcomes, report.run_record(SWEEP_RUN_ACTION)]
+        record_actions(settings, clients, outcomes, source="Timer", dry_run=report.dry_run)
     logger.info(
         "sweep run summary", extra={"run_id": report.run_id, "past_due": timer.past_due, **report.summary()}
     )

@@ -19,6 +19,11 @@ class Result(StrEnum):
     NO_VAULT = "no_vault"
     VM_GONE = "vm_gone"
     REQUEUED = "requeued"
+    # remediation's outcomes
+    ESCALATED = "escalated"
+    RESOLVED = "resolved"
+    # a whole run (the sweep's heartbeat, read by the "automation silent" alert)
+    COMPLETED = "completed"
 
 
 SWEEP_RESULTS = (Result.TRIGGERED, Result.SKIPPED, Result.DRY_RUN, Result.FAILED)

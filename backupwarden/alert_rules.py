@@ -1,0 +1,69 @@
+"""The log search alert rules backupwarden ships: their KQL lives in kql/, their settings here.
+
+infra/ deploys these rules with the same KQL files (loadTextContent), the tests run the KQL against
+the emulator's workspace, and remediation re-runs a rule's KQL over the window of its alert.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+
+@dataclass(frozen=True)
+class AlertRuleDefinition:
+    name: str
+    kql_file: str
+    frequency: timedelta
+    window: timedelta
+    operator: str  # GreaterThan, LessThan, ...
+    threshold: float
+    dimensions: tuple[str, ...]
+    severity: int
+    description: str
+    remediates: bool  # whether its alerts go to the remediation worker's retry path
+
+
+BACKUP_FAILED = AlertRuleDefinition(
+    name="backupwarden-backup-failed",
+    kql_file="alert_backup_failed.kql",
+    frequency=timedelta(minutes=5),
+    window=timedelta(minutes=10),
+    operator="GreaterThan",
+    threshold=0,
+    dimensions=("VmId", "ErrorCode"),
+    severity=1,
+    description="A VM backup or configure-backup job failed.",
+    remediates=True,
+)
+STILL_UNPROTECTED = AlertRuleDefinition(
+    name="backupwarden-still-unprotected",
+    kql_file="alert_still_unprotected.kql",
+    frequency=timedelta(hours=1),
+    window=timedelta(days=2),
+    operator="GreaterThan",
+    threshold=0,
+    dimensions=("VmId",),
+    severity=2,
+    description="A VM configured for backup over 24 hours ago still has no recovery point.",
+    remediates=True,
+)
+AUTOMATION_SILENT = AlertRuleDefinition(
+    name="backupwarden-automation-silent",
+    kql_file="alert_automation_silent.kql",
+    frequency=timedelta(minutes=15),
+    window=timedelta(hours=1),
+    operator="LessThan",
+    threshold=1,
+    dimensions=(),
+    severity=1,
+    description="The sweep recorded no run for twice its schedule.",
+    remediates=False,
+)
+ALERT_RULES = (BACKUP_FAILED, STILL_UNPROTECTED, AUTOMATION_SILENT)
+
+
+def rule_named(name: str) -> AlertRuleDefinition | None:
+    """The rule an alert names (its alertRule is the rule's name, case as deployed)."""
+    wanted = name.strip().lower()
+    return next((rule for rule in ALERT_RULES if rule.name == wanted), None)
