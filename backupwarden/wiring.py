@@ -15,9 +15,9 @@ from backupwarden.adapters.logs_ingestion import LogsUploader
 from backupwarden.adapters.protection import Protection
 from backupwarden.adapters.recovery_services import RecoveryServices
 from backupwarden.clients import AzureClients
+from backupwarden.domain.records import Outcome
 from backupwarden.domain.sweep_rules import SweepPolicy
 from backupwarden.job_outcomes import JobOutcomeCollector
-from backupwarden.domain.records import Outcome
 from backupwarden.ledger import Ledger
 from backupwarden.outbox import Outbox
 from backupwarden.outcome_shipping import ActionRecorder, OutcomeShipping
@@ -36,7 +36,7 @@ def build_sweep(
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> Sweep:
     """`now` is the wall clock in Azure; the demo and the tests pass the emulator's clock."""
-    recovery = RecoveryServices(clients.backup, poll_timeout_s=settings.operation_poll_timeout_s)
+    recovery = _recovery_services(settings, clients)
     discovery = build_discovery(settings, clients, recovery, now=now)
     ledger = Ledger(clients.ledger_table(), clock=now)
     ledger.ensure_table()
@@ -51,6 +51,14 @@ def build_sweep(
     )
     return Sweep(
         discovery, recovery, ledger, lambda: subscriptions_in_scope(settings, clients), config, now=now
+    )
+
+
+def _recovery_services(settings: Settings, clients: AzureClients) -> RecoveryServices:
+    return RecoveryServices(
+        clients.backup,
+        poll_timeout_s=settings.operation_poll_timeout_s,
+        poll_interval_s=settings.operation_poll_interval_s,
     )
 
 
@@ -88,8 +96,13 @@ def build_protect_vm(
     dry_run: bool | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> ProtectVm:
-    recovery = RecoveryServices(clients.backup, poll_timeout_s=settings.operation_poll_timeout_s)
-    protection = Protection(clients.backup, recovery, poll_timeout_s=settings.operation_poll_timeout_s)
+    recovery = _recovery_services(settings, clients)
+    protection = Protection(
+        clients.backup,
+        recovery,
+        poll_timeout_s=settings.operation_poll_timeout_s,
+        poll_interval_s=settings.operation_poll_interval_s,
+    )
     ledger = Ledger(clients.ledger_table(), clock=now)
     ledger.ensure_table()
     config = ProtectConfig(

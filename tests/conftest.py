@@ -53,3 +53,8 @@ def azurite() -> Iterator[str]:
         )
     with Azurite() as server:
         yield server.connection_string
+
+
+# The sweep's integration fixtures (tests/sweep_fixtures.py), shared with every test module.
+pytest.register_assert_rewrite("tests.sweep_fixtures")
+from tests.sweep_fixtures import demo_bench, sweep_bench  # noqa: E402, F401
