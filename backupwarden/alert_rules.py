@@ -13,7 +13,7 @@ from datetime import timedelta
 @dataclass(frozen=True)
 class AlertRuleDefinition:
     name: str
-    kql_file: str
+    kql_name: str  # kql/{kql_name}.kql
     frequency: timedelta
     window: timedelta
     operator: str  # GreaterThan, LessThan, ...
@@ -26,7 +26,7 @@ class AlertRuleDefinition:
 
 BACKUP_FAILED = AlertRuleDefinition(
     name="backupwarden-backup-failed",
-    kql_file="alert_backup_failed.kql",
+    kql_name="alert_backup_failed",
     frequency=timedelta(minutes=5),
     window=timedelta(minutes=10),
     operator="GreaterThan",
@@ -38,7 +38,7 @@ BACKUP_FAILED = AlertRuleDefinition(
 )
 STILL_UNPROTECTED = AlertRuleDefinition(
     name="backupwarden-still-unprotected",
-    kql_file="alert_still_unprotected.kql",
+    kql_name="alert_still_unprotected",
     frequency=timedelta(hours=1),
     window=timedelta(days=2),
     operator="GreaterThan",
@@ -50,7 +50,7 @@ STILL_UNPROTECTED = AlertRuleDefinition(
 )
 AUTOMATION_SILENT = AlertRuleDefinition(
     name="backupwarden-automation-silent",
-    kql_file="alert_automation_silent.kql",
+    kql_name="alert_automation_silent",
     frequency=timedelta(minutes=15),
     window=timedelta(hours=1),
     operator="LessThan",

@@ -7,12 +7,16 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 
+from backupwarden.adapters.errors import AzureCallError
 from backupwarden.clients import AzureClients
 from backupwarden.domain.vm_events import InvalidEvent
 from backupwarden.event_batch import handle_events, read_events
+from backupwarden.outcome_report import build_outcome_report, render_report_table, report_query
 from backupwarden.report import RunReport
-from backupwarden.settings import Settings, SettingsError
+from backupwarden.settings import Settings, SettingsError, parse_duration
+from backupwarden.sweep import SWEEP_RUN_ACTION
 from backupwarden.wiring import build_outcome_shipping, build_protect_vm, build_sweep, record_actions
 
 
@@ -29,6 +33,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     handle.add_argument("--dry-run", action="store_true", help="decide and report, but change nothing")
     handle.add_argument("--output", choices=("table", "json"), default="table")
     commands.add_parser("ship-outcomes", help="send finished jobs and decisions to Log Analytics")
+    outcomes = commands.add_parser(
+        "report", help="what Log Analytics shows: jobs by status, failures, VMs without a recovery point"
+    )
+    outcomes.add_argument("--since", type=_window, default="24h", help="window: 24h, 90m, 7d (default 24h)")
+    outcomes.add_argument("--output", choices=("table", "json"), default="table")
     commands.add_parser("demo", help="run the main jobs against the embedded emulator and Azurite")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -42,6 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.command == "report":
+        return _report(settings, args.since, args.output)
     if args.command == "ship-outcomes":
         with AzureClients(settings) as clients:
             try:
@@ -55,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "handle-event":
         try:
             events = read_events(_read_source(args.source))
-        except (OSError, InvalidEvent) as exc:
+        except (OSError, UnicodeDecodeError, InvalidEvent) as exc:
             print(f"error: {args.source}: {exc}", file=sys.stderr)
             return 2
         with AzureClients(settings) as clients:
@@ -70,11 +81,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         with AzureClients(settings) as clients:
             report = build_sweep(settings, clients, dry_run=dry_run).run()
-            record_actions(settings, clients, report.outcomes, source="Cli", dry_run=report.dry_run)
+            decisions = [*report.outcomes, report.run_record(SWEEP_RUN_ACTION)]
+            record_actions(settings, clients, decisions, source="Cli", dry_run=report.dry_run)
     if args.output == "json":
         print(json.dumps(report.to_json()))
     else:
         print(render_table(report))
+    return 0
+
+
+def _window(text: str) -> timedelta:
+    try:
+        window = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if window <= timedelta(0):
+        raise argparse.ArgumentTypeError(f"the window must be longer than 0: {text!r}")
+    return window
+
+
+def _report(settings: Settings, window: timedelta, output: str) -> int:
+    with AzureClients(settings) as clients:
+        try:
+            report = build_outcome_report(report_query(settings, clients), window)
+        except SettingsError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except AzureCallError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    print(json.dumps(report.to_json()) if output == "json" else render_report_table(report))
     return 0
 
 

@@ -4,6 +4,8 @@
    triggered backups finish, and each VM's state is read back through the Recovery Services API.
 2. Two VMs are created partway; their Event Grid events go through the `vm_written` function onto
    the Storage queue, and the queue's work items through the `protect_vm` worker.
+3. Both phases' decisions and the finished jobs go to the emulated Log Analytics workspace through
+   the outbox and the Logs Ingestion API (`ship-outcomes`), and `report` reads them back with KQL.
 The emulator runs at 60 emulated seconds per real second, so the service's own waits (container
 refresh, configure protection) take about a second.
 """
@@ -13,19 +15,20 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import azure.functions as func
 
 from backupwarden.adapters.recovery_services import RecoveryServices, VaultRef
 from backupwarden.clients import AzureClients
-from backupwarden.domain.log_schema import TABLES
+from backupwarden.domain.log_schema import AUTOMATION_ACTIONS, JOB_OUTCOMES, TABLES
 from backupwarden.domain.records import Outcome, Result
+from backupwarden.outcome_report import build_outcome_report, render_report_table, report_query
 from backupwarden.protect_vm import WorkItem
 from backupwarden.report import RunReport
 from backupwarden.settings import Settings
-from backupwarden.wiring import build_protect_vm, build_sweep
+from backupwarden.wiring import build_outcome_shipping, build_protect_vm, build_sweep, record_actions
 from emulator import Emulator, EmulatorServer
 from emulator.azurite import Azurite
 from emulator.compute.models import ComputeBackend
@@ -43,6 +46,7 @@ NEW_VMS = (  # (resource group, name, region, tags): one the weu vault takes, on
 
 DEMO_WORKSPACE_ID = "0b5e8a0e-5c3d-4d7e-9f1a-7c2b1e0d4a11"
 DEMO_DCR_ID = "dcr-5ba0c0de0123456789abcdef01234567"
+REPORT_WINDOW = timedelta(hours=24)  # `report`'s default --since
 
 
 def provision_log_analytics(
@@ -85,6 +89,7 @@ def demo_settings(endpoint: str, ca_bundle: str, storage: str) -> Settings:
 def run_demo() -> int:
     emulator = Emulator(time_scale=TIME_SCALE)
     emulator.load_scenario(load_scenario_file("demo"))
+    provision_log_analytics(emulator)
     with Azurite() as azurite, EmulatorServer(emulator) as server:
         environment = demo_environment(server.endpoint, server.ca_bundle, azurite.connection_string)
         os.environ.update(environment)  # the Functions handlers read their settings from the environment
@@ -93,6 +98,8 @@ def run_demo() -> int:
             print(_sweep_phase(emulator, settings, clients))
             print()
             print(_new_vm_phase(emulator, settings, clients))
+            print()
+            print(_report_phase(emulator, settings, clients))
         print(f"\nemulator handled {emulator.requests.summary()['total']} requests.")
     return 0
 
@@ -101,6 +108,7 @@ def run_demo() -> int:
 def _sweep_phase(emulator: Emulator, settings: Settings, clients: AzureClients) -> str:
     before = _states(emulator)
     report = build_sweep(settings, clients, now=emulator.now).run()
+    record_actions(settings, clients, report.outcomes, source="Cli", dry_run=report.dry_run, now=emulator.now)
     emulator.advance(emulator.estate.timings.backup_job_s + 60)
     after = {**_states(emulator), **_verified_states(report.outcomes, RecoveryServices(clients.backup))}
     return _render_sweep(report, emulator, before, after)
@@ -184,6 +192,7 @@ def _new_vm_phase(emulator: Emulator, settings: Settings, clients: AzureClients)
     for message in queue.receive_messages(max_messages=32):
         outcomes.append(worker.handle(WorkItem.from_json(message.content)))
         queue.delete_message(message)
+    record_actions(settings, clients, outcomes, source="Cli", dry_run=settings.dry_run, now=emulator.now)
     emulator.advance(emulator.estate.timings.backup_job_s + 60)
     after = _verified_states(outcomes, RecoveryServices(clients.backup))
     rows = [("VM", "REGION", "OUTCOME", "WHY", "AFTER")]
@@ -202,9 +211,27 @@ def _new_vm_phase(emulator: Emulator, settings: Settings, clients: AzureClients)
     return "\n".join(
         [
             "== 2. new VMs: Event Grid -> vm_written -> queue -> protect_vm ==",
-            f"{len(NEW_VMS)} VMs created, {len(published)} events published (a create can emit a duplicate pair); "
-            f"{len(outcomes)} work items handled",
+            f"{len(NEW_VMS)} VMs created, {len(published)} events published "
+            f"(a create can emit a duplicate pair); {len(outcomes)} work items handled",
             _table(rows),
+        ]
+    )
+
+
+# --- 3. Log Analytics -----------------------------------------------------------------------------
+def _report_phase(emulator: Emulator, settings: Settings, clients: AzureClients) -> str:
+    emulator.advance(60)  # the new VMs' jobs have ended; the shipper reads up to the emulated now
+    shipped = build_outcome_shipping(settings, clients, now=emulator.now).run()
+    counts = {result.stream: result.shipped for result in shipped.results}
+    report = build_outcome_report(report_query(settings, clients), REPORT_WINDOW)
+    jobs, actions = counts.get(JOB_OUTCOMES.stream, 0), counts.get(AUTOMATION_ACTIONS.stream, 0)
+    return "\n".join(
+        [
+            "== 3. Log Analytics: ship-outcomes, then report --since 24h ==",
+            f"shipped {jobs} job outcomes and {actions} automation decisions to workspace "
+            f"{settings.workspace_id}; the report below reads them back with the KQL of kql/",
+            "",
+            render_report_table(report),
         ]
     )
 

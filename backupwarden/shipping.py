@@ -4,7 +4,7 @@ A batch is removed from the outbox only after its upload succeeded. A batch the 
 (400/413) is halved until the record at fault stands alone; that record is parked with its error
 and the rest ship. Throttling or an outage stops the run: the records wait for the next one.
 Between a successful upload and the bookkeeping a crash can resend that batch once (at least
-once); `kql/dedupe.kql` reads the tables de-duplicated by RecordId.
+once); `kql/dedupe_*.kql` read the tables de-duplicated by RecordId.
 """
 
 from __future__ import annotations
