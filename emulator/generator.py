@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from datetime import datetime, timedelta
 
@@ -16,6 +17,7 @@ from emulator.estate import (
 )
 
 REGIONS = ("westeurope", "northeurope", "eastus", "westus2", "uksouth")
+VAULT_ITEM_LIMIT = 1000  # Azure VMs one vault can protect (azure-facts §2)
 
 
 def subscription_id(index: int) -> str:
@@ -34,15 +36,16 @@ def generate_estate(
     stuck_since_hours: float = 3.0,
     with_history: bool = True,
 ) -> None:
-    """Fill `estate` deterministically: the first `stuck_percent` % of each vault's VMs are IRPending.
+    """Fill `estate` deterministically: in each vault's VMs, the first `unprotected_percent` % are not
+    protected, the next `stuck_percent` % are IRPending (configured `stuck_since_hours` ago), the rest
+    Protected. Shares are rounded half up per vault.
 
     `with_history` adds the completed ConfigureBackup (and, for protected VMs, Backup) job that a real
     item would have; memory benchmarks over 100k VMs can turn it off.
     """
-    if not 0 <= stuck_percent <= 100 or not 0 <= unprotected_percent <= 100 - stuck_percent:
-        raise ValueError("stuck_percent and unprotected_percent must be within [0, 100] and add up to <= 100")
-    stuck_per_vault = round(vms_per_vault * stuck_percent / 100)
-    unprotected_per_vault = round(vms_per_vault * unprotected_percent / 100)
+    unprotected_per_vault, stuck_per_vault = _shares_per_vault(
+        subscriptions, vaults_per_subscription, vms_per_vault, stuck_percent, unprotected_percent
+    )
     for s in range(subscriptions):
         sub = estate.add_subscription(Subscription(subscription_id(s), f"generated-{s:03d}"))
         for v in range(vaults_per_subscription):
@@ -99,3 +102,36 @@ def generate_estate(
                                 end_time=last,
                             )
                         )
+
+
+def _shares_per_vault(
+    subscriptions: int,
+    vaults_per_subscription: int,
+    vms_per_vault: int,
+    stuck_percent: float,
+    unprotected_percent: float,
+) -> tuple[int, int]:
+    """(unprotected, stuck) VMs in each vault; ValueError for arguments no real estate could have."""
+    counts = {
+        "subscriptions": subscriptions,
+        "vaults_per_subscription": vaults_per_subscription,
+        "vms_per_vault": vms_per_vault,
+    }
+    for name, count in counts.items():
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError(f"{name} must be an integer >= 0, not {count!r}")
+    if not 0 <= stuck_percent <= 100 or not 0 <= unprotected_percent <= 100 - stuck_percent:
+        raise ValueError("stuck_percent and unprotected_percent must be within [0, 100] and add up to <= 100")
+    unprotected = _share(vms_per_vault, unprotected_percent)
+    stuck = min(_share(vms_per_vault, stuck_percent), vms_per_vault - unprotected)
+    if vms_per_vault - unprotected > VAULT_ITEM_LIMIT:
+        raise ValueError(
+            f"{vms_per_vault - unprotected} protected VMs per vault exceed the service's limit of "
+            f"{VAULT_ITEM_LIMIT}; use more vaults_per_subscription"
+        )
+    return unprotected, stuck
+
+
+def _share(total: int, percent: float) -> int:
+    """`percent` % of `total`, rounded half up (Python's round() would round 2.5 to 2)."""
+    return math.floor(total * percent / 100 + 0.5)

@@ -20,7 +20,7 @@ import yaml
 from emulator.core.clock import DEFAULT_START
 from emulator.core.errors import ServiceError
 from emulator.core.realism import Fault, Latency
-from emulator.core.throttle import BucketSpec
+from emulator.core.throttle import DEFAULT_BUCKETS, BucketSpec
 from emulator.estate import (
     BackupJob,
     BackupPolicy,
@@ -40,6 +40,24 @@ _RELATIVE = re.compile(r"^-(\d+(?:\.\d+)?)([smhd])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 PROTECTION_STATES = {"IRPending", "Protected", "ProtectionError", "ProtectionStopped"}
 OS_TYPES = {"Linux", "Windows"}
+# Every key a section may hold: a misspelt key fails the load instead of being ignored.
+TOP_LEVEL_KEYS = {"name", "description", "clock", "timings", "realism", "subscriptions", "generate"}
+SUBSCRIPTION_KEYS = {"id", "name", "tenant_id", "vaults", "vms"}
+VAULT_KEYS = {"name", "location", "resource_group", "tags", "max_items", "policies"}
+POLICY_KEYS = {"name"}
+VM_KEYS = {
+    "name",
+    "location",
+    "resource_group",
+    "tags",
+    "provisioning_state",
+    "created",
+    "size",
+    "os_type",
+    "fail_next",
+    "protection",
+}
+PROTECTION_KEYS = {"vault", "policy", "state", "since", "last_backup", "last_backup_failed", "running_backup"}
 JOB_OUTCOMES = {"Completed", "CompletedWithWarnings"}
 
 
@@ -71,10 +89,13 @@ def apply_scenario(emulator: Emulator, scenario: dict[str, Any]) -> None:
     """Load `scenario` into a freshly reset emulator (caller holds the lock)."""
     if not isinstance(scenario, dict):
         raise ScenarioError("scenario must be a mapping")
+    sections = {getattr(backend, "scenario_section", None) for backend in emulator.backends()}
+    _check_keys(scenario, TOP_LEVEL_KEYS | {str(s) for s in sections if s}, "scenario")
     clock = _mapping(scenario.get("clock"), "clock")
+    _check_keys(clock, {"start", "scale"}, "clock")
     start = _parse_time(clock.get("start"), DEFAULT_START, "clock.start")
     # Without `clock.scale` the emulator keeps its scale (the server's --time-scale).
-    emulator.clock.set(start, _number(clock["scale"], "clock.scale") if "scale" in clock else None)
+    emulator.clock.set(start, _number(clock["scale"], "clock.scale", minimum=0) if "scale" in clock else None)
     emulator.estate.timings = _timings(_mapping(scenario.get("timings"), "timings"))
     _apply_realism(emulator, _mapping(scenario.get("realism"), "realism"))
     for index, sub in enumerate(_sequence(scenario.get("subscriptions"), "subscriptions")):
@@ -97,7 +118,8 @@ def _configure_backend(backend: Any, scenario: dict[str, Any]) -> None:
         raise
     except (ValueError, TypeError, KeyError, ServiceError) as exc:
         message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
-        raise ScenarioError(message if message.startswith(section_name) else f"{section_name}: {message}") from exc
+        prefixed = message if message.startswith(section_name) else f"{section_name}: {message}"
+        raise ScenarioError(prefixed) from exc
 
 
 def _parse_time(raw: Any, origin: datetime, where: str) -> datetime:
@@ -118,10 +140,7 @@ def _parse_time(raw: Any, origin: datetime, where: str) -> datetime:
 
 
 def _timings(raw: dict[str, Any]) -> Timings:
-    known = {f.name for f in fields(Timings)}
-    unknown = set(raw) - known
-    if unknown:
-        raise ScenarioError(f"timings: unknown keys {sorted(unknown)}; known: {sorted(known)}")
+    _check_keys(raw, {f.name for f in fields(Timings)}, "timings")
     values: dict[str, Any] = {}
     for name, value in raw.items():
         if name == "job_outcome":
@@ -152,6 +171,12 @@ def _mapping(raw: Any, where: str) -> dict[str, Any]:
     return raw
 
 
+def _check_keys(raw: dict[str, Any], known: set[str], where: str) -> None:
+    unknown = set(raw) - known
+    if unknown:
+        raise ScenarioError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
+
+
 def _sequence(raw: Any, where: str) -> list[Any]:
     if raw is None:
         return []
@@ -161,9 +186,13 @@ def _sequence(raw: Any, where: str) -> list[Any]:
 
 
 def _apply_realism(emulator: Emulator, raw: dict[str, Any]) -> None:
+    _check_keys(raw, {"throttle", "latency", "faults"}, "realism")
     throttle = _mapping(raw.get("throttle"), "realism.throttle")
+    _check_keys(throttle, {"enabled", "read", "write"}, "realism.throttle")
     emulator.throttle.enabled = bool(throttle.get("enabled", True))
+    # Emulator.reset() keeps bucket sizes set at run time; a scenario starts from ARM's unless it says.
     for kind in ("read", "write"):
+        emulator.throttle.specs[kind] = DEFAULT_BUCKETS[kind]
         if kind in throttle:
             spec = _mapping(throttle[kind], f"realism.throttle.{kind}")
             emulator.throttle.specs[kind] = BucketSpec(
@@ -184,90 +213,134 @@ def _apply_realism(emulator: Emulator, raw: dict[str, Any]) -> None:
         raise ScenarioError(f"realism.faults: {exc}") from exc
 
 
-def _require(raw: dict[str, Any], key: str, where: str) -> Any:
+def _require(raw: Any, key: str, where: str) -> Any:
     if not isinstance(raw, dict) or raw.get(key) in (None, ""):
         raise ScenarioError(f"{where}.{key} is required")
     return raw[key]
 
 
-def _load_subscription(emulator: Emulator, raw: dict[str, Any], start: datetime, where: str) -> None:
+def _int(raw: Any, where: str, minimum: int) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw < minimum:
+        raise ScenarioError(f"{where} must be an integer >= {minimum}, not {raw!r}")
+    return raw
+
+
+def _tags(raw: Any, where: str) -> dict[str, str]:
+    return {str(k): str(v) for k, v in _mapping(raw, where).items()}
+
+
+def _load_subscription(emulator: Emulator, raw: Any, start: datetime, where: str) -> None:
     estate = emulator.estate
+    subscription_id = str(_require(raw, "id", where)).lower()
+    _check_keys(raw, SUBSCRIPTION_KEYS, where)
+    if subscription_id in estate.subscriptions:
+        raise ScenarioError(f"{where}.id '{subscription_id}' is declared twice")
     sub = estate.add_subscription(
         Subscription(
-            subscription_id=str(_require(raw, "id", where)).lower(),
+            subscription_id=subscription_id,
             display_name=str(raw.get("name", raw["id"])),
             tenant_id=str(raw.get("tenant_id", Subscription.tenant_id)),
         )
     )
     vaults: dict[str, Vault] = {}
-    for index, raw_vault in enumerate(raw.get("vaults") or []):
-        vault_where = f"{where}.vaults[{index}]"
-        vault = estate.add_vault(
-            Vault(
-                subscription_id=sub.subscription_id,
-                resource_group=str(raw_vault.get("resource_group", "rg-backup")),
-                name=str(_require(raw_vault, "name", vault_where)),
-                location=str(_require(raw_vault, "location", vault_where)),
-                tags=dict(raw_vault.get("tags") or {}),
-                max_items=int(raw_vault.get("max_items", 1000)),
-            )
-        )
+    for index, raw_vault in enumerate(_sequence(raw.get("vaults"), f"{where}.vaults")):
+        vault = _load_vault(emulator, sub, raw_vault, f"{where}.vaults[{index}]")
         vaults[vault.name.lower()] = vault
-        for raw_policy in raw_vault.get("policies") or [{"name": "DefaultPolicy"}]:
-            estate.add_policy(
-                BackupPolicy(vault_id=vault.id, name=str(_require(raw_policy, "name", vault_where)))
-            )
-    for index, raw_vm in enumerate(raw.get("vms") or []):
+    for index, raw_vm in enumerate(_sequence(raw.get("vms"), f"{where}.vms")):
         _load_vm(emulator, sub, vaults, raw_vm, start, f"{where}.vms[{index}]")
+
+
+def _load_vault(emulator: Emulator, sub: Subscription, raw: Any, where: str) -> Vault:
+    estate = emulator.estate
+    name = str(_require(raw, "name", where))
+    _check_keys(raw, VAULT_KEYS, where)
+    vault = Vault(
+        subscription_id=sub.subscription_id,
+        resource_group=str(raw.get("resource_group", "rg-backup")),
+        name=name,
+        location=str(_require(raw, "location", where)),
+        tags=_tags(raw.get("tags"), f"{where}.tags"),
+        max_items=_int(raw.get("max_items", 1000), f"{where}.max_items", minimum=1),
+    )
+    if vault.id.lower() in estate.vaults:
+        raise ScenarioError(f"{where}.name: vault '{vault.name}' is declared twice")
+    estate.add_vault(vault)
+    policies = _sequence(raw.get("policies"), f"{where}.policies") or [{"name": "DefaultPolicy"}]
+    for index, raw_policy in enumerate(policies):
+        name = str(_require(raw_policy, "name", f"{where}.policies[{index}]"))
+        _check_keys(raw_policy, POLICY_KEYS, f"{where}.policies[{index}]")
+        estate.add_policy(BackupPolicy(vault_id=vault.id, name=name))
+    return vault
 
 
 def _load_vm(
     emulator: Emulator,
     sub: Subscription,
     vaults: dict[str, Vault],
-    raw: dict[str, Any],
+    raw: Any,
     start: datetime,
     where: str,
 ) -> None:
     estate = emulator.estate
-    vm = estate.add_vm(
-        VirtualMachine(
-            subscription_id=sub.subscription_id,
-            resource_group=str(raw.get("resource_group", "rg-app")),
-            name=str(_require(raw, "name", where)),
-            location=str(_require(raw, "location", where)),
-            tags={str(k): str(v) for k, v in (raw.get("tags") or {}).items()},
-            provisioning_state=str(raw.get("provisioning_state", "Succeeded")),
-            created=_parse_time(raw.get("created", "-30d"), start, f"{where}.created"),
-        )
+    name = str(_require(raw, "name", where))
+    _check_keys(raw, VM_KEYS, where)
+    vm = VirtualMachine(
+        subscription_id=sub.subscription_id,
+        resource_group=str(raw.get("resource_group", "rg-app")),
+        name=name,
+        location=str(_require(raw, "location", where)),
+        tags=_tags(raw.get("tags"), f"{where}.tags"),
+        provisioning_state=str(raw.get("provisioning_state", "Succeeded")),
+        created=_parse_time(raw.get("created", "-30d"), start, f"{where}.created"),
+        size=str(raw.get("size", VirtualMachine.size)),
+        os_type=str(raw.get("os_type", VirtualMachine.os_type)),
     )
+    if vm.os_type not in OS_TYPES:
+        raise ScenarioError(f"{where}.os_type '{vm.os_type}' is not one of {sorted(OS_TYPES)}")
+    if vm.id.lower() in estate.vms:
+        raise ScenarioError(f"{where}.name: VM '{vm.name}' in {vm.resource_group} is declared twice")
+    estate.add_vm(vm)
     if raw.get("fail_next"):
         plan = raw["fail_next"]
+        code = str(_require(plan, "code", f"{where}.fail_next"))
+        _check_keys(plan, {"code", "attempts"}, f"{where}.fail_next")
         estate.failure_plans[vm.id.lower()] = FailurePlan(
-            error_code=str(_require(plan, "code", f"{where}.fail_next")),
-            attempts=int(plan.get("attempts", 1)),
+            error_code=code,
+            attempts=_int(plan.get("attempts", 1), f"{where}.fail_next.attempts", minimum=1),
         )
     protection = raw.get("protection")
-    if not protection:
-        return
-    pwhere = f"{where}.protection"
-    vault = vaults.get(str(_require(protection, "vault", pwhere)).lower())
+    if protection:
+        _load_protection(emulator, sub, vaults, vm, protection, start, f"{where}.protection")
+
+
+def _load_protection(
+    emulator: Emulator,
+    sub: Subscription,
+    vaults: dict[str, Vault],
+    vm: VirtualMachine,
+    protection: Any,
+    start: datetime,
+    where: str,
+) -> None:
+    vault = vaults.get(str(_require(protection, "vault", where)).lower())
+    _check_keys(protection, PROTECTION_KEYS, where)
     if vault is None:
         raise ScenarioError(
-            f"{pwhere}.vault '{protection['vault']}' is not a vault of subscription {sub.subscription_id}"
+            f"{where}.vault '{protection['vault']}' is not a vault of subscription {sub.subscription_id}"
         )
     if vault.location.lower() != vm.location.lower():
-        raise ScenarioError(f"{pwhere}: vault {vault.name} is in {vault.location}, the VM in {vm.location}")
-    policy_id = f"{vault.id}/backupPolicies/{protection.get('policy', 'DefaultPolicy')}"
-    if policy_id.lower() not in estate.policies:
-        raise ScenarioError(
-            f"{pwhere}.policy '{protection.get('policy')}' is not a policy of vault {vault.name}"
-        )
+        raise ScenarioError(f"{where}.vault: {vault.name} is in {vault.location}, the VM in {vm.location}")
+    policy_name = str(protection.get("policy", "DefaultPolicy"))
+    policy_id = f"{vault.id}/backupPolicies/{policy_name}"
+    if policy_id.lower() not in emulator.estate.policies:
+        raise ScenarioError(f"{where}.policy '{policy_name}' is not a policy of vault {vault.name}")
     state = str(protection.get("state", "IRPending"))
     if state not in PROTECTION_STATES:
-        raise ScenarioError(f"{pwhere}.state '{state}' is not one of {sorted(PROTECTION_STATES)}")
-    configured = _parse_time(protection.get("since", "-2h"), start, f"{pwhere}.since")
-    _protect(emulator, vm, vault, policy_id, state, configured, protection, start, pwhere)
+        raise ScenarioError(f"{where}.state '{state}' is not one of {sorted(PROTECTION_STATES)}")
+    # A protected VM's first backup came after its protection was configured.
+    default_since = "-7d" if state == "Protected" else "-2h"
+    configured = _parse_time(protection.get("since", default_since), start, f"{where}.since")
+    _protect(emulator, vm, vault, policy_id, state, configured, protection, start, where)
 
 
 def _protect(
@@ -298,42 +371,61 @@ def _protect(
         )
     )
     if state == "Protected":
-        last = _parse_time(protection.get("last_backup", "-20h"), start, f"{where}.last_backup")
-        estate.add_job(
-            BackupJob(
-                vault_id=vault.id,
-                vm=vm,
-                operation="Backup",
-                start_time=last - timedelta(minutes=40),
-                status="Completed",
-                end_time=last,
-            )
-        )
-        item.last_backup_status = "Completed"
-        item.last_backup_time = last
-        item.last_recovery_point = last
+        _record_completed_backup(emulator, item, protection, start, where)
     if protection.get("last_backup_failed"):
-        failed = protection["last_backup_failed"]
-        code = str(_require(failed, "code", f"{where}.last_backup_failed"))
-        ended = _parse_time(failed.get("at", "-1h"), start, f"{where}.last_backup_failed.at")
-        estate.add_job(
-            BackupJob(
-                vault_id=vault.id,
-                vm=vm,
-                operation="Backup",
-                start_time=ended - timedelta(minutes=10),
-                status="Failed",
-                end_time=ended,
-                error_code=code,
-                error_message=str(failed.get("message", f"Backup failed with {code}.")),
-            )
-        )
-        item.last_backup_status = "Failed"
+        _record_failed_backup(emulator, item, protection["last_backup_failed"], start, where)
     if protection.get("running_backup"):
-        _start_running_backup(emulator, item, start, where)
+        _start_running_backup(emulator, item, start)
 
 
-def _start_running_backup(emulator: Emulator, item: ProtectedItem, start: datetime, where: str) -> None:
+def _record_completed_backup(
+    emulator: Emulator, item: ProtectedItem, protection: dict[str, Any], start: datetime, where: str
+) -> None:
+    last = _parse_time(protection.get("last_backup", "-20h"), start, f"{where}.last_backup")
+    if item.configured_at is not None and last < item.configured_at:
+        raise ScenarioError(f"{where}.last_backup {last.isoformat()} is before protection began (since)")
+    emulator.estate.add_job(
+        BackupJob(
+            vault_id=item.vault_id,
+            vm=item.vm,
+            operation="Backup",
+            start_time=last - timedelta(minutes=40),
+            status="Completed",
+            end_time=last,
+        )
+    )
+    item.last_backup_status = "Completed"
+    item.last_backup_time = last
+    item.last_recovery_point = last
+
+
+def _record_failed_backup(
+    emulator: Emulator, item: ProtectedItem, failed: Any, start: datetime, where: str
+) -> None:
+    from emulator.recoveryservices.models import JOB_ERRORS
+
+    failed_where = f"{where}.last_backup_failed"
+    code = str(_require(failed, "code", failed_where))
+    _check_keys(failed, {"code", "at", "message"}, failed_where)
+    ended = _parse_time(failed.get("at", "-1h"), start, f"{failed_where}.at")
+    message, recommendations = JOB_ERRORS.get(code, (f"Backup failed with {code}.", []))
+    emulator.estate.add_job(
+        BackupJob(
+            vault_id=item.vault_id,
+            vm=item.vm,
+            operation="Backup",
+            start_time=ended - timedelta(minutes=10),
+            status="Failed",
+            end_time=ended,
+            error_code=code,
+            error_message=str(failed.get("message", message)),
+            recommendations=list(recommendations),
+        )
+    )
+    item.last_backup_status = "Failed"
+
+
+def _start_running_backup(emulator: Emulator, item: ProtectedItem, start: datetime) -> None:
     from emulator.recoveryservices.models import RecoveryServicesBackend
 
     backend = emulator.backend(RecoveryServicesBackend)
@@ -345,5 +437,5 @@ def _load_generated(emulator: Emulator, raw: dict[str, Any], start: datetime) ->
 
     try:
         generate_estate(emulator.estate, start=start, **raw)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise ScenarioError(f"generate: {exc}") from exc
