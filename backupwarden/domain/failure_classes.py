@@ -27,6 +27,8 @@ DEFAULT_FAILURE_CLASSES: dict[str, FailureClass] = {
     "UserErrorVmNotFoundV2": FailureClass.ESCALATE_PERMANENT,
     "UserErrorUnsupportedDiskSize": FailureClass.ESCALATE_PERMANENT,
     "UserErrorKeyvaultPermissionsNotConfigured": FailureClass.ESCALATE_PERMANENT,
+    # not a service code: the "still unprotected" rule's VMs, whose first backup is still missing
+    "StillUnprotected": FailureClass.RETRY,
 }
 
 
