@@ -41,7 +41,9 @@ from azure.data.tables import TableClient, UpdateMode
 logger = logging.getLogger(__name__)
 
 SEEN_ROW_KEY = "seen"
-JOB_INDEX_PARTITION = "job"  # job id -> the claim that started it (a VM partition is a sha256 hex, never this)
+JOB_INDEX_PARTITION = (
+    "job"  # job id -> the claim that started it (a VM partition is a sha256 hex, never this)
+)
 DEFAULT_IN_PROGRESS_TTL = timedelta(hours=1)  # longer than any function run (Consumption max: 10 min)
 _CLAIM_ROUNDS = 3  # create -> read -> replace, retried when the entity vanishes in between
 _FORBIDDEN_IN_KEYS = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f|]")
@@ -199,8 +201,13 @@ class Ledger:
             raise BudgetExhausted(record.attempts, max_attempts)
         attempts = record.attempts + 1
         entity = self._claim_entity(
-            record.vm_id, record.action, record.day, run_id,
-            attempts=attempts, first_seen=record.first_seen, now=now,
+            record.vm_id,
+            record.action,
+            record.day,
+            run_id,
+            attempts=attempts,
+            first_seen=record.first_seen,
+            now=now,
         )
         if record.status is LedgerStatus.FAILED:
             entity["reason"] = f"retry after {record.reason}" if record.reason else "retry"
@@ -227,7 +234,7 @@ class Ledger:
     def job_attribution(self, job_id: str) -> JobAttribution | None:
         """Which of our actions started this job, or None when it was not us."""
         try:
-            entity = self._table.get_entity(JOB_INDEX_PARTITION, job_id)
+            entity = self._table.get_entity(JOB_INDEX_PARTITION, job_id.lower())
         except ResourceNotFoundError:
             return None
         except AzureError as exc:
@@ -244,7 +251,7 @@ class Ledger:
     def _index_job(self, claim: Claim, job_id: str, triggered_by: str) -> None:
         entity = {
             "PartitionKey": JOB_INDEX_PARTITION,
-            "RowKey": job_id,
+            "RowKey": job_id.lower(),  # job ids are GUIDs; services differ in their case
             "vm_id": claim.vm_id,
             "action": claim.action,
             "run_id": claim.run_id,

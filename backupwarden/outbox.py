@@ -1,16 +1,24 @@
 """The durable outbox: every Log Analytics record waits in Table Storage until an upload carrying it succeeds.
 
 Keys (one table):
-- `pending-{stream}` / `{TimeGenerated}-{RecordId}`: waiting, read back in TimeGenerated order;
+- `pending-{stream}|{YYYYMMDDHH}` / `{TimeGenerated}-{RecordId}`: waiting, one partition per hour of
+  TimeGenerated, read back in TimeGenerated order (partition, then row key);
 - `failed-{stream}` / same row key: refused by the service on its own, kept with the error;
-- `shipped-{stream}` / `{RecordId}`: markers of shipped job outcomes, so a job seen again is not re-sent;
+- `shipped-{stream}|{h}` / `{RecordId}`: markers of shipped job outcomes, so a job seen again is not
+  re-sent; `h` is the first hex digit of the id's SHA-256 (16 partitions);
 - `watermark` / `{name}`: how far a collector has read, moved only after its records shipped.
+
+Pending records and markers are spread over partitions because a partition is a unit of throughput
+(about 2,000 entities/s in Azure Table Storage) and a backlog in one partition is capped by it; in
+Azurite each write also scans its whole partition, so a single partition makes 100,000 records
+quadratic (bench/outcomes.py).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+import hashlib
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -67,10 +75,7 @@ class Outbox:
         if skip_shipped:
             rows = [row for row in rows if not self._was_shipped(stream, row)]
         entities = [self._pending_entity(stream, row) for row in rows]
-        added = 0
-        for start in range(0, len(entities), TRANSACTION_SIZE):
-            added += self._create_all(entities[start : start + TRANSACTION_SIZE])
-        return added
+        return sum(self._create_all(chunk) for chunk in _transactions(entities))
 
     def _create_all(self, entities: list[dict[str, Any]]) -> int:
         unique = list({(e["PartitionKey"], e["RowKey"]): e for e in entities}.values())
@@ -95,11 +100,8 @@ class Outbox:
     def _pending_entity(self, stream: str, row: dict[str, Any]) -> dict[str, Any]:
         table = table_for_stream(stream)
         generated = row["TimeGenerated"]
-        return {
-            "PartitionKey": f"pending-{stream}",
-            "RowKey": f"{generated.astimezone(UTC).strftime(_KEY_TIME)}-{row[table.id_column]}",
-            **row,
-        }
+        row_key = f"{generated.astimezone(UTC).strftime(_KEY_TIME)}-{row[table.id_column]}"
+        return {"PartitionKey": _pending_partition(stream, row_key), "RowKey": row_key, **row}
 
     # --- reading -----------------------------------------------------------------------------
     def pending(self, stream: str) -> Iterator[PendingRecord]:
@@ -107,7 +109,9 @@ class Outbox:
         table = table_for_stream(stream)
         try:
             for entity in self._table.query_entities(
-                "PartitionKey eq @pk", parameters={"pk": f"pending-{stream}"}, results_per_page=1000
+                "PartitionKey ge @first and PartitionKey lt @after",
+                parameters=_partitions_of(f"pending-{stream}"),
+                results_per_page=1000,
             ):
                 row = {name: _plain(entity.get(name)) for name in table.column_names}
                 yield PendingRecord(stream, str(entity["RowKey"]), row)
@@ -134,19 +138,35 @@ class Outbox:
     def mark_shipped(self, records: list[PendingRecord], *, keep_markers: bool) -> None:
         """Delete shipped records; for streams read again by a collector, keep a marker per id."""
         now = self._clock()
-        for start in range(0, len(records), TRANSACTION_SIZE):
-            chunk = records[start : start + TRANSACTION_SIZE]
-            if keep_markers:
-                markers = [
-                    {"PartitionKey": f"shipped-{r.stream}", "RowKey": r.record_id, "shipped": now}
-                    for r in chunk
-                ]
-                self._transact([("upsert", m, {"mode": UpdateMode.REPLACE}) for m in markers], "mark shipped")
-            deletes = [{"PartitionKey": f"pending-{r.stream}", "RowKey": r.row_key} for r in chunk]
-            self._transact([("delete", d) for d in deletes], "delete shipped")
+        if keep_markers:
+            markers = [
+                {
+                    "PartitionKey": _marker_partition(r.stream, r.record_id),
+                    "RowKey": r.record_id,
+                    "shipped": now,
+                }
+                for r in records
+            ]
+            for chunk in _transactions(markers):
+                self._transact([("upsert", m, {"mode": UpdateMode.REPLACE}) for m in chunk], "mark shipped")
+        deletes = [
+            {"PartitionKey": _pending_partition(r.stream, r.row_key), "RowKey": r.row_key} for r in records
+        ]
+        for chunk in _transactions(deletes):
+            self._transact([("delete", d) for d in chunk], "delete shipped")
 
-    def mark_failed(self, record: PendingRecord, error: str) -> None:
-        """Park a record the service refuses on its own, with the error, out of the upload path."""
+    def mark_failed(self, record: PendingRecord, error: str, *, keep_marker: bool = False) -> None:
+        """Park a record the service refuses on its own, with the error, out of the upload path.
+
+        `keep_marker` (job outcomes) also stops a collector from queueing it again on its next read.
+        """
+        if keep_marker:
+            marker = {
+                "PartitionKey": _marker_partition(record.stream, record.record_id),
+                "RowKey": record.record_id,
+                "shipped": self._clock(),
+            }
+            self._transact([("upsert", marker, {"mode": UpdateMode.REPLACE})], "mark parked")
         entity = {
             "PartitionKey": f"failed-{record.stream}",
             "RowKey": record.row_key,
@@ -155,7 +175,7 @@ class Outbox:
         }
         try:
             self._table.upsert_entity(entity, mode=UpdateMode.REPLACE)
-            self._table.delete_entity(f"pending-{record.stream}", record.row_key)
+            self._table.delete_entity(_pending_partition(record.stream, record.row_key), record.row_key)
         except AzureError as exc:
             raise OutboxUnavailable("cannot park a failed record") from exc
 
@@ -164,14 +184,13 @@ class Outbox:
         try:
             old = list(
                 self._table.query_entities(
-                    "PartitionKey eq @pk and shipped lt @cutoff",
-                    parameters={"pk": f"shipped-{stream}", "cutoff": cutoff},
+                    "PartitionKey ge @first and PartitionKey lt @after and shipped lt @cutoff",
+                    parameters={**_partitions_of(f"shipped-{stream}"), "cutoff": cutoff},
                 )
             )
         except AzureError as exc:
             raise OutboxUnavailable("cannot read shipped markers") from exc
-        for start in range(0, len(old), TRANSACTION_SIZE):
-            chunk = old[start : start + TRANSACTION_SIZE]
+        for chunk in _transactions(old):
             self._transact(
                 [("delete", {"PartitionKey": e["PartitionKey"], "RowKey": e["RowKey"]}) for e in chunk],
                 "prune markers",
@@ -181,7 +200,7 @@ class Outbox:
     def _was_shipped(self, stream: str, row: dict[str, Any]) -> bool:
         record_id = str(row[table_for_stream(stream).id_column])
         try:
-            self._table.get_entity(f"shipped-{stream}", record_id)
+            self._table.get_entity(_marker_partition(stream, record_id), record_id)
             return True
         except ResourceNotFoundError:
             return False
@@ -234,6 +253,30 @@ class Outbox:
             if getattr(exc, "status_code", None) == 412:
                 return
             raise OutboxUnavailable(f"cannot move watermark {name}") from exc
+
+
+def _pending_partition(stream: str, row_key: str) -> str:
+    """The hour of TimeGenerated, read from the row key (`YYYYMMDDTHH...`)."""
+    return f"pending-{stream}|{row_key[:8]}{row_key[9:11]}"
+
+
+def _marker_partition(stream: str, record_id: str) -> str:
+    return f"shipped-{stream}|{hashlib.sha256(record_id.encode('utf-8')).hexdigest()[0]}"
+
+
+def _partitions_of(prefix: str) -> dict[str, str]:
+    """Query parameters `first`/`after` bounding every partition key `{prefix}|...` ('}' follows '|')."""
+    return {"first": f"{prefix}|", "after": f"{prefix}}}"}
+
+
+def _transactions(entities: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """Entities grouped as batch transactions take them: one partition each, at most TRANSACTION_SIZE."""
+    by_partition: dict[str, list[dict[str, Any]]] = {}
+    for entity in entities:
+        by_partition.setdefault(str(entity["PartitionKey"]), []).append(entity)
+    for group in by_partition.values():
+        for start in range(0, len(group), TRANSACTION_SIZE):
+            yield group[start : start + TRANSACTION_SIZE]
 
 
 def _plain(value: Any) -> Any:

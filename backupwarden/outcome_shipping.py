@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from backupwarden.domain.log_records import action_row
 from backupwarden.domain.log_schema import AUTOMATION_ACTIONS, JOB_OUTCOMES
@@ -15,6 +15,9 @@ from backupwarden.outbox import Outbox
 from backupwarden.shipping import Shipper, ShipResult
 
 logger = logging.getLogger(__name__)
+
+# Shipped-job markers only need to outlive every re-read of the overlap; a week is ample.
+MARKER_RETENTION = timedelta(days=7)
 
 
 class ActionRecorder:
@@ -64,7 +67,13 @@ class OutcomeShipping:
     def run(self) -> ShippingReport:
         watermark, etag = self._outbox.watermark(WATERMARK)
         collected = self._collector.collect(watermark)
-        results = (self._shipper.ship(JOB_OUTCOMES.stream), self._shipper.ship(AUTOMATION_ACTIONS.stream))
+        jobs = self._shipper.ship(JOB_OUTCOMES.stream)
+        if jobs.complete:
+            actions = self._shipper.ship(AUTOMATION_ACTIONS.stream)
+        else:  # the service is throttling or down: a second stream's call is bound to fail too
+            actions = ShipResult(AUTOMATION_ACTIONS.stream, stopped=f"not tried: {jobs.stopped}")
+        results = (jobs, actions)
+        self._outbox.prune_markers(JOB_OUTCOMES.stream, older_than=MARKER_RETENTION)
         moved = watermark
         if (
             results[0].complete

@@ -84,7 +84,9 @@ class Shipper:
         except RejectedBatch as exc:
             if len(batch) == 1:
                 record = batch[0][0]
-                self._outbox.mark_failed(record, f"HTTP {exc.status}: {exc}")
+                self._outbox.mark_failed(
+                    record, f"HTTP {exc.status}: {exc}", keep_marker=result.stream == JOB_OUTCOMES.stream
+                )
                 result.parked.append(record.record_id)
                 logger.error(
                     "log record refused; parked in the outbox", extra={"record_id": record.record_id}

@@ -11,8 +11,8 @@ from backupwarden.domain.log_schema import AUTOMATION_ACTIONS, JOB_OUTCOMES, Log
 from backupwarden.domain.records import Outcome
 
 # Log Analytics keeps at most 32 KB of a string column; Table Storage (the outbox) at most 64 KB of a
-# string property, stored as UTF-16. 16,000 characters fit both, whatever the characters.
-MAX_FIELD_CHARS = 16_000
+# string property, stored as UTF-16. 8,000 characters fit both whatever they are (4 UTF-8 bytes each at most).
+MAX_FIELD_CHARS = 8_000
 TRUNCATED = "…[truncated]"
 _RECORD_NAMESPACE = uuid.UUID("6f0c5cf6-3a4e-4f5c-9a55-0d6a1f1b7a10")
 
@@ -72,9 +72,10 @@ def job_outcome_row(job: FinishedJob, attribution: Attribution) -> dict[str, Any
 def action_row(outcome: Outcome, *, source: str, dry_run: bool, at: datetime) -> dict[str, Any]:
     """One BackupAutomationActions_CL row; its RecordId is derived from (run, VM or scope, action)."""
     subject = outcome.vm_id or outcome.vault_id
+    key = _utf8(f"{outcome.run_id}|{subject}|{outcome.action}")  # uuid5 encodes it as UTF-8
     row = {
         "TimeGenerated": at,
-        "RecordId": str(uuid.uuid5(_RECORD_NAMESPACE, f"{outcome.run_id}|{subject}|{outcome.action}")),
+        "RecordId": str(uuid.uuid5(_RECORD_NAMESPACE, key)),
         "RunId": outcome.run_id,
         "Source": source,
         "Action": outcome.action,
@@ -96,7 +97,7 @@ def bounded(table: LogTable, row: dict[str, Any]) -> dict[str, Any]:
         value = row.get(column.name)
         if column.type == "string":
             text = "" if value is None else str(value)
-            text = text.encode("utf-8", errors="replace").decode("utf-8")
+            text = _utf8(text)
             if len(text) > MAX_FIELD_CHARS:
                 text = text[: MAX_FIELD_CHARS - len(TRUNCATED)] + TRUNCATED
             cleaned[column.name] = text
@@ -105,3 +106,8 @@ def bounded(table: LogTable, row: dict[str, Any]) -> dict[str, Any]:
         else:
             cleaned[column.name] = value
     return cleaned
+
+
+def _utf8(text: str) -> str:
+    """The text with what UTF-8 cannot encode (lone surrogates, as a JSON \\udc00 escape yields) replaced."""
+    return text.encode("utf-8", errors="replace").decode("utf-8")
