@@ -6,6 +6,7 @@ import logging
 
 import azure.functions as func
 
+from functions.alerts import bp as alerts_bp
 from functions.new_vms import bp as new_vms_bp
 from functions.outcomes import bp as outcomes_bp
 from functions.sweep import bp as sweep_bp
@@ -19,3 +20,4 @@ app = func.FunctionApp()
 app.register_functions(sweep_bp)
 app.register_functions(new_vms_bp)
 app.register_functions(outcomes_bp)
+app.register_functions(alerts_bp)

@@ -167,6 +167,11 @@ class AzureClients:
             "table", self.settings.outbox_table, lambda: self._build_table(self.settings.outbox_table)
         )
 
+    def alert_dedup_table(self) -> TableClient:
+        """The alert notifications `alert_webhook` took in: de-duplicates the action group's retries."""
+        name = self.settings.alert_dedup_table
+        return self._cached("table", name, lambda: self._build_table(name))
+
     def _build_table(self, table_name: str) -> TableClient:
         settings = self.settings
         retry = _retry_kwargs(settings.http_retry_total)

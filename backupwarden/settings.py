@@ -30,6 +30,10 @@ AZURITE_ACCOUNT_KEY = (
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 )
 DEVELOPMENT_STORAGE = "UseDevelopmentStorage=true"
+# Where the tenant's signing keys are published; {tenant} is BACKUPWARDEN_TENANT_ID.
+DEFAULT_OPENID_CONFIGURATION_URL = (
+    "https://login.microsoftonline.com/{tenant}/v2.0/.well-known/openid-configuration"
+)
 
 
 def azurite_connection_string(
@@ -82,6 +86,7 @@ class Settings:
     sweep_schedule: str = "0 */30 * * * *"
     http_retry_total: int = 5
     operation_poll_timeout_s: int = 300
+    operation_poll_interval_s: float = 1.0  # at most this long between reads of a running operation
     protect_queue: str = "backupwarden-protect"
     vault_rules: tuple[MappingRule, ...] = ()
     provisioning_recheck_s: int = 60
@@ -91,11 +96,23 @@ class Settings:
     outcomes_schedule: str = "0 */5 * * * *"
     outbox_table: str = "backupwardenoutbox"
     jobs_overlap: timedelta = timedelta(hours=1)
+    remediation_queue: str = "backupwarden-remediate"
+    webhook_audience: str | None = None  # set: alert_webhook requires secure-webhook (Entra ID) tokens
+    tenant_id: str | None = None
+    openid_configuration_url: str | None = None  # unset: DEFAULT_OPENID_CONFIGURATION_URL of the tenant
+    alert_dedup_table: str = "backupwardenalerts"
 
     @property
     def connection_verify(self) -> str | bool:
         """What azure-core takes as `connection_verify`: the CA bundle path, or True for the system store."""
         return self.ca_bundle or True
+
+    @property
+    def openid_configuration(self) -> str | None:
+        """The OpenID configuration document that names the tenant's signing keys (`jwks_uri`)."""
+        if self.openid_configuration_url:
+            return self.openid_configuration_url
+        return DEFAULT_OPENID_CONFIGURATION_URL.format(tenant=self.tenant_id) if self.tenant_id else None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -108,6 +125,7 @@ class Settings:
         arm_endpoint = read("BACKUPWARDEN_ARM_ENDPOINT", parse_https_url, default.arm_endpoint)
         credential = read("BACKUPWARDEN_CREDENTIAL", _choice(CredentialKind), default.credential)
         connection_string, table_uri, queue_uri = _storage_connection(env)
+        webhook_audience = read("BACKUPWARDEN_WEBHOOK_AUDIENCE", parse_audience, None)
         return cls(
             subscriptions=read("BACKUPWARDEN_SUBSCRIPTIONS", parse_subscription_ids, ()),
             discovery=read("BACKUPWARDEN_DISCOVERY", _choice(Discovery), default.discovery),
@@ -144,6 +162,11 @@ class Settings:
             operation_poll_timeout_s=read(
                 "BACKUPWARDEN_OPERATION_POLL_TIMEOUT_S", _int_range(1, 3600), default.operation_poll_timeout_s
             ),
+            operation_poll_interval_s=read(
+                "BACKUPWARDEN_OPERATION_POLL_INTERVAL_S",
+                _float_range(0.01, 60.0),
+                default.operation_poll_interval_s,
+            ),
             protect_queue=read("BACKUPWARDEN_PROTECT_QUEUE", parse_queue_name, default.protect_queue),
             vault_rules=read("BACKUPWARDEN_VAULT_RULES", parse_vault_rules, ()),
             provisioning_recheck_s=read(
@@ -157,6 +180,15 @@ class Settings:
             outcomes_schedule=read("OUTCOMES_SCHEDULE", parse_ncrontab, default.outcomes_schedule),
             outbox_table=read("BACKUPWARDEN_OUTBOX_TABLE", parse_table_name, default.outbox_table),
             jobs_overlap=read("BACKUPWARDEN_JOBS_OVERLAP", parse_duration, default.jobs_overlap),
+            remediation_queue=read(
+                "BACKUPWARDEN_REMEDIATION_QUEUE", parse_queue_name, default.remediation_queue
+            ),
+            webhook_audience=webhook_audience,
+            tenant_id=_webhook_tenant(env, webhook_audience),
+            openid_configuration_url=read("BACKUPWARDEN_OPENID_CONFIGURATION_URL", parse_https_url, None),
+            alert_dedup_table=read(
+                "BACKUPWARDEN_ALERT_DEDUP_TABLE", parse_table_name, default.alert_dedup_table
+            ),
         )
 
 
@@ -181,6 +213,14 @@ def _static_token(env: Mapping[str, str], credential: CredentialKind) -> str | N
     if credential is not CredentialKind.STATIC_TOKEN:
         return None
     return _required(env, "BACKUPWARDEN_STATIC_TOKEN", "required when BACKUPWARDEN_CREDENTIAL=static-token")
+
+
+def _webhook_tenant(env: Mapping[str, str], webhook_audience: str | None) -> str | None:
+    """The tenant whose tokens the secure webhook accepts: required once an audience is set."""
+    name = "BACKUPWARDEN_TENANT_ID"
+    if webhook_audience is not None:
+        _required(env, name, "required when BACKUPWARDEN_WEBHOOK_AUDIENCE is set (secure webhook)")
+    return _read(env, name, parse_guid, None)
 
 
 def _storage_connection(env: Mapping[str, str]) -> tuple[str | None, str | None, str | None]:
@@ -327,6 +367,13 @@ def parse_guid(text: str) -> str:
     return text.lower()
 
 
+def parse_audience(text: str) -> str:
+    """The `aud` a secure-webhook token must carry: the Entra app's client id or application ID URI."""
+    if any(character.isspace() for character in text) or len(text) > 500:
+        raise ValueError(f"not a token audience (an app id or URI, no spaces): {text[:100]!r}")
+    return text
+
+
 def parse_queue_name(text: str) -> str:
     if not _QUEUE_NAME.match(text) or len(text) > 56:  # room for the host's "-poison" suffix
         raise ValueError(f"not a queue name (3-56 lower-case letters, digits, single hyphens): {text!r}")
@@ -378,6 +425,19 @@ def _choice(kind: type[StrEnumT]) -> Callable[[str], StrEnumT]:
         except ValueError:
             allowed = ", ".join(member.value for member in kind)
             raise ValueError(f"must be one of {allowed}, not {text!r}") from None
+
+    return parse
+
+
+def _float_range(low: float, high: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"not a number: {text!r}") from None
+        if not low <= value <= high:  # also rejects nan
+            raise ValueError(f"must be from {low:g} to {high:g}, not {text}")
+        return value
 
     return parse
 

@@ -93,7 +93,10 @@ def _log_condition(
     for index, criterion in enumerate(all_of):
         if not isinstance(criterion, dict):
             raise InvalidAlert(f"data.alertContext.condition.allOf[{index}] must be an object")
-        for entry in criterion.get("dimensions") or []:
+        entries = criterion.get("dimensions") or []
+        if not isinstance(entries, list):
+            raise InvalidAlert(f"data.alertContext.condition.allOf[{index}].dimensions must be a list")
+        for entry in entries:
             if (
                 not isinstance(entry, dict)
                 or not isinstance(entry.get("name"), str)
@@ -133,6 +136,7 @@ def _time(raw: Any, where: str) -> datetime:
         raise InvalidAlert(f"{where} must be an ISO-8601 time")
     try:
         parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
+        # in UTC from here on; an offset can push a time past year 1 or 9999
+        return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    except (ValueError, OverflowError):
         raise InvalidAlert(f"{where} is not an ISO-8601 time: {raw[:60]!r}") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

@@ -1,0 +1,70 @@
+"""The alert webhook: action groups POST alert notifications (common alert schema) here.
+
+Auth level FUNCTION: the Functions host checks the function key (`code` query parameter or
+`x-functions-key` header) before this code runs, and answers a missing or wrong key with 401
+itself. When BACKUPWARDEN_WEBHOOK_AUDIENCE is set, the handler also requires the action group's
+secure-webhook token (backupwarden/webhook_auth.py).
+
+Answers (JSON bodies `{"status": …, "reason"?: …}`):
+- 202 accepted (fired: a remediation work item is queued), duplicate (taken in before), recorded
+  (resolved: noted, nothing to do). Only the de-duplication table and the queue are called, so
+  the answer comes well within a second.
+- 400 rejected: not JSON, not the common alert schema, an unsupported monitoringService, missing or
+  malformed essentials, a body over 256 KiB. Action groups do not retry a 400.
+- 401 unauthorized: the secure-webhook token is missing or invalid.
+- 503 unavailable: storage or the tenant's signing keys could not be reached, or another delivery
+  of the same notification is mid-way; action groups retry a 503.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import azure.functions as func
+
+from backupwarden.alert_intake import (
+    AlertInFlight,
+    IntakeUnavailable,
+    build_alert_intake,
+    read_alert_body,
+)
+from backupwarden.clients import AzureClients
+from backupwarden.domain.alerts import InvalidAlert
+from backupwarden.settings import Settings
+from backupwarden.webhook_auth import SigningKeysUnavailable, WebhookUnauthorized, require_webhook_token
+
+logger = logging.getLogger(__name__)
+
+bp = func.Blueprint()
+
+RETRY_AFTER_S = 30
+
+
+@bp.route(route="alerts", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+def alert_webhook(req: func.HttpRequest) -> func.HttpResponse:
+    settings = Settings.from_env()
+    try:
+        require_webhook_token(settings, req.headers.get("Authorization"))
+        notice = read_alert_body(req.get_body())
+        with AzureClients(settings) as clients:
+            status = build_alert_intake(settings, clients).receive(notice)
+    except WebhookUnauthorized as exc:
+        logger.warning("alert webhook: unauthorized", extra={"reason": exc.reason})
+        return _answer(401, "unauthorized", exc.reason, {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    except InvalidAlert as exc:
+        logger.warning("alert webhook: rejected", extra={"reason": str(exc)})
+        return _answer(400, "rejected", str(exc))
+    except (SigningKeysUnavailable, IntakeUnavailable, AlertInFlight) as exc:
+        logger.warning("alert webhook: unavailable", extra={"reason": str(exc)}, exc_info=True)
+        return _answer(503, "unavailable", str(exc), {"Retry-After": str(RETRY_AFTER_S)})
+    return _answer(202, status.value)
+
+
+def _answer(
+    status_code: int, status: str, reason: str | None = None, headers: dict[str, str] | None = None
+) -> func.HttpResponse:
+    body = {"status": status} if reason is None else {"status": status, "reason": reason}
+    return func.HttpResponse(
+        json.dumps(body), status_code=status_code, headers=headers, mimetype="application/json"
+    )
