@@ -9,6 +9,7 @@ import azure.functions as func
 from functions.alerts import bp as alerts_bp
 from functions.new_vms import bp as new_vms_bp
 from functions.outcomes import bp as outcomes_bp
+from functions.remediation import bp as remediation_bp
 from functions.sweep import bp as sweep_bp
 
 # The Functions host owns the log handlers; only levels are set here. The Azure SDKs log every
@@ -21,3 +22,4 @@ app.register_functions(sweep_bp)
 app.register_functions(new_vms_bp)
 app.register_functions(outcomes_bp)
 app.register_functions(alerts_bp)
+app.register_functions(remediation_bp)

@@ -11,13 +11,21 @@ from datetime import timedelta
 
 from backupwarden.adapters.errors import AzureCallError
 from backupwarden.clients import AzureClients
+from backupwarden.domain.alerts import InvalidAlert
 from backupwarden.domain.vm_events import InvalidEvent
 from backupwarden.event_batch import handle_events, read_events
 from backupwarden.outcome_report import build_outcome_report, render_report_table, report_query
+from backupwarden.remediation import read_alerts, remediate_alerts
 from backupwarden.report import RunReport
 from backupwarden.settings import Settings, SettingsError, parse_duration
 from backupwarden.sweep import SWEEP_RUN_ACTION
-from backupwarden.wiring import build_outcome_shipping, build_protect_vm, build_sweep, record_actions
+from backupwarden.wiring import (
+    build_outcome_shipping,
+    build_protect_vm,
+    build_remediation,
+    build_sweep,
+    record_actions,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -28,6 +36,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     sweep = commands.add_parser("sweep", help="trigger the initial backup of VMs stuck in IRPending")
     sweep.add_argument("--dry-run", action="store_true", help="decide and report, but trigger nothing")
     sweep.add_argument("--output", choices=("table", "json"), default="table")
+    remediate = commands.add_parser("remediate", help="remediate what alert payloads (file or -) report")
+    remediate.add_argument("source", help="a common-alert-schema JSON file (one payload or an array), or -")
+    remediate.add_argument("--dry-run", action="store_true", help="decide and report, but trigger nothing")
+    remediate.add_argument("--output", choices=("table", "json"), default="table")
     handle = commands.add_parser("handle-event", help="protect the VMs of resource write events (file or -)")
     handle.add_argument("source", help="a JSON file holding one event or an array, or - for standard input")
     handle.add_argument("--dry-run", action="store_true", help="decide and report, but change nothing")
@@ -63,7 +75,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(shipped.to_json()))
         return 0 if all(result.complete for result in shipped.results) else 1
     dry_run = True if args.dry_run else None
-    if args.command == "handle-event":
+    if args.command == "remediate":
+        try:
+            alerts = read_alerts(_read_source(args.source))
+        except (OSError, InvalidAlert) as exc:
+            print(f"error: {args.source}: {exc}", file=sys.stderr)
+            return 2
+        with AzureClients(settings) as clients:
+            try:
+                remediation = build_remediation(settings, clients, dry_run=dry_run)
+            except SettingsError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            report = remediate_alerts(alerts, remediation, dry_run=bool(dry_run or settings.dry_run))
+            record_actions(settings, clients, report.outcomes, source="Cli", dry_run=report.dry_run)
+    elif args.command == "handle-event":
         try:
             events = read_events(_read_source(args.source))
         except (OSError, UnicodeDecodeError, InvalidEvent) as exc:

@@ -23,7 +23,7 @@ from backupwarden.backup_now import BackupTarget, backup_now
 from backupwarden.domain.new_vm_rules import decide_new_vm
 from backupwarden.domain.records import Outcome, Result
 from backupwarden.domain.vault_selection import MappingRule, VmFacts, choose_vault
-from backupwarden.domain.vm_events import VmWritten
+from backupwarden.domain.vm_events import VmWritten, parse_vm_id
 from backupwarden.ledger import AlreadyClaimed, BudgetExhausted, Ledger, LedgerError
 
 logger = logging.getLogger(__name__)
@@ -86,8 +86,14 @@ class WorkItem:
             raise InvalidWorkItem(
                 "vm_id, subscription_id, resource_group, vm_name and event_id must be strings"
             )
-        if not isinstance(item.provisioning_waits, int) or item.provisioning_waits < 0:
+        waits = item.provisioning_waits
+        if not isinstance(waits, int) or isinstance(waits, bool) or waits < 0:
             raise InvalidWorkItem("provisioning_waits must be a non-negative integer")
+        parts = parse_vm_id(item.vm_id)
+        named = (item.subscription_id, item.resource_group, item.vm_name)
+        if parts is None or [p.lower() for p in parts] != [n.lower() for n in named]:
+            # the worker reads the VM by its parts and protects it by its id: they must agree
+            raise InvalidWorkItem(f"vm_id {item.vm_id[:200]!r} is not the id of the VM the item names")
         return item
 
     def waited_once_more(self) -> WorkItem:
@@ -127,7 +133,7 @@ class ProtectVm:
             outcome = self._handle(item, run_id)
         except AzureCallError as exc:
             outcome = _outcome(run_id, item.vm_id, "", Result.FAILED, f"{exc.step} failed", exc)
-            if exc.status is None or exc.status in TRANSIENT_STATUSES:
+            if _transient(exc):
                 raise TransientFailure(outcome) from exc
         except LedgerError as exc:
             error = AzureCallError("ledger", type(exc).__name__, str(exc))
@@ -207,7 +213,7 @@ class ProtectVm:
             triggered_by="NewVm",
         )
         if result.result is Result.FAILED and result.error is not None:
-            return _outcome(
+            failed = _outcome(
                 run_id,
                 item.vm_id,
                 vault.id.lower(),
@@ -215,6 +221,10 @@ class ProtectVm:
                 f"{done_so_far}; initial backup: {result.reason}",
                 result.error,
             )
+            if _transient(result.error):
+                # the ledger has the backup FAILED: a redelivery resumes here, under the daily budget
+                raise TransientFailure(failed)
+            return failed
         return _outcome(
             run_id,
             item.vm_id,
@@ -234,6 +244,10 @@ class ProtectVm:
 
     def _protected_by_us_today(self, item: WorkItem) -> bool:
         return self._ledger.record(item.vm_id, LEDGER_ACTION, self._now().date()) is not None
+
+
+def _transient(error: AzureCallError) -> bool:
+    return error.status is None or error.status in TRANSIENT_STATUSES
 
 
 def _ready(vm: Any) -> bool:

@@ -8,6 +8,7 @@ matters; the ledger makes repeated alerts for one failure count once.
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from backupwarden.adapters.protection import item_names
 from backupwarden.adapters.recovery_services import RecoveryServices, VaultRef
 from backupwarden.alert_rules import BACKUP_FAILED, AlertRuleDefinition, rule_named
 from backupwarden.backup_now import BackupTarget, backup_now
-from backupwarden.domain.alerts import AZURE_BACKUP, AlertNotice
+from backupwarden.domain.alerts import AZURE_BACKUP, AlertNotice, InvalidAlert, read_alert
 from backupwarden.domain.records import Outcome, Result
 from backupwarden.domain.remediation_rules import (
     Failure,
@@ -33,6 +34,8 @@ from backupwarden.domain.remediation_rules import (
 )
 from backupwarden.kql import load_kql
 from backupwarden.ledger import AlreadyClaimed, BudgetExhausted, Ledger
+from backupwarden.remediation_items import RemediationWorkItem
+from backupwarden.report import RunReport
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +66,21 @@ class Remediation:
         self._ledger = ledger
         self._config = config
         self._now = now
+
+    def handle_item(self, item: RemediationWorkItem, run_id: str | None = None) -> list[Outcome]:
+        """A work item the webhook enqueued (only Fired alerts are)."""
+        notice = AlertNotice(
+            alert_id=item.alert_id,
+            rule=item.rule,
+            monitor_condition="Fired",
+            monitoring_service=item.monitoring_service,
+            fired_at=item.fired_at,
+            window_start=item.window_start,
+            window_end=item.window_end,
+            dimensions=item.dimensions,
+            target_ids=item.target_ids,
+        )
+        return self.handle(notice, run_id)
 
     def handle(self, alert: AlertNotice, run_id: str | None = None) -> list[Outcome]:
         run_id = run_id or str(uuid.uuid4())
@@ -281,3 +299,23 @@ def _time(raw: Any) -> datetime:
         return raw if raw.tzinfo else raw.replace(tzinfo=UTC)
     parsed = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def read_alerts(text: str) -> list[AlertNotice]:
+    """One common-alert-schema payload or a JSON array of them; InvalidAlert names what is wrong."""
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidAlert(f"not JSON: {exc.msg} at line {exc.lineno}") from None
+    payloads = parsed if isinstance(parsed, list) else [parsed]
+    return [read_alert(payload) for payload in payloads]
+
+
+def remediate_alerts(alerts: list[AlertNotice], remediation: Remediation, *, dry_run: bool) -> RunReport:
+    """The CLI's path: every alert to its outcomes in one run, without the queue."""
+    run_id = str(uuid.uuid4())
+    report = RunReport(run_id, dry_run, datetime.now(UTC), candidates=len(alerts))
+    for alert in alerts:
+        report.outcomes.extend(remediation.handle(alert, run_id))
+    report.finished = datetime.now(UTC)
+    return report

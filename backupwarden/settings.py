@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from backupwarden.domain.failure_classes import FailureClass
 from backupwarden.domain.vault_selection import MappingRule
 
 T = TypeVar("T")
@@ -97,6 +98,9 @@ class Settings:
     outbox_table: str = "backupwardenoutbox"
     jobs_overlap: timedelta = timedelta(hours=1)
     remediation_queue: str = "backupwarden-remediate"
+    retry_cap: int = 2
+    retry_backoff: timedelta = timedelta(minutes=30)
+    failure_classes: dict[str, FailureClass] = field(default_factory=dict)
     webhook_audience: str | None = None  # set: alert_webhook requires secure-webhook (Entra ID) tokens
     tenant_id: str | None = None
     openid_configuration_url: str | None = None  # unset: DEFAULT_OPENID_CONFIGURATION_URL of the tenant
@@ -180,6 +184,9 @@ class Settings:
             outcomes_schedule=read("OUTCOMES_SCHEDULE", parse_ncrontab, default.outcomes_schedule),
             outbox_table=read("BACKUPWARDEN_OUTBOX_TABLE", parse_table_name, default.outbox_table),
             jobs_overlap=read("BACKUPWARDEN_JOBS_OVERLAP", parse_duration, default.jobs_overlap),
+            retry_cap=read("BACKUPWARDEN_RETRY_CAP", _int_range(0, 9), default.retry_cap),
+            retry_backoff=read("BACKUPWARDEN_RETRY_BACKOFF", parse_duration, default.retry_backoff),
+            failure_classes=read("BACKUPWARDEN_FAILURE_CLASSES", parse_failure_classes, {}),
             remediation_queue=read(
                 "BACKUPWARDEN_REMEDIATION_QUEUE", parse_queue_name, default.remediation_queue
             ),
@@ -372,6 +379,23 @@ def parse_audience(text: str) -> str:
     if any(character.isspace() for character in text) or len(text) > 500:
         raise ValueError(f"not a token audience (an app id or URI, no spaces): {text[:100]!r}")
     return text
+
+
+def parse_failure_classes(text: str) -> dict[str, FailureClass]:
+    """A JSON object {"ErrorCode": "retry" | "retry_capped" | "escalate_config" | "escalate_permanent" | "in_progress"}."""
+    try:
+        raw: Any = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc.msg} at position {exc.pos}") from None
+    if not isinstance(raw, dict):
+        raise ValueError("must be a JSON object of error code to class")
+    allowed = ", ".join(kind.value for kind in FailureClass)
+    classes = {}
+    for code, kind in raw.items():
+        if not isinstance(kind, str) or kind not in {k.value for k in FailureClass}:
+            raise ValueError(f"class of {code!r} must be one of {allowed}, not {kind!r}")
+        classes[str(code)] = FailureClass(kind)
+    return classes
 
 
 def parse_queue_name(text: str) -> str:

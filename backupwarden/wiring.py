@@ -12,16 +12,19 @@ from backupwarden.adapters.discovery import Discovery, ResourceGraphDiscovery, V
 from backupwarden.adapters.errors import AzureCallError
 from backupwarden.adapters.inventory import Inventory
 from backupwarden.adapters.logs_ingestion import LogsUploader
+from backupwarden.adapters.logs_query import LogsQuery
 from backupwarden.adapters.protection import Protection
 from backupwarden.adapters.recovery_services import RecoveryServices
 from backupwarden.clients import AzureClients
 from backupwarden.domain.records import Outcome
+from backupwarden.domain.remediation_rules import RemediationPolicy
 from backupwarden.domain.sweep_rules import SweepPolicy
 from backupwarden.job_outcomes import JobOutcomeCollector
 from backupwarden.ledger import Ledger
 from backupwarden.outbox import Outbox
 from backupwarden.outcome_shipping import ActionRecorder, OutcomeShipping
 from backupwarden.protect_vm import ProtectConfig, ProtectVm, WorkItem
+from backupwarden.remediation import Remediation, RemediationConfig
 from backupwarden.settings import Discovery as DiscoveryKind
 from backupwarden.settings import Settings, SettingsError
 from backupwarden.shipping import Shipper
@@ -171,3 +174,31 @@ def record_actions(
 ) -> int:
     """Every decision of a run into the outbox, on its way to BackupAutomationActions_CL."""
     return build_action_recorder(settings, clients, now=now).record(outcomes, source=source, dry_run=dry_run)
+
+
+def build_remediation(
+    settings: Settings,
+    clients: AzureClients,
+    *,
+    dry_run: bool | None = None,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> Remediation:
+    if not settings.workspace_id:
+        raise SettingsError(
+            "BACKUPWARDEN_LOG_ANALYTICS_WORKSPACE_ID: missing; remediation queries the alert's rows"
+        )
+    recovery = RecoveryServices(clients.backup, poll_timeout_s=settings.operation_poll_timeout_s)
+    ledger = Ledger(clients.ledger_table(), clock=now)
+    ledger.ensure_table()
+    config = RemediationConfig(
+        policy=RemediationPolicy(
+            retry_cap=settings.retry_cap,
+            daily_budget=settings.daily_budget,
+            backoff=settings.retry_backoff,
+            extra_classes=settings.failure_classes,
+        ),
+        recovery_point_expiry=timedelta(days=settings.recovery_point_expiry_days),
+        dry_run=settings.dry_run if dry_run is None else dry_run,
+    )
+    logs = LogsQuery(clients.logs_query(), settings.workspace_id)
+    return Remediation(logs, recovery, ledger, config, now=now)

@@ -17,11 +17,12 @@ from azure.mgmt.recoveryservicesbackup.models import (
 
 from backupwarden.adapters.errors import AzureCallError
 from backupwarden.adapters.recovery_services import (
+    DEFAULT_POLL_INTERVAL_S,
     FABRIC,
-    MIN_POLL_INTERVAL_S,
     RecoveryServices,
     VaultRef,
     last_segment,
+    poll_delay_s,
 )
 
 IAAS_VM_FILTER = "backupManagementType eq 'AzureIaasVM'"
@@ -52,11 +53,13 @@ class Protection:
         recovery: RecoveryServices,
         *,
         poll_timeout_s: float = 300,
+        poll_interval_s: float = DEFAULT_POLL_INTERVAL_S,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._client_for = client_for
         self._recovery = recovery
         self._poll_timeout_s = poll_timeout_s
+        self._poll_interval_s = poll_interval_s
         self._sleep = sleep
 
     def status(self, subscription_id: str, location: str, vm_id: str) -> ProtectionStatus:
@@ -164,7 +167,8 @@ class Protection:
                 raise AzureCallError(
                     "refresh containers", "PollTimeout", "container refresh did not finish in time"
                 )
-            self._sleep(min(max(_seconds(poll_headers.get("Retry-After")), MIN_POLL_INTERVAL_S), remaining))
+            retry_after_s = _seconds(poll_headers.get("Retry-After"))
+            self._sleep(min(poll_delay_s(retry_after_s, self._poll_interval_s), remaining))
 
 
 def _seconds(raw: str | None) -> float:

@@ -10,7 +10,7 @@ WRITE_SUCCESS = "Microsoft.Resources.ResourceWriteSuccess"
 VM_WRITE = "Microsoft.Compute/virtualMachines/write"
 MAX_EVENT_BYTES = 1024 * 1024  # Event Grid's own limit per event
 _VM_ID = re.compile(
-    # ARM names never end in '.', which also keeps '.' and '..' (path segments) out of the URLs built from them
+    # ARM names never end in '.', which keeps '.' and '..' (path segments) out of the URLs built from them
     r"^/subscriptions/(?P<sub>[0-9a-fA-F-]{36})/resourceGroups/(?P<rg>[-\w.()]{0,89}[-\w()])"
     r"/providers/Microsoft\.Compute/virtualMachines/(?P<name>[-\w.]{0,63}[-\w])$",
     re.IGNORECASE,
@@ -66,8 +66,8 @@ def read_vm_write(event: Any) -> VmWritten | Ignored:
     resource_uri = data.get("resourceUri")
     if not isinstance(resource_uri, str):
         raise InvalidEvent(f"event {event_id}: data.resourceUri must be a string")
-    found = _VM_ID.match(resource_uri.strip())
-    if found is None:
+    parts = parse_vm_id(resource_uri)
+    if parts is None:
         raise InvalidEvent(
             f"event {event_id}: data.resourceUri {resource_uri[:200]!r} is not a virtual machine id"
         )
@@ -76,12 +76,20 @@ def read_vm_write(event: Any) -> VmWritten | Ignored:
         raise InvalidEvent(f"event {event_id}: data.correlationId must be a string")
     return VmWritten(
         vm_id=resource_uri.strip().lower(),
-        subscription_id=found.group("sub").lower(),
-        resource_group=found.group("rg"),
-        vm_name=found.group("name"),
+        subscription_id=parts[0],
+        resource_group=parts[1],
+        vm_name=parts[2],
         event_id=event_id,
         correlation_id=correlation_id,
     )
+
+
+def parse_vm_id(resource_id: str) -> tuple[str, str, str] | None:
+    """(lower-case subscription id, resource group, name) of a VM's ARM id; None when it is not one."""
+    found = _VM_ID.match(resource_id.strip())
+    if found is None:
+        return None
+    return found.group("sub").lower(), found.group("rg"), found.group("name")
 
 
 def _text(event: dict[str, Any], key: str) -> str:
