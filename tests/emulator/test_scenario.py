@@ -44,6 +44,8 @@ DEMO_VMS = {
     *(f"web-0{n}" for n in range(1, 5)),
     "api-01",
     "api-02",
+    "api-03",
+    "pay-01",
     "legacy-01",
     "db-01",
     "db-02",
@@ -193,6 +195,8 @@ def test_demo_lists_items_pending_their_initial_backup_as_the_service_does(
         "legacy-01",
         "db-01",
         "db-02",
+        "api-03",
+        "pay-01",
     }
     for name, properties in pending.items():
         assert properties["protectionState"] == "IRPending"
@@ -270,6 +274,8 @@ def test_demo_running_backup_blocks_a_second_trigger_then_completes(
     ("subscription", "vault", "group", "vm", "code"),
     [
         (PROD, PROD_WEU, "rg-db", "db-02", "UserErrorGuestAgentStatusUnavailable"),
+        (PROD, PROD_WEU, "rg-api", "api-03", "BackUpOperationFailed"),
+        (PROD, PROD_WEU, "rg-pay", "pay-01", "UserErrorRequestDisallowedByPolicy"),
         (DEV, DEV_EUS, "rg-dev", "dev-04", "UserErrorVmNotFoundV2"),
     ],
 )
