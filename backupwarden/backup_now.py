@@ -8,10 +8,11 @@ from datetime import datetime
 from backupwarden.adapters.errors import AzureCallError
 from backupwarden.adapters.recovery_services import RecoveryServices, VaultRef
 from backupwarden.domain.records import Result
-from backupwarden.ledger import AlreadyClaimed, BudgetExhausted, Ledger
+from backupwarden.ledger import AlreadyClaimed, BudgetExhausted, Claim, Ledger, LedgerRecord, LedgerStatus
 
 LEDGER_ACTION = "backup"
 IN_PROGRESS_CODE = "UserErrorBackupOperationInProgress"
+FAILED_JOB_STATUSES = frozenset({"Failed", "Cancelled"})
 
 
 @dataclass(frozen=True)
@@ -63,3 +64,27 @@ def backup_now(
     ledger.complete(claim, triggered.job_id or "", triggered.operation_id, triggered_by=triggered_by)
     job = triggered.job_id or f"unknown yet (operation {triggered.operation_id})"
     return BackupNowResult(Result.TRIGGERED, f"backup job {job}", job_id=triggered.job_id)
+
+
+def reopen_after_failed_job(
+    ledger: Ledger,
+    recovery: RecoveryServices,
+    vault: VaultRef,
+    vm_id: str,
+    now: datetime,
+    *,
+    dry_run: bool = False,
+) -> tuple[LedgerRecord | None, str | None]:
+    """Today's trigger record of the VM and its job's live status.
+
+    A trigger the service accepted stays COMPLETED in the ledger; when its job then failed, the key
+    is marked FAILED so a retry may claim it again, within the daily budget.
+    """
+    record = ledger.record(vm_id, LEDGER_ACTION, now.date())
+    if record is None or record.status is not LedgerStatus.COMPLETED or not record.job_id:
+        return record, None
+    job_status, error_code = recovery.job_status(vault, record.job_id)
+    if job_status in FAILED_JOB_STATUSES and not dry_run:
+        claim = Claim(record.vm_id, record.action, record.day, record.run_id, record.attempts, record.etag)
+        ledger.fail(claim, error_code or f"Job{job_status}", job_id=record.job_id)
+    return record, job_status

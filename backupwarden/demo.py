@@ -21,14 +21,25 @@ from typing import Any
 import azure.functions as func
 
 from backupwarden.adapters.recovery_services import RecoveryServices, VaultRef
+from backupwarden.alert_rules import ALERT_RULES
 from backupwarden.clients import AzureClients
+from backupwarden.demo_host import FunctionHttpHost
 from backupwarden.domain.log_schema import AUTOMATION_ACTIONS, JOB_OUTCOMES, TABLES
 from backupwarden.domain.records import Outcome, Result
+from backupwarden.kql import load_kql
 from backupwarden.outcome_report import build_outcome_report, render_report_table, report_query
 from backupwarden.protect_vm import WorkItem
+from backupwarden.remediation_items import RemediationWorkItem
 from backupwarden.report import RunReport
 from backupwarden.settings import Settings
-from backupwarden.wiring import build_outcome_shipping, build_protect_vm, build_sweep, record_actions
+from backupwarden.sweep import SWEEP_RUN_ACTION
+from backupwarden.wiring import (
+    build_outcome_shipping,
+    build_protect_vm,
+    build_remediation,
+    build_sweep,
+    record_actions,
+)
 from emulator import Emulator, EmulatorServer
 from emulator.azurite import Azurite
 from emulator.compute.models import ComputeBackend
@@ -97,6 +108,8 @@ def run_demo() -> int:
         with AzureClients(settings) as clients:
             print(_sweep_phase(emulator, settings, clients))
             print()
+            print(_remediation_phase(emulator, settings, clients))
+            print()
             print(_new_vm_phase(emulator, settings, clients))
             print()
             print(_report_phase(emulator, settings, clients))
@@ -108,7 +121,8 @@ def run_demo() -> int:
 def _sweep_phase(emulator: Emulator, settings: Settings, clients: AzureClients) -> str:
     before = _states(emulator)
     report = build_sweep(settings, clients, now=emulator.now).run()
-    record_actions(settings, clients, report.outcomes, source="Cli", dry_run=report.dry_run, now=emulator.now)
+    decisions = [*report.outcomes, report.run_record(SWEEP_RUN_ACTION)]  # as the timer records them
+    record_actions(settings, clients, decisions, source="Timer", dry_run=report.dry_run, now=emulator.now)
     emulator.advance(emulator.estate.timings.backup_job_s + 60)
     after = {**_states(emulator), **_verified_states(report.outcomes, RecoveryServices(clients.backup))}
     return _render_sweep(report, emulator, before, after)
@@ -171,13 +185,101 @@ def _render_sweep(
     )
 
 
-# --- 2. new VMs -----------------------------------------------------------------------------------
-def _new_vm_phase(emulator: Emulator, settings: Settings, clients: AzureClients) -> str:
+# --- 2. alerts and remediation ---------------------------------------------------------------------
+REMEDIATION_ROUNDS = 3
+
+
+def provision_alert_rules(
+    emulator: Emulator, webhook_url: str, workspace_id: str = DEMO_WORKSPACE_ID
+) -> None:
+    """What infra/app/alerts.bicep deploys, in the emulator: the rules of alert_rules.py, same KQL files."""
+    monitor = emulator.backend(MonitorBackend)
+    for rule in ALERT_RULES:
+        monitor.add_alert_rule(
+            {
+                "name": rule.name,
+                "workspace": workspace_id,
+                "query": load_kql(rule.kql_name),
+                "frequency_s": rule.frequency.total_seconds(),
+                "window_s": rule.window.total_seconds(),
+                "threshold": {"operator": rule.operator, "value": rule.threshold},
+                "dimensions": list(rule.dimensions),
+                "severity": rule.severity,
+                "description": rule.description,
+                "webhook_url": webhook_url,
+            }
+        )
+
+
+def _remediation_phase(emulator: Emulator, settings: Settings, clients: AzureClients) -> str:
+    """Rounds of: ship outcomes → the emulator evaluates the alert rules and POSTs to alert_webhook →
+    the remediation worker drains its queue → the clock moves on until the retried jobs end."""
+    handlers = _function_handlers()
+    monitor = emulator.backend(MonitorBackend)
+    rows = [("ROUND", "VM", "ERROR", "REMEDIATION", "WHY")]
+    attempted: list[Outcome] = []
+    with FunctionHttpHost(handlers["alert_webhook"], "alerts") as host:
+        provision_alert_rules(emulator, host.url)
+        queue = clients.work_queue(settings.remediation_queue)
+        worker = build_remediation(settings, clients, now=emulator.now)
+        for round_number in range(1, REMEDIATION_ROUNDS + 1):
+            build_outcome_shipping(settings, clients, now=emulator.now).run()
+            monitor.evaluate_alerts()
+            monitor.wait_for_deliveries(timeout_s=30)
+            outcomes: list[Outcome] = []
+            for message in queue.receive_messages(max_messages=32):
+                outcomes.extend(worker.handle_item(RemediationWorkItem.from_json(message.content)))
+                queue.delete_message(message)
+            record_actions(
+                settings, clients, outcomes, source="Alert", dry_run=settings.dry_run, now=emulator.now
+            )
+            attempted.extend(outcomes)
+            for outcome in outcomes:
+                rows.append(
+                    (
+                        str(round_number),
+                        outcome.vm_id.rsplit("/", 1)[-1] or "-",
+                        outcome.error_code or "-",
+                        outcome.result.value,
+                        outcome.reason,
+                    )
+                )
+            emulator.advance(emulator.estate.timings.backup_job_s + 60)
+    notified = len(monitor.outbox())
+    retried = [o for o in attempted if o.job_id]
+    after = _verified_states(retried, RecoveryServices(clients.backup))
+    final = "; ".join(
+        f"{o.vm_id.rsplit('/', 1)[-1]}: {after.get(o.vm_id, '?')}"
+        for o in {o.vm_id: o for o in retried}.values()
+    )
+    return "\n".join(
+        [
+            "== 2. alerts → alert_webhook → queue → remediation (retry what a retry fixes, escalate the rest) ==",
+            f"{notified} alert notifications POSTed by the emulator's evaluator to {host.url}",
+            _table(rows),
+            f"after the last round: {final}",
+            "(the automation-silent alert fires from round 2 on because the demo runs the sweep once, not every 30 min)",
+        ]
+    )
+
+
+def _function_handlers() -> dict[str, Any]:
     logging.getLogger().setLevel(logging.ERROR)  # azure-functions warns about auth levels on import
     from function_app import app  # the deployed entry point: the same handlers the host calls
 
-    logging.getLogger("backupwarden").setLevel(logging.WARNING)  # the table below says it all
-    handlers = {fn.get_function_name(): fn.get_user_function() for fn in app.get_functions()}
+    logging.getLogger("backupwarden").setLevel(logging.WARNING)  # the tables say it all
+    global _HANDLERS
+    if _HANDLERS is None:  # azure-functions indexes an app once
+        _HANDLERS = {str(fn.get_function_name()): fn.get_user_function() for fn in app.get_functions()}
+    return _HANDLERS
+
+
+_HANDLERS: dict[str, Any] | None = None
+
+
+# --- 3. new VMs -----------------------------------------------------------------------------------
+def _new_vm_phase(emulator: Emulator, settings: Settings, clients: AzureClients) -> str:
+    handlers = _function_handlers()
     events = emulator.backend(EventGridBackend)
     already = len(events.events())
     compute = emulator.backend(ComputeBackend)
@@ -210,7 +312,7 @@ def _new_vm_phase(emulator: Emulator, settings: Settings, clients: AzureClients)
         )
     return "\n".join(
         [
-            "== 2. new VMs: Event Grid -> vm_written -> queue -> protect_vm ==",
+            "== 3. new VMs: Event Grid -> vm_written -> queue -> protect_vm ==",
             f"{len(NEW_VMS)} VMs created, {len(published)} events published "
             f"(a create can emit a duplicate pair); {len(outcomes)} work items handled",
             _table(rows),
@@ -218,7 +320,7 @@ def _new_vm_phase(emulator: Emulator, settings: Settings, clients: AzureClients)
     )
 
 
-# --- 3. Log Analytics -----------------------------------------------------------------------------
+# --- 4. Log Analytics -----------------------------------------------------------------------------
 def _report_phase(emulator: Emulator, settings: Settings, clients: AzureClients) -> str:
     emulator.advance(60)  # the new VMs' jobs have ended; the shipper reads up to the emulated now
     shipped = build_outcome_shipping(settings, clients, now=emulator.now).run()
@@ -227,7 +329,7 @@ def _report_phase(emulator: Emulator, settings: Settings, clients: AzureClients)
     jobs, actions = counts.get(JOB_OUTCOMES.stream, 0), counts.get(AUTOMATION_ACTIONS.stream, 0)
     return "\n".join(
         [
-            "== 3. Log Analytics: ship-outcomes, then report --since 24h ==",
+            "== 4. Log Analytics: ship-outcomes, then report --since 24h ==",
             f"shipped {jobs} job outcomes and {actions} automation decisions to workspace "
             f"{settings.workspace_id}; the report below reads them back with the KQL of kql/",
             "",

@@ -21,7 +21,7 @@ from backupwarden.adapters.logs_query import LogsQuery
 from backupwarden.adapters.protection import item_names
 from backupwarden.adapters.recovery_services import RecoveryServices, VaultRef
 from backupwarden.alert_rules import BACKUP_FAILED, AlertRuleDefinition, rule_named
-from backupwarden.backup_now import BackupTarget, backup_now
+from backupwarden.backup_now import BackupTarget, backup_now, reopen_after_failed_job
 from backupwarden.domain.alerts import AZURE_BACKUP, AlertNotice, InvalidAlert, read_alert
 from backupwarden.domain.records import Outcome, Result
 from backupwarden.domain.remediation_rules import (
@@ -184,6 +184,7 @@ class Remediation:
                     Result.SKIPPED,
                     f"failed job {failure.job_id} already remediated",
                 )
+        reopen_after_failed_job(self._ledger, self._recovery, target.vault, failure.vm_id, now)
         try:
             count = self._ledger.claim(
                 failure.vm_id,
@@ -205,7 +206,8 @@ class Remediation:
             triggered_by="Remediation",
         )
         if done.result is Result.TRIGGERED:
-            self._ledger.complete(count, done.job_id or "")
+            # settled as "may be claimed again": the key counts retries (attempts) up to the budget
+            self._ledger.fail(count, f"retried with job {done.job_id or 'unknown'}", job_id=done.job_id)
             return self._outcome(
                 run_id,
                 failure.vm_id,
@@ -213,10 +215,17 @@ class Remediation:
                 Result.TRIGGERED,
                 f"{reason}; {done.reason}",
                 job_id=done.job_id,
+                code=failure.error_code,
             )
         self._ledger.release(count)
         return self._outcome(
-            run_id, failure.vm_id, vault_id, done.result, f"{reason}; {done.reason}", done.error
+            run_id,
+            failure.vm_id,
+            vault_id,
+            done.result,
+            f"{reason}; {done.reason}",
+            done.error,
+            code=failure.error_code,
         )
 
     def _live(self, vault: VaultRef, container: str, item: str) -> LiveItem:

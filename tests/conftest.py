@@ -58,3 +58,7 @@ def azurite() -> Iterator[str]:
 # The sweep's integration fixtures (tests/sweep_fixtures.py), shared with every test module.
 pytest.register_assert_rewrite("tests.sweep_fixtures")
 from tests.sweep_fixtures import demo_bench, sweep_bench  # noqa: E402, F401
+
+# The new-VM flow's fixtures (tests/new_vm_fixtures.py), shared with every test module.
+pytest.register_assert_rewrite("tests.new_vm_fixtures")
+from tests.new_vm_fixtures import new_vm_bench  # noqa: E402, F401

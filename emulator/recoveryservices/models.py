@@ -68,6 +68,18 @@ JOB_ERRORS: dict[str, tuple[str, list[str]]] = {
         "The Restore Point collection max limit has reached",
         ["Delete restore points of the VM that are not needed, then retry."],
     ),
+    "UserErrorRequestDisallowedByPolicy": (
+        "An Azure Policy assignment blocks the snapshot the backup needs",
+        ["Exempt the VM's resource group from the policy that denies the snapshot, then retry."],
+    ),
+    "UserErrorUnsupportedDiskSize": (
+        "The VM has a disk size Azure Backup does not support",
+        ["Resize or exclude the unsupported disk."],
+    ),
+    "UserErrorKeyvaultPermissionsNotConfigured": (
+        "Azure Backup has no permission on the key vault of the encrypted VM",
+        ["Grant the Backup Management Service access to the key vault."],
+    ),
 }
 
 
