@@ -179,6 +179,15 @@ class ProtectVm:
         try:
             claim = self._ledger.claim(item.vm_id, LEDGER_ACTION, now.date(), run_id, max_attempts=3)
         except AlreadyClaimed as exc:
+            if exc.reason == "in_progress":
+                # the holder may have died before its PUT landed: look again later rather than drop the VM
+                return _outcome(
+                    run_id,
+                    item.vm_id,
+                    vault.id.lower(),
+                    Result.REQUEUED,
+                    "another worker is protecting this VM: checking again later",
+                )
             return _outcome(
                 run_id,
                 item.vm_id,

@@ -291,7 +291,13 @@ def test_workers_racing_on_the_same_vm_protect_it_once(new_vm_bench: Bench) -> N
 
     assert not failures, failures
     assert results(outcomes)[Result.PROTECTED] == 1, outcomes
-    assert set(results(outcomes)) <= {Result.PROTECTED, Result.SKIPPED, Result.ALREADY_PROTECTED}, outcomes
+    # a loser that meets the winner's claim still in flight looks again later (requeued)
+    assert set(results(outcomes)) <= {
+        Result.PROTECTED,
+        Result.REQUEUED,
+        Result.SKIPPED,
+        Result.ALREADY_PROTECTED,
+    }, outcomes
     assert_one_put_and_one_backup(new_vm_bench, vm)
 
 
@@ -346,8 +352,8 @@ def test_retry_during_the_crashed_runs_configuration_defers_to_its_claim(new_vm_
     outcome = new_vm_bench.worker().handle(new_vm_bench.work_item(vm))
 
     assert (outcome.result, outcome.reason) == (
-        Result.SKIPPED,
-        "another worker is protecting this VM (in_progress)",
+        Result.REQUEUED,
+        "another worker is protecting this VM: checking again later",
     )
     assert [e.status for e in new_vm_bench.calls(PROTECT_PUT, vm)] == [202]
     assert not new_vm_bench.calls(BACKUP_POST, vm)
