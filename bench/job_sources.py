@@ -59,7 +59,8 @@ def main() -> None:
         graph_requests = emulator.requests.summary()["total"]
         emulator.requests.clear()
         recovery = RecoveryServices(clients.backup)
-        window = f"startTime eq '{since:%Y-%m-%d %I:%M:%S %p}' and endTime eq '{emulator.now():%Y-%m-%d %I:%M:%S %p}'"
+        odata = "%Y-%m-%d %I:%M:%S %p"
+        window = f"startTime eq '{since:{odata}}' and endTime eq '{emulator.now():{odata}}'"
         vault_jobs = 0
         for subscription in subscriptions:
             for vault in clients.recovery_services(subscription).vaults.list_by_subscription_id():

@@ -1,0 +1,1 @@
+"""Benchmarks: the automation against the emulator's latency model (see docs/benchmarks.md)."""
