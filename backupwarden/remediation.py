@@ -1,4 +1,4 @@
-"""Alert-driven remediation: re-query the failures behind an alert, retry what a retry fixes, escalate the rest.
+"""Alert-driven remediation: re-query an alert's failures, retry what a retry fixes, escalate the rest.
 
 The alert's payload only names the rule and, for log alerts, its dimensions; the rows come from
 running the rule's own KQL (kql/) over the alert's window, so no value from the payload ever
@@ -8,6 +8,7 @@ matters; the ledger makes repeated alerts for one failure count once.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import uuid
@@ -33,7 +34,7 @@ from backupwarden.domain.remediation_rules import (
     decide_remediation,
 )
 from backupwarden.kql import load_kql
-from backupwarden.ledger import AlreadyClaimed, BudgetExhausted, Ledger
+from backupwarden.ledger import AlreadyClaimed, BudgetExhausted, Claim, Ledger, LedgerError
 from backupwarden.remediation_items import RemediationWorkItem
 from backupwarden.report import RunReport
 
@@ -169,21 +170,39 @@ class Remediation:
     def _retry(
         self, failure: Failure, target: BackupTarget, reason: str, run_id: str, now: datetime
     ) -> Outcome:
-        vault_id = target.vault.id.lower()
+        """One retry per failed job, however many alerts report it; a retry that did not start (refused,
+        already running, budget) leaves the failed job to a later alert."""
+        fix: Claim | None = None
         if failure.job_id:
-            try:  # one retry per failed job, however many alerts report it
-                claim = self._ledger.claim(
-                    failure.vm_id, f"fix-{failure.job_id.lower()}", now.date(), run_id, 1
-                )
-                self._ledger.complete(claim, "")
+            try:
+                key = f"fix-{failure.job_id.lower()}"
+                fix = self._ledger.claim(failure.vm_id, key, now.date(), run_id, max_attempts=1)
             except (AlreadyClaimed, BudgetExhausted):
                 return self._outcome(
                     run_id,
                     failure.vm_id,
-                    vault_id,
+                    target.vault.id.lower(),
                     Result.SKIPPED,
                     f"failed job {failure.job_id} already remediated",
                 )
+        try:
+            outcome = self._trigger_retry(failure, target, reason, run_id, now)
+        except BaseException:
+            if fix is not None:
+                with contextlib.suppress(LedgerError):
+                    self._ledger.release(fix)
+            raise
+        if fix is not None:
+            if outcome.result is Result.TRIGGERED:
+                self._ledger.complete(fix, "")  # no job id: the retry's job is indexed as its backup's
+            else:
+                self._ledger.release(fix)
+        return outcome
+
+    def _trigger_retry(
+        self, failure: Failure, target: BackupTarget, reason: str, run_id: str, now: datetime
+    ) -> Outcome:
+        vault_id = target.vault.id.lower()
         reopen_after_failed_job(self._ledger, self._recovery, target.vault, failure.vm_id, now)
         try:
             count = self._ledger.claim(
@@ -316,15 +335,25 @@ def read_alerts(text: str) -> list[AlertNotice]:
         parsed = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidAlert(f"not JSON: {exc.msg} at line {exc.lineno}") from None
+    except RecursionError:
+        raise InvalidAlert("not JSON this command reads: nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer too long to convert
+        raise InvalidAlert(f"not JSON this command reads: {str(exc)[:200]}") from None
     payloads = parsed if isinstance(parsed, list) else [parsed]
-    return [read_alert(payload) for payload in payloads]
+    try:
+        return [read_alert(payload) for payload in payloads]
+    except RecursionError:  # nested just shallow enough to parse, too deep to describe
+        raise InvalidAlert("an alert is nested too deeply") from None
 
 
 def remediate_alerts(alerts: list[AlertNotice], remediation: Remediation, *, dry_run: bool) -> RunReport:
-    """The CLI's path: every alert to its outcomes in one run, without the queue."""
-    run_id = str(uuid.uuid4())
-    report = RunReport(run_id, dry_run, datetime.now(UTC), candidates=len(alerts))
+    """The CLI's path: every alert to its outcomes, without the queue.
+
+    Each alert is its own remediation run, as a queue message is: a decision's record id is derived
+    from (run, VM, action), so two alerts' decisions about one VM, or about none, must not share a run.
+    """
+    report = RunReport(str(uuid.uuid4()), dry_run, datetime.now(UTC), candidates=len(alerts))
     for alert in alerts:
-        report.outcomes.extend(remediation.handle(alert, run_id))
+        report.outcomes.extend(remediation.handle(alert))
     report.finished = datetime.now(UTC)
     return report

@@ -62,3 +62,7 @@ from tests.sweep_fixtures import demo_bench, sweep_bench  # noqa: E402, F401
 # The new-VM flow's fixtures (tests/new_vm_fixtures.py), shared with every test module.
 pytest.register_assert_rewrite("tests.new_vm_fixtures")
 from tests.new_vm_fixtures import new_vm_bench  # noqa: E402, F401
+
+# The remediation tests' fixtures (tests/remediation_fixtures.py), shared with every test module.
+pytest.register_assert_rewrite("tests.remediation_fixtures")
+from tests.remediation_fixtures import remediation_bench  # noqa: E402, F401
