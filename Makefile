@@ -1,7 +1,9 @@
 # `make demo` and `make test` work on a fresh clone: each sets up what it needs, then runs.
 #   .venv/         Python virtual environment (requirements.txt + requirements-dev.txt)
 #   node_modules/  Azurite, the Azure Storage emulator (package.json + package-lock.json)
-# Both are rebuilt only when their requirement files change (stamp files).
+#   .venv-iac/     checkov, the IaC scanner tests/test_infra.py runs on infra/ (requirements-iac.txt);
+#                  its own environment because checkov pins a `packaging` that pytest cannot share
+# Each is rebuilt only when its requirement files change (stamp files).
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := test
@@ -11,9 +13,11 @@ VENV := .venv
 VENV_PYTHON := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.requirements-installed
 NODE_STAMP := node_modules/.package-lock-installed
+IAC_VENV := .venv-iac
+IAC_STAMP := $(IAC_VENV)/.requirements-installed
 PYTEST_ARGS ?=
 
-.PHONY: venv node_modules deps demo test lint
+.PHONY: venv node_modules iac deps demo test lint
 
 venv: $(VENV_STAMP)
 
@@ -31,12 +35,20 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
 
+iac: $(IAC_STAMP)
+
+$(IAC_STAMP): requirements-iac.txt
+	@test -n "$(PYTHON)" || { echo "make: python3.11 or python3 is required" >&2; exit 1; }
+	test -x $(IAC_VENV)/bin/python || $(PYTHON) -m venv $(IAC_VENV)
+	$(IAC_VENV)/bin/python -m pip install --disable-pip-version-check --quiet -r requirements-iac.txt
+	touch $@
+
 deps: venv node_modules
 
 demo: deps
 	$(VENV_PYTHON) -m backupwarden demo
 
-test: deps
+test: deps iac
 	$(VENV_PYTHON) -m pytest $(PYTEST_ARGS)
 
 lint: venv

@@ -1,0 +1,182 @@
+// The log search alert rules of backupwarden/alert_rules.py and the action group they notify.
+//
+// Each rule's KQL is loaded from the same kql/ file the code and the tests run (loadTextContent), so a
+// change to a query reaches Azure with the next `azd provision`; tests/test_infra.py holds the name,
+// frequency, window, operator, threshold, dimensions and severity below equal to alert_rules.py.
+//
+// The action group mails the operator (when an address is given) and posts every alert to the app's
+// alert_webhook (POST /api/alerts, authLevel FUNCTION: the URL carries that function's key). The key
+// and the function exist only once the code is deployed, so the webhook is added by the provision that
+// follows the first deploy (`functionsDeployed`). With an Entra app given, the webhook is a secure
+// webhook: the action group also sends an Entra ID token for that app, which the code checks
+// (BACKUPWARDEN_WEBHOOK_AUDIENCE).
+
+@description('Azure region of the alert rules (the workspace\'s).')
+param location string
+
+@description('Tags put on every resource.')
+param tags object = {}
+
+@description('Resource id of the Log Analytics workspace the rules query.')
+param workspaceResourceId string
+
+@description('Name of the action group.')
+param actionGroupName string
+
+@description('E-mail address told of every alert; empty: no e-mail.')
+param alertEmail string = ''
+
+@description('Name of the function app whose alert_webhook receives the alerts.')
+param functionAppName string
+
+@description('Whether the app\'s code is deployed (alert_webhook exists and has a key).')
+param functionsDeployed bool
+
+@description('Whether the webhook is a secure webhook (Entra ID token) rather than a plain one (function key only).')
+param secureWebhook bool = false
+
+@description('Object id of the Entra application the secure webhook authenticates to.')
+param webhookEntraAppObjectId string = ''
+
+@description('Application ID URI of that Entra application (the token audience).')
+param webhookEntraAppIdUri string = ''
+
+var webhookFunctionName = 'alert_webhook'
+var webhookRoute = 'alerts'
+
+// The rules of backupwarden/alert_rules.py. Durations are ISO 8601; dimensions split alerts per value.
+var alertRules = [
+  {
+    name: 'backupwarden-backup-failed'
+    description: 'A VM backup or configure-backup job failed.'
+    query: loadTextContent('../../kql/alert_backup_failed.kql')
+    severity: 1
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT10M'
+    operator: 'GreaterThan'
+    threshold: 0
+    dimensions: [
+      {
+        name: 'VmId'
+        operator: 'Include'
+        values: [
+          '*'
+        ]
+      }
+      {
+        name: 'ErrorCode'
+        operator: 'Include'
+        values: [
+          '*'
+        ]
+      }
+    ]
+  }
+  {
+    name: 'backupwarden-still-unprotected'
+    description: 'A VM configured for backup over 24 hours ago still has no recovery point.'
+    query: loadTextContent('../../kql/alert_still_unprotected.kql')
+    severity: 2
+    evaluationFrequency: 'PT1H'
+    windowSize: 'P2D'
+    operator: 'GreaterThan'
+    threshold: 0
+    dimensions: [
+      {
+        name: 'VmId'
+        operator: 'Include'
+        values: [
+          '*'
+        ]
+      }
+    ]
+  }
+  {
+    name: 'backupwarden-automation-silent'
+    description: 'The sweep recorded no run for twice its schedule.'
+    query: loadTextContent('../../kql/alert_automation_silent.kql')
+    severity: 1
+    evaluationFrequency: 'PT15M'
+    windowSize: 'PT1H'
+    operator: 'LessThan'
+    threshold: 1
+    dimensions: []
+  }
+]
+
+resource functionApp 'Microsoft.Web/sites@2024-04-01' existing = {
+  name: functionAppName
+}
+
+resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = {
+  name: actionGroupName
+  location: 'global'
+  tags: tags
+  properties: {
+    groupShortName: 'backupwarden'
+    enabled: true
+    emailReceivers: empty(alertEmail) ? [] : [
+      {
+        name: 'operator'
+        emailAddress: alertEmail
+        useCommonAlertSchema: true
+      }
+    ]
+    // listKeys stays inside the condition: ARM evaluates only the branch taken, and before the first
+    // deploy the function has no key to list.
+    webhookReceivers: functionsDeployed ? [
+      union({
+        name: webhookFunctionName
+        serviceUri: 'https://${functionApp.properties.defaultHostName}/api/${webhookRoute}?code=${listKeys('${functionApp.id}/functions/${webhookFunctionName}', '2024-04-01').default}'
+        useCommonAlertSchema: true
+        useAadAuth: secureWebhook
+      }, secureWebhook ? {
+        objectId: webhookEntraAppObjectId
+        identifierUri: webhookEntraAppIdUri
+        tenantId: tenant().tenantId
+      } : {})
+    ] : []
+  }
+}
+
+resource rules 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = [for rule in alertRules: {
+  name: rule.name
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: rule.name
+    description: rule.description
+    severity: rule.severity
+    enabled: true
+    scopes: [
+      workspaceResourceId
+    ]
+    evaluationFrequency: rule.evaluationFrequency
+    windowSize: rule.windowSize
+    autoMitigate: true
+    criteria: {
+      allOf: [
+        {
+          query: rule.query
+          timeAggregation: 'Count'
+          operator: rule.operator
+          threshold: rule.threshold
+          dimensions: rule.dimensions
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    actions: {
+      actionGroups: [
+        actionGroup.id
+      ]
+    }
+  }
+}]
+
+output ACTION_GROUP_RESOURCE_ID string = actionGroup.id
+output ALERT_RULE_NAMES array = [for rule in alertRules: rule.name]
