@@ -18,14 +18,17 @@ from backupwarden.outcome_report import build_outcome_report, render_report_tabl
 from backupwarden.remediation import read_alerts, remediate_alerts
 from backupwarden.report import RunReport
 from backupwarden.settings import Settings, SettingsError, parse_duration
-from backupwarden.sweep import SWEEP_RUN_ACTION
+from backupwarden.sweep_drain import DrainConfig, sweep_and_drain
 from backupwarden.wiring import (
     build_outcome_shipping,
     build_protect_vm,
     build_remediation,
-    build_sweep,
+    build_sweep_fanout,
+    build_sweep_worker,
     record_actions,
 )
+
+DEFAULT_SWEEP_WORKERS = 8
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -36,6 +39,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     sweep = commands.add_parser("sweep", help="trigger the initial backup of VMs stuck in IRPending")
     sweep.add_argument("--dry-run", action="store_true", help="decide and report, but trigger nothing")
     sweep.add_argument("--output", choices=("table", "json"), default="table")
+    sweep.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=DEFAULT_SWEEP_WORKERS,
+        help="VMs handled at a time; a plan larger than BACKUPWARDEN_SWEEP_INLINE_MAX goes through the sweep "
+        f"queue, drained here by this many threads (default {DEFAULT_SWEEP_WORKERS})",
+    )
     remediate = commands.add_parser("remediate", help="remediate what alert payloads (file or -) report")
     remediate.add_argument("source", help="a common-alert-schema JSON file (one payload or an array), or -")
     remediate.add_argument("--dry-run", action="store_true", help="decide and report, but trigger nothing")
@@ -75,10 +85,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(shipped.to_json()))
         return 0 if all(result.complete for result in shipped.results) else 1
     dry_run = True if args.dry_run else None
+    complete = True
     if args.command == "remediate":
         try:
             alerts = read_alerts(_read_source(args.source))
-        except (OSError, InvalidAlert) as exc:
+        except (OSError, UnicodeDecodeError, InvalidAlert) as exc:
             print(f"error: {args.source}: {exc}", file=sys.stderr)
             return 2
         with AzureClients(settings) as clients:
@@ -105,15 +116,36 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             record_actions(settings, clients, report.outcomes, source="Cli", dry_run=report.dry_run)
     else:
-        with AzureClients(settings) as clients:
-            report = build_sweep(settings, clients, dry_run=dry_run).run()
-            decisions = [*report.outcomes, report.run_record(SWEEP_RUN_ACTION)]
-            record_actions(settings, clients, decisions, source="Cli", dry_run=report.dry_run)
+        report, complete = _sweep(settings, dry_run, args.workers)
+        if not complete:
+            print("error: the sweep queue was not drained before the timeout", file=sys.stderr)
     if args.output == "json":
         print(json.dumps(report.to_json()))
     else:
         print(render_table(report))
-    return 0
+    return 0 if complete else 1
+
+
+def _sweep(settings: Settings, dry_run: bool | None, workers: int) -> tuple[RunReport, bool]:
+    """Plan; handle a small plan here, or enqueue a large one and drain it with `workers` threads."""
+    with AzureClients(settings) as clients:
+        fanout = build_sweep_fanout(settings, clients, dry_run=dry_run, workers=workers)
+        worker = build_sweep_worker(settings, clients, workers=workers)
+        planned, drained = sweep_and_drain(fanout, worker, DrainConfig(workers=workers))
+        report = planned.report
+        decisions = [*report.outcomes, *drained.other_runs, planned.run_record()]
+        record_actions(settings, clients, decisions, source="Cli", dry_run=report.dry_run)
+    return report, not drained.timed_out
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 1 <= value <= 256:
+        raise argparse.ArgumentTypeError(f"must be from 1 to 256, not {value}")
+    return value
 
 
 def _window(text: str) -> timedelta:

@@ -10,6 +10,11 @@ Retries (azure-core `RetryPolicy`, read from its source, azure-core 1.41):
   GET/PUT/DELETE/HEAD/OPTIONS/TRACE; POST/PATCH only on 500, 503, 504;
 - connection errors are retried; `retry_status` defaults to 3 in azure-core, so it is raised
   to `retry_total` here to make BACKUPWARDEN_HTTP_RETRY_TOTAL the one number that counts.
+
+Pacing (backupwarden/pacing.py): every ARM and Resource Graph client carries a `PacingPolicy`
+per try, after the rate-limit logger. Its buckets (BACKUPWARDEN_ARM_READ_BUCKET /
+BACKUPWARDEN_ARM_WRITE_BUCKET) live in one `Pacer` per process, shared by every `AzureClients`
+and thread, since ARM's buckets are per subscription, not per client.
 """
 
 from __future__ import annotations
@@ -19,10 +24,13 @@ import threading
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
+import requests
 from azure.core.credentials import AccessToken, AccessTokenInfo, TokenCredential
 from azure.core.pipeline import PipelineRequest, PipelineResponse
 from azure.core.pipeline.policies import RetryPolicy, SansIOHTTPPolicy
+from azure.core.pipeline.transport import RequestsTransport
 from azure.data.tables import TableClient
 from azure.identity import DefaultAzureCredential
 from azure.mgmt.compute import ComputeManagementClient
@@ -33,7 +41,10 @@ from azure.mgmt.resourcegraph import ResourceGraphClient
 from azure.monitor.ingestion import LogsIngestionClient
 from azure.monitor.query import LogsQueryClient
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
+from backupwarden.pacing import BucketRate, Pacer, PacingPolicy, shared_pacer
 from backupwarden.settings import CredentialKind, Settings, SettingsError
 
 logger = logging.getLogger(__name__)
@@ -42,6 +53,7 @@ ClientT = TypeVar("ClientT")
 
 RETRY_BACKOFF_FACTOR_S = 0.8
 RETRY_BACKOFF_MAX_S = 60
+CONNECTION_POOL_SIZE = 64  # kept-alive connections per host and client: above the sweep's worker threads
 _STATIC_TOKEN_EXPIRES_ON = 4102444800  # 2100-01-01: a static token never refreshes
 
 
@@ -99,9 +111,12 @@ def build_credential(settings: Settings) -> TokenCredential:
 class AzureClients:
     """Builds, caches (per subscription) and closes every SDK client backupwarden uses."""
 
-    def __init__(self, settings: Settings, credential: TokenCredential | None = None) -> None:
+    def __init__(
+        self, settings: Settings, credential: TokenCredential | None = None, pacer: Pacer | None = None
+    ) -> None:
         self.settings = settings
         self._credential = credential
+        self.pacer = pacer or settings_pacer(settings)
         self._owns_credential = credential is None  # a credential handed in is closed by its owner
         self._clients: dict[tuple[str, str], Any] = {}
         self._lock = threading.RLock()  # reentrant: building a client reads self.credential
@@ -174,7 +189,10 @@ class AzureClients:
 
     def _build_table(self, table_name: str) -> TableClient:
         settings = self.settings
-        retry = _retry_kwargs(settings.http_retry_total)
+        retry = {
+            **_retry_kwargs(settings.http_retry_total),
+            "transport": pooled_transport(settings.connection_verify),
+        }
         if settings.storage_connection_string:
             return TableClient.from_connection_string(
                 settings.storage_connection_string, table_name=table_name, **retry
@@ -198,6 +216,7 @@ class AzureClients:
         codecs: dict[str, Any] = {
             "message_encode_policy": TextBase64EncodePolicy(),
             "message_decode_policy": TextBase64DecodePolicy(),
+            "transport": pooled_transport(settings.connection_verify),
             **_retry_kwargs(settings.http_retry_total),
         }
         if settings.storage_connection_string:
@@ -252,6 +271,7 @@ class AzureClients:
         return {
             "credential": self.credential,
             "connection_verify": self.settings.connection_verify,
+            "transport": pooled_transport(self.settings.connection_verify),
             "retry_policy": build_retry_policy(self.settings.http_retry_total),
             "per_retry_policies": [RateLimitHeaderLogger()],
         }
@@ -259,11 +279,63 @@ class AzureClients:
     def _arm_kwargs(self, base_url: str | None = None) -> dict[str, Any]:
         endpoint = base_url or self.settings.arm_endpoint
         # The token audience follows the ARM endpoint, which also covers sovereign clouds.
+        common = self._common_kwargs()
         return {
-            **self._common_kwargs(),
+            **common,
+            "per_retry_policies": [*common["per_retry_policies"], PacingPolicy(self.pacer)],
             "base_url": endpoint,
             "credential_scopes": [f"{self.settings.arm_endpoint}/.default"],
         }
+
+
+class SteadyEnvironmentSession(requests.Session):
+    """A requests session that reads the proxy environment once per host, not on every request.
+
+    requests scans the whole of os.environ twice per request for proxy variables (about 0.5 ms of
+    CPU, a quarter of a Table Storage call's); the environment does not change while the app runs.
+    Explicit `proxies` still go through requests' own merge.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._merged_lock = threading.Lock()
+
+    def merge_environment_settings(  # returns requests' settings mapping (proxies, stream, verify, cert)
+        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> Any:
+        if not self.trust_env or proxies:
+            return dict(super().merge_environment_settings(url, proxies, stream, verify, cert))
+        parts = urlsplit(str(url))
+        key = (parts.scheme, parts.netloc, stream, verify, tuple(cert) if isinstance(cert, list) else cert)
+        with self._merged_lock:
+            found = self._merged.get(key)
+        if found is None:
+            found = dict(super().merge_environment_settings(url, proxies, stream, verify, cert))
+            with self._merged_lock:
+                self._merged[key] = found
+        return {**found, "proxies": dict(found.get("proxies") or {})}
+
+
+def pooled_transport(connection_verify: str | bool) -> RequestsTransport:
+    """azure-core's requests transport with room for CONNECTION_POOL_SIZE kept-alive connections per host.
+
+    requests keeps 10 by default: with more threads on one client (the sweep's workers), every
+    connection past the 10th is closed after its request and the next one pays a new TLS handshake.
+    """
+    session = SteadyEnvironmentSession()
+    no_retries = Retry(total=False, redirect=False, raise_on_status=False)  # azure-core's RetryPolicy retries
+    adapter = HTTPAdapter(pool_maxsize=CONNECTION_POOL_SIZE, max_retries=no_retries)
+    for scheme in ("https://", "http://"):
+        session.mount(scheme, adapter)
+    return RequestsTransport(session=session, connection_verify=connection_verify)
+
+
+def settings_pacer(settings: Settings) -> Pacer:
+    """The process-wide pacer for the settings' ARM endpoint and bucket rates."""
+    return shared_pacer(
+        settings.arm_endpoint, BucketRate(*settings.arm_read_bucket), BucketRate(*settings.arm_write_bucket)
+    )
 
 
 def build_retry_policy(retry_total: int) -> RetryPolicy[Any, Any]:

@@ -254,11 +254,11 @@ def _remediation_phase(emulator: Emulator, settings: Settings, clients: AzureCli
     )
     return "\n".join(
         [
-            "== 2. alerts → alert_webhook → queue → remediation (retry what a retry fixes, escalate the rest) ==",
+            "== 2. alerts → alert_webhook → queue → remediation: retry what a retry fixes, escalate ==",
             f"{notified} alert notifications POSTed by the emulator's evaluator to {host.url}",
             _table(rows),
             f"after the last round: {final}",
-            "(the automation-silent alert fires from round 2 on because the demo runs the sweep once, not every 30 min)",
+            "(automation-silent fires from round 2 on: the demo runs the sweep once, not every 30 min)",
         ]
     )
 

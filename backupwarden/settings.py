@@ -50,6 +50,56 @@ def azurite_connection_string(
     )
 
 
+# Every environment name Settings.from_env may read (tests/test_infra.py holds infra/'s app settings
+# and this tuple to what from_env actually reads).
+SETTING_NAMES: tuple[str, ...] = (
+    "AzureWebJobsStorage",
+    "AzureWebJobsStorage__accountName",
+    "AzureWebJobsStorage__tableServiceUri",
+    "AzureWebJobsStorage__queueServiceUri",
+    "SWEEP_SCHEDULE",
+    "OUTCOMES_SCHEDULE",
+    "BACKUPWARDEN_SUBSCRIPTIONS",
+    "BACKUPWARDEN_DISCOVERY",
+    "BACKUPWARDEN_ARM_ENDPOINT",
+    "BACKUPWARDEN_RESOURCE_GRAPH_ENDPOINT",
+    "BACKUPWARDEN_LOG_ANALYTICS_ENDPOINT",
+    "BACKUPWARDEN_LOGS_INGESTION_ENDPOINT",
+    "BACKUPWARDEN_CREDENTIAL",
+    "BACKUPWARDEN_STATIC_TOKEN",
+    "BACKUPWARDEN_CA_BUNDLE",
+    "BACKUPWARDEN_GRACE_PERIOD",
+    "BACKUPWARDEN_DRY_RUN",
+    "BACKUPWARDEN_DAILY_BUDGET",
+    "BACKUPWARDEN_MAX_TRIGGERS_PER_RUN",
+    "BACKUPWARDEN_RECOVERY_POINT_EXPIRY_DAYS",
+    "BACKUPWARDEN_LEDGER_TABLE",
+    "BACKUPWARDEN_HTTP_RETRY_TOTAL",
+    "BACKUPWARDEN_OPERATION_POLL_TIMEOUT_S",
+    "BACKUPWARDEN_OPERATION_POLL_INTERVAL_S",
+    "BACKUPWARDEN_PROTECT_QUEUE",
+    "BACKUPWARDEN_VAULT_RULES",
+    "BACKUPWARDEN_PROVISIONING_RECHECK_S",
+    "BACKUPWARDEN_MAX_PROVISIONING_WAITS",
+    "BACKUPWARDEN_DCR_IMMUTABLE_ID",
+    "BACKUPWARDEN_LOG_ANALYTICS_WORKSPACE_ID",
+    "BACKUPWARDEN_OUTBOX_TABLE",
+    "BACKUPWARDEN_JOBS_OVERLAP",
+    "BACKUPWARDEN_RETRY_CAP",
+    "BACKUPWARDEN_RETRY_BACKOFF",
+    "BACKUPWARDEN_FAILURE_CLASSES",
+    "BACKUPWARDEN_REMEDIATION_QUEUE",
+    "BACKUPWARDEN_WEBHOOK_AUDIENCE",
+    "BACKUPWARDEN_TENANT_ID",
+    "BACKUPWARDEN_OPENID_CONFIGURATION_URL",
+    "BACKUPWARDEN_ALERT_DEDUP_TABLE",
+    "BACKUPWARDEN_SWEEP_QUEUE",
+    "BACKUPWARDEN_SWEEP_INLINE_MAX",
+    "BACKUPWARDEN_ARM_READ_BUCKET",
+    "BACKUPWARDEN_ARM_WRITE_BUCKET",
+)
+
+
 class SettingsError(ValueError):
     """A setting is missing or malformed; the message starts with the setting's name."""
 
@@ -105,6 +155,10 @@ class Settings:
     tenant_id: str | None = None
     openid_configuration_url: str | None = None  # unset: DEFAULT_OPENID_CONFIGURATION_URL of the tenant
     alert_dedup_table: str = "backupwardenalerts"
+    sweep_queue: str = "backupwarden-sweep"
+    sweep_inline_max: int = 100  # a plan of at most this many candidates is handled within the timer run
+    arm_read_bucket: tuple[float, float] = (250.0, 25.0)  # (capacity, refill per second), as ARM's
+    arm_write_bucket: tuple[float, float] = (200.0, 10.0)
 
     @property
     def connection_verify(self) -> str | bool:
@@ -196,6 +250,12 @@ class Settings:
             alert_dedup_table=read(
                 "BACKUPWARDEN_ALERT_DEDUP_TABLE", parse_table_name, default.alert_dedup_table
             ),
+            sweep_queue=read("BACKUPWARDEN_SWEEP_QUEUE", parse_queue_name, default.sweep_queue),
+            sweep_inline_max=read(
+                "BACKUPWARDEN_SWEEP_INLINE_MAX", _int_range(0, 100_000), default.sweep_inline_max
+            ),
+            arm_read_bucket=read("BACKUPWARDEN_ARM_READ_BUCKET", parse_bucket, default.arm_read_bucket),
+            arm_write_bucket=read("BACKUPWARDEN_ARM_WRITE_BUCKET", parse_bucket, default.arm_write_bucket),
         )
 
 
@@ -382,7 +442,7 @@ def parse_audience(text: str) -> str:
 
 
 def parse_failure_classes(text: str) -> dict[str, FailureClass]:
-    """A JSON object {"ErrorCode": "retry" | "retry_capped" | "escalate_config" | "escalate_permanent" | "in_progress"}."""
+    """A JSON object of error code to its class (a FailureClass value, e.g. "retry" or "escalate_config")."""
     try:
         raw: Any = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -396,6 +456,18 @@ def parse_failure_classes(text: str) -> dict[str, FailureClass]:
             raise ValueError(f"class of {code!r} must be one of {allowed}, not {kind!r}")
         classes[str(code)] = FailureClass(kind)
     return classes
+
+
+def parse_bucket(text: str) -> tuple[float, float]:
+    """A token bucket as `capacity/refill per second`, e.g. `250/25` (ARM's read bucket)."""
+    parts = text.replace(" ", "").split("/")
+    try:
+        capacity, refill = (float(part) for part in parts)
+    except ValueError:
+        raise ValueError(f"not a token bucket like 250/25 (capacity/refill per second): {text!r}") from None
+    if not (1 <= capacity <= 1_000_000 and 0 < refill <= 1_000_000):  # also rejects nan
+        raise ValueError(f"capacity must be >= 1 and refill > 0 (both at most 1000000): {text!r}")
+    return capacity, refill
 
 
 def parse_queue_name(text: str) -> str:

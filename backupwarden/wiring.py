@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from azure.core.exceptions import AzureError, ResourceExistsError
@@ -28,7 +30,11 @@ from backupwarden.remediation import Remediation, RemediationConfig
 from backupwarden.settings import Discovery as DiscoveryKind
 from backupwarden.settings import Settings, SettingsError
 from backupwarden.shipping import Shipper
-from backupwarden.sweep import Sweep, SweepConfig
+from backupwarden.sweep import Sweep, SweepConfig, TriggerSlots
+from backupwarden.sweep_fanout import SweepFanout, SweepWorker
+from backupwarden.sweep_messages import DEFAULT_BATCH_SIZE, SweepWorkItem
+from backupwarden.sweep_queue import POISON_SUFFIX, SweepQueue
+from backupwarden.sweep_slots import LedgerRunSlots, UncappedSlots
 
 
 def build_sweep(
@@ -37,8 +43,10 @@ def build_sweep(
     *,
     dry_run: bool | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    workers: int | None = None,
 ) -> Sweep:
-    """`now` is the wall clock in Azure; the demo and the tests pass the emulator's clock."""
+    """`now` is the wall clock in Azure; the demo and the tests pass the emulator's clock.
+    `workers`: candidates handled at a time in this process (default SweepConfig's)."""
     recovery = _recovery_services(settings, clients)
     discovery = build_discovery(settings, clients, recovery, now=now)
     ledger = Ledger(clients.ledger_table(), clock=now)
@@ -52,9 +60,64 @@ def build_sweep(
         recovery_point_expiry=timedelta(days=settings.recovery_point_expiry_days),
         dry_run=settings.dry_run if dry_run is None else dry_run,
     )
+    if workers is not None:
+        config = replace(config, workers=workers)
     return Sweep(
         discovery, recovery, ledger, lambda: subscriptions_in_scope(settings, clients), config, now=now
     )
+
+
+def build_sweep_queue(settings: Settings, clients: AzureClients) -> SweepQueue | None:
+    """BACKUPWARDEN_SWEEP_QUEUE and its poison queue; None without a queue service (table-only storage)."""
+    if not (settings.storage_connection_string or settings.storage_queue_uri):
+        return None
+    name = settings.sweep_queue
+    return SweepQueue(clients.work_queue(name), clients.work_queue(f"{name}{POISON_SUFFIX}"))
+
+
+def build_sweep_fanout(
+    settings: Settings,
+    clients: AzureClients,
+    *,
+    dry_run: bool | None = None,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    workers: int | None = None,
+    inline_max: int | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> SweepFanout:
+    """The timer's and the CLI's sweep: plan, then handle inline or enqueue on the sweep queue."""
+    return SweepFanout(
+        build_sweep(settings, clients, dry_run=dry_run, now=now, workers=workers),
+        build_sweep_queue(settings, clients),
+        inline_max=settings.sweep_inline_max if inline_max is None else inline_max,
+        batch_size=batch_size,
+    )
+
+
+def build_sweep_worker(
+    settings: Settings,
+    clients: AzureClients,
+    *,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    workers: int | None = None,
+) -> SweepWorker:
+    """The queue worker: one sweep per mode (a work item says whether its run is a dry run)."""
+    sweeps: dict[bool, Sweep] = {}
+    lock = threading.Lock()
+
+    def sweep_for(dry_run: bool) -> Sweep:
+        with lock:  # the worker's threads ask at once
+            if dry_run not in sweeps:
+                sweeps[dry_run] = build_sweep(settings, clients, dry_run=dry_run, now=now, workers=workers)
+            return sweeps[dry_run]
+
+    def slots_for(item: SweepWorkItem) -> TriggerSlots:
+        if item.cap is None:
+            return UncappedSlots()
+        return LedgerRunSlots(clients.ledger_table(), item.run_id)
+
+    sweep_for(settings.dry_run)  # builds the ledger table before the threads start
+    return SweepWorker(sweep_for, slots_for)
 
 
 def _recovery_services(settings: Settings, clients: AzureClients) -> RecoveryServices:
@@ -92,6 +155,9 @@ def subscriptions_in_scope(settings: Settings, clients: AzureClients) -> list[st
         raise AzureCallError.from_sdk("list subscriptions", exc) from exc
 
 
+PROTECT_CLAIM_TTL = timedelta(minutes=15)
+
+
 def build_protect_vm(
     settings: Settings,
     clients: AzureClients,
@@ -106,7 +172,8 @@ def build_protect_vm(
         poll_timeout_s=settings.operation_poll_timeout_s,
         poll_interval_s=settings.operation_poll_interval_s,
     )
-    ledger = Ledger(clients.ledger_table(), clock=now)
+    # a protect claim outlives any one function run (10 min at most), so a dead worker's claim frees soon
+    ledger = Ledger(clients.ledger_table(), clock=now, in_progress_ttl=PROTECT_CLAIM_TTL)
     ledger.ensure_table()
     config = ProtectConfig(
         rules=settings.vault_rules,

@@ -173,6 +173,8 @@ class Estate:
     # VMs each vault has discovered through refreshContainers: lower vault id -> lower VM ids
     discovered: dict[str, set[str]] = field(default_factory=dict)
     timings: Timings = field(default_factory=Timings)
+    # lower VM id -> its jobs, kept by add_job: "the item's jobs" without a scan of every job
+    jobs_by_vm: dict[str, list[BackupJob]] = field(default_factory=dict, repr=False)
 
     def add_subscription(self, sub: Subscription) -> Subscription:
         self.subscriptions[sub.subscription_id.lower()] = sub
@@ -192,4 +194,5 @@ class Estate:
 
     def add_job(self, job: BackupJob) -> BackupJob:
         self.jobs[job.job_id] = job
+        self.jobs_by_vm.setdefault(job.vm.id.lower(), []).append(job)
         return job

@@ -1,4 +1,13 @@
-"""Timer trigger: the stuck-initial-backup sweep, every %SWEEP_SCHEDULE% (default every 30 minutes)."""
+"""The stuck-initial-backup sweep: a timer that plans, a queue worker that verifies and triggers.
+
+The timer runs every %SWEEP_SCHEDULE% (default every 30 minutes). A plan of at most
+BACKUPWARDEN_SWEEP_INLINE_MAX candidates is handled within the timer run; a larger one is
+enqueued on %BACKUPWARDEN_SWEEP_QUEUE% in work items of one vault's candidates, which
+`sweep_worker` instances take in parallel (host.json: batchSize, newBatchThreshold). A work item
+that raised is delivered again (maxDequeueCount deliveries); on its last delivery the candidates
+that still raise become `failed` outcomes, and a message no delivery finished (a crash, a
+timeout) ends in the poison queue, where `sweep_worker_poison` records it as `failed`.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +17,9 @@ import azure.functions as func
 
 from backupwarden.clients import AzureClients
 from backupwarden.settings import Settings
-from backupwarden.sweep import SWEEP_RUN_ACTION
-from backupwarden.wiring import build_sweep, record_actions
+from backupwarden.sweep_fanout import SweepItemFailed
+from backupwarden.sweep_messages import InvalidSweepWorkItem, SweepWorkItem
+from backupwarden.wiring import build_sweep_fanout, build_sweep_worker, record_actions
 
 logger = logging.getLogger(__name__)
 
@@ -22,9 +32,61 @@ def sweep(timer: func.TimerRequest) -> None:
         logger.warning("sweep timer is past due; running now")
     settings = Settings.from_env()
     with AzureClients(settings) as clients:
-        report = build_sweep(settings, clients).run()
-        outcomes = [*report.outcomes, report.run_record(SWEEP_RUN_ACTION)]
+        planned = build_sweep_fanout(settings, clients).run()
+        report = planned.report
+        outcomes = [*report.outcomes, planned.run_record()]
         record_actions(settings, clients, outcomes, source="Timer", dry_run=report.dry_run)
     logger.info(
-        "sweep run summary", extra={"run_id": report.run_id, "past_due": timer.past_due, **report.summary()}
+        "sweep run summary",
+        extra={
+            "run_id": report.run_id,
+            "past_due": timer.past_due,
+            "fanned_out": not planned.inline,
+            "work_items": planned.work_items,
+            "enqueued": planned.enqueued,
+            **report.summary(),
+        },
     )
+
+
+@bp.queue_trigger(
+    arg_name="message", queue_name="%BACKUPWARDEN_SWEEP_QUEUE%", connection="AzureWebJobsStorage"
+)
+def sweep_worker(message: func.QueueMessage) -> None:
+    try:
+        item = SweepWorkItem.from_json(message.get_body().decode("utf-8", errors="replace"))
+    except InvalidSweepWorkItem as exc:
+        logger.error(
+            "dropped malformed sweep work item", extra={"message_id": message.id, "reason": str(exc)}
+        )
+        return
+    deliveries = message.dequeue_count or 1
+    settings = Settings.from_env()
+    with AzureClients(settings) as clients:
+        try:
+            outcomes = build_sweep_worker(settings, clients).handle(item, deliveries)
+        except SweepItemFailed as exc:
+            # what finished is recorded now; the queue delivers the item again for the rest
+            record_actions(settings, clients, exc.outcomes, source="Queue", dry_run=item.dry_run)
+            logger.warning(
+                "sweep work item failed; the queue will deliver it again",
+                extra={"run_id": item.run_id, "deliveries": deliveries, "reason": str(exc)},
+            )
+            raise
+        record_actions(settings, clients, outcomes, source="Queue", dry_run=item.dry_run)
+    for outcome in outcomes:
+        logger.info("sweep outcome", extra=outcome.to_dict())
+
+
+@bp.queue_trigger(
+    arg_name="message", queue_name="%BACKUPWARDEN_SWEEP_QUEUE%-poison", connection="AzureWebJobsStorage"
+)
+def sweep_worker_poison(message: func.QueueMessage) -> None:
+    """The queue gave up on a work item: each of its VMs gets a `failed` outcome with the reason."""
+    body = message.get_body().decode("utf-8", errors="replace")
+    settings = Settings.from_env()
+    with AzureClients(settings) as clients:
+        outcomes = build_sweep_worker(settings, clients).poisoned(body)
+        record_actions(settings, clients, outcomes, source="Queue", dry_run=settings.dry_run)
+    for outcome in outcomes:
+        logger.error("sweep outcome", extra={**outcome.to_dict(), "message_id": message.id})

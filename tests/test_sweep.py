@@ -396,6 +396,11 @@ def test_throttled_run_still_handles_every_vm(demo_bench: SweepBench) -> None:
     throttle = demo_bench.emulator.throttle
     throttle.specs["read"] = BucketSpec(capacity=8, refill_per_s=4)
     throttle.specs["write"] = BucketSpec(capacity=4, refill_per_s=4)
+    # the client paces itself from the x-ms-ratelimit-remaining headers, so the buckets alone rarely
+    # run dry any more: 429s with Retry-After on the trigger route make sure the retry path is taken
+    demo_bench.emulator.faults.add(
+        Fault(path_regex=r"/backup$", status=429, method="POST", remaining=3, retry_after_s=1)
+    )
 
     report = demo_bench.run(BACKUPWARDEN_HTTP_RETRY_TOTAL="10")
 

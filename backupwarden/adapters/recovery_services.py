@@ -17,7 +17,7 @@ from backupwarden.adapters.errors import AzureCallError
 
 FABRIC = "Azure"
 MIN_POLL_INTERVAL_S = 0.25  # an operation answered without Retry-After is not polled in a tight loop
-DEFAULT_POLL_INTERVAL_S = 1.0  # what the az CLI waits between reads of these operations
+DEFAULT_POLL_INTERVAL_S = 1.0  # the az CLI ignores the hint too: 1 s between reads (5 s in recent releases)
 
 
 def poll_delay_s(retry_after_s: float, poll_interval_s: float) -> float:

@@ -290,12 +290,25 @@ class RecoveryServicesBackend:
         op.status, op.end_time = "Succeeded", at
 
     def protected_item(self, vault: Vault, container_name: str, item_name: str) -> ProtectedItem:
-        for item in self.estate.protected_items.values():
-            if (
+        def named(item: ProtectedItem) -> bool:
+            return (
                 _same(item.vault_id, vault.id)
                 and _same(item.vm.container_name, container_name)
                 and _same(item.vm.item_name, item_name)
-            ):
+            )
+
+        # items are keyed by VM id, which the item name spells (…;{rg};{vm}, the vault's subscription)
+        _, _, rg_and_vm = item_name.lower().rpartition("iaasvmcontainerv2;")
+        resource_group, _, vm_name = rg_and_vm.partition(";")
+        vm_id = (
+            f"/subscriptions/{vault.subscription_id}/resourcegroups/{resource_group}"
+            f"/providers/microsoft.compute/virtualmachines/{vm_name}"
+        ).lower()
+        keyed = self.estate.protected_items.get(vm_id)
+        if keyed is not None and named(keyed):
+            return keyed
+        for item in self.estate.protected_items.values():
+            if named(item):
                 return item
         raise errors.BackupObjectNotFound(
             f"The protected item '{item_name}' in container '{container_name}' was not found in the vault."
@@ -351,7 +364,7 @@ class RecoveryServicesBackend:
     def _item_jobs(self, item: ProtectedItem) -> list[BackupJob]:
         return [
             job
-            for job in self.estate.jobs.values()
+            for job in self.estate.jobs_by_vm.get(item.vm.id.lower(), [])
             if _same(job.vault_id, item.vault_id) and _same(job.vm.id, item.vm.id)
         ]
 
