@@ -58,8 +58,8 @@ class BucketRate:
 
 
 # Tokens kept below the server's count when resyncing down: what other processes send during one
-# round trip (2.5 % of ARM's buckets: 6 reads, 5 writes).
-RESYNC_MARGIN = 0.025
+# round trip (5 % of ARM's buckets: 12 reads, 10 writes).
+RESYNC_MARGIN = 0.05
 ARM_READS = BucketRate(250, 25)
 ARM_WRITES = BucketRate(200, 10)
 

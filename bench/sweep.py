@@ -42,6 +42,7 @@ import json
 import logging
 import math
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -125,6 +126,7 @@ def scenario(shape: Shape) -> dict[str, Any]:
 class EmulatorProcess:
     endpoint: str
     ca_bundle: str
+    pid: int
 
     def admin(self, method: str, path: str, body: Any = None) -> Any:
         response = requests.request(
@@ -156,7 +158,7 @@ def emulator_process(workdir: Path, document: dict[str, Any], time_scale: float)
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
     try:
         described = _first_json_line(output, process, timeout_s=300)
-        yield EmulatorProcess(described["endpoint"], described["ca_bundle"])
+        yield EmulatorProcess(described["endpoint"], described["ca_bundle"], process.pid)
     finally:
         process.terminate()
         try:
@@ -232,6 +234,53 @@ def instance_outcomes(processes: list[subprocess.Popen[str]]) -> Counter[str]:
     return found
 
 
+# --- CPU -------------------------------------------------------------------------------------------
+class CpuMeter:
+    """CPU seconds spent during a phase by this process, the other instances (children reaped during
+    it), the emulator and Azurite: on 2 cores their sum, not the latency, is what bounds a fast run."""
+
+    def __init__(self, emulator_pid: int) -> None:
+        self._pids = {"emulator": emulator_pid, "Azurite": _child_pid("azurite")}
+        self._start = self._read()
+
+    def elapsed(self) -> dict[str, float]:
+        now = self._read()
+        return {name: round(now[name] - self._start[name], 1) for name in now}
+
+    def _read(self) -> dict[str, float]:
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return {
+            "this process": own.ru_utime + own.ru_stime,
+            "other instances": children.ru_utime + children.ru_stime,
+            **{name: _process_cpu_s(pid) for name, pid in self._pids.items()},
+        }
+
+
+def _process_cpu_s(pid: int | None) -> float:
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def _child_pid(name: str) -> int | None:
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if parent == os.getpid() and name in command:
+            return int(entry.name)
+    return None
+
+
 # --- one run ---------------------------------------------------------------------------------------
 @dataclass
 class Phase:
@@ -244,6 +293,7 @@ class Phase:
     work_items: int = 0
     enqueued: int = 0
     peak_rss_mb: float = 0.0
+    cpu_s: dict[str, float] = field(default_factory=dict)
 
     @property
     def throttled(self) -> int:
@@ -283,6 +333,7 @@ def fanout_phase(
         fanout = build_sweep_fanout(settings, clients, dry_run=dry_run, workers=workers, batch_size=batch)
         worker = build_sweep_worker(settings, clients, workers=workers)
         reset = reset_peak_rss()
+        cpu = CpuMeter(emulator.pid)
         started = time.perf_counter()
         if dry_run:
             planned = fanout.run()
@@ -292,16 +343,20 @@ def fanout_phase(
                 raise RuntimeError("the drain timed out")
         elsewhere = instance_outcomes(instances)
         wall = time.perf_counter() - started
+        spent = cpu.elapsed()
         peak = peak_rss_mb() if reset else float("nan")
     count, statuses, posts = logged(emulator)
     outcomes = Counter(o.result.value for o in planned.report.outcomes) + elsewhere
     name = f"fan-out ({drainers.processes} x {drainers.workers} workers)" if not dry_run else "plan (dry run)"
-    return Phase(name, wall, count, statuses, posts, outcomes, planned.work_items, planned.enqueued, peak)
+    return Phase(
+        name, wall, count, statuses, posts, outcomes, planned.work_items, planned.enqueued, peak, spent
+    )
 
 
 def naive_phase(emulator: EmulatorProcess, settings: Settings) -> Phase:
     """List vaults, list each vault's items, trigger the stuck ones one at a time."""
     emulator.admin("DELETE", "requests")
+    cpu = CpuMeter(emulator.pid)
     started = time.perf_counter()
     with AzureClients(settings) as clients:
         recovery = RecoveryServices(clients.backup, poll_interval_s=settings.operation_poll_interval_s)
@@ -315,8 +370,10 @@ def naive_phase(emulator: EmulatorProcess, settings: Settings) -> Phase:
                     container = f"iaasvmcontainer;{properties['containerName']}"
                     recovery.trigger_backup(ref, container, str(item["name"]), datetime.now(UTC))
     wall = time.perf_counter() - started
+    spent = cpu.elapsed()
     count, statuses, posts = logged(emulator)
-    return Phase("naive baseline", wall, count, statuses, posts, Counter({"triggered": sum(posts.values())}))
+    triggered = Counter({"triggered": sum(posts.values())})
+    return Phase("naive baseline", wall, count, statuses, posts, triggered, cpu_s=spent)
 
 
 # --- figures -------------------------------------------------------------------------------------------
@@ -384,6 +441,10 @@ def render(
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     table = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
     lines = [head, "", *table, ""]
+    for phase in phases:
+        spent = ", ".join(f"{name} {seconds:.1f}" for name, seconds in phase.cpu_s.items() if seconds)
+        lines.append(f"CPU s, {phase.name}: {spent} (sum {sum(phase.cpu_s.values()):.1f})")
+    lines.append("")
     for key in (
         "bound_s",
         "ratio_to_bound",
