@@ -8,7 +8,7 @@ from datetime import datetime
 from backupwarden.adapters.errors import AzureCallError
 from backupwarden.adapters.recovery_services import RecoveryServices, VaultRef
 from backupwarden.domain.records import Result
-from backupwarden.ledger import AlreadyClaimed, BudgetExhausted, Claim, Ledger, LedgerRecord, LedgerStatus
+from backupwarden.ledger import AlreadyClaimed, BudgetExhausted, Ledger, LedgerRecord, LedgerStatus
 
 LEDGER_ACTION = "backup"
 IN_PROGRESS_CODE = "UserErrorBackupOperationInProgress"
@@ -85,6 +85,5 @@ def reopen_after_failed_job(
         return record, None
     job_status, error_code = recovery.job_status(vault, record.job_id)
     if job_status in FAILED_JOB_STATUSES and not dry_run:
-        claim = Claim(record.vm_id, record.action, record.day, record.run_id, record.attempts, record.etag)
-        ledger.fail(claim, error_code or f"Job{job_status}", job_id=record.job_id)
+        ledger.fail(record.as_claim(), error_code or f"Job{job_status}", job_id=record.job_id)
     return record, job_status

@@ -105,6 +105,10 @@ class LedgerRecord:
     expires: datetime
     etag: str
 
+    def as_claim(self) -> Claim:
+        """The claim this record stands for, to settle it on the ETag it was read with."""
+        return Claim(self.vm_id, self.action, self.day, self.run_id, self.attempts, self.etag)
+
 
 @dataclass(frozen=True)
 class JobAttribution:

@@ -25,6 +25,7 @@ from backupwarden.domain.records import Outcome, Result
 from backupwarden.domain.vault_selection import MappingRule, VmFacts, choose_vault
 from backupwarden.domain.vm_events import VmWritten, parse_vm_id
 from backupwarden.ledger import AlreadyClaimed, BudgetExhausted, Ledger, LedgerError
+from backupwarden.report import action_outcome
 
 logger = logging.getLogger(__name__)
 
@@ -272,14 +273,4 @@ def _outcome(
     error: AzureCallError | None = None,
     job_id: str | None = None,
 ) -> Outcome:
-    return Outcome(
-        run_id=run_id,
-        vm_id=vm_id,
-        vault_id=vault_id,
-        action=ACTION,
-        result=result,
-        reason=reason,
-        job_id=job_id,
-        error_code=error.code if error else None,
-        error_message=error.message if error else None,
-    )
+    return action_outcome(run_id, vm_id, vault_id, ACTION, result, reason, error=error, job_id=job_id)

@@ -36,7 +36,7 @@ from backupwarden.domain.remediation_rules import (
 from backupwarden.kql import load_kql
 from backupwarden.ledger import AlreadyClaimed, BudgetExhausted, Claim, Ledger, LedgerError
 from backupwarden.remediation_items import RemediationWorkItem
-from backupwarden.report import RunReport
+from backupwarden.report import RunReport, action_outcome
 
 logger = logging.getLogger(__name__)
 
@@ -279,16 +279,8 @@ class Remediation:
         job_id: str | None = None,
         code: str | None = None,
     ) -> Outcome:
-        return Outcome(
-            run_id=run_id,
-            vm_id=vm_id,
-            vault_id=vault_id,
-            action=ACTION,
-            result=result,
-            reason=reason,
-            job_id=job_id,
-            error_code=error.code if error else code,
-            error_message=error.message if error else None,
+        return action_outcome(
+            run_id, vm_id, vault_id, ACTION, result, reason, error=error, job_id=job_id, error_code=code
         )
 
 

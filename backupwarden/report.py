@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from backupwarden.adapters.errors import AzureCallError
 from backupwarden.domain.records import SWEEP_RESULTS, Outcome, Result
 
 
@@ -51,3 +52,29 @@ class RunReport:
             result=Result.COMPLETED,
             reason=f"{self.candidates} candidates: {counts}",
         )
+
+
+def action_outcome(
+    run_id: str,
+    vm_id: str,
+    vault_id: str,
+    action: str,
+    result: Result,
+    reason: str,
+    *,
+    error: AzureCallError | None = None,
+    job_id: str | None = None,
+    error_code: str | None = None,
+) -> Outcome:
+    """One decision of any flow; a failed Azure call lends it its error code and message."""
+    return Outcome(
+        run_id=run_id,
+        vm_id=vm_id,
+        vault_id=vault_id,
+        action=action,
+        result=result,
+        reason=reason,
+        job_id=job_id,
+        error_code=error.code if error else error_code,
+        error_message=error.message if error else None,
+    )

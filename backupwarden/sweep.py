@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from backupwarden.adapters.discovery import Discovery, DiscoveryResult
 from backupwarden.adapters.errors import AzureCallError
 from backupwarden.adapters.recovery_services import RecoveryServices, VaultRef
-from backupwarden.backup_now import LEDGER_ACTION, BackupTarget, backup_now
+from backupwarden.backup_now import LEDGER_ACTION, BackupTarget, backup_now, reopen_after_failed_job
 from backupwarden.domain.records import Candidate, ItemState, LedgerView, Outcome, Result
 from backupwarden.domain.sweep_rules import (
     SweepPolicy,
@@ -31,14 +31,13 @@ from backupwarden.domain.sweep_rules import (
     decide_trigger,
     skip_before_verifying,
 )
-from backupwarden.ledger import Claim, Ledger, LedgerError, LedgerRecord, LedgerStatus
-from backupwarden.report import RunReport
+from backupwarden.ledger import Ledger, LedgerError, LedgerStatus
+from backupwarden.report import RunReport, action_outcome
 
 logger = logging.getLogger(__name__)
 
 ACTION = "trigger_backup"
 SWEEP_RUN_ACTION = "sweep_run"  # one record per run: the heartbeat of the "automation silent" alert
-FAILED_JOB_STATUSES = frozenset({"Failed", "Cancelled"})
 RUNNING_BACKUPS_FILTER = "status eq 'InProgress' and operation eq 'Backup'"
 CONTAINER_PREFIX = "iaasvmcontainer;"  # a candidate's container name; jobs name the container without it
 
@@ -248,7 +247,7 @@ class CandidateHandler:
         record = sweep._ledger.record(candidate.vm_id, LEDGER_ACTION, now.date())
         if record is None or record.status is not LedgerStatus.IN_PROGRESS or record.run_id != self.run_id:
             return None
-        claim = _claim_of(record)
+        claim = record.as_claim()
         job_id = self._running_backup(vault, candidate)
         if job_id is None:
             sweep._ledger.release(claim)
@@ -277,18 +276,14 @@ class CandidateHandler:
         self, candidate: Candidate, vault: VaultRef, item: ItemState, now: datetime
     ) -> LedgerView:
         sweep = self.sweep
-        record = sweep._ledger.record(candidate.vm_id, LEDGER_ACTION, now.date())
         first_seen = None
         if candidate.configured_at is None and item.protection_state == "IRPending":
             first_seen = None if sweep._config.dry_run else sweep._ledger.first_seen(candidate.vm_id)
+        record, job_status = reopen_after_failed_job(
+            sweep._ledger, sweep._recovery, vault, candidate.vm_id, now, dry_run=sweep._config.dry_run
+        )
         if record is None:
             return LedgerView(first_seen=first_seen)
-        job_status = None
-        if record.status is LedgerStatus.COMPLETED and record.job_id:
-            job_status, error_code = sweep._recovery.job_status(vault, record.job_id)
-            if job_status in FAILED_JOB_STATUSES and not sweep._config.dry_run:
-                # the job failed after the trigger was accepted: free the key for a retry under the budget
-                sweep._ledger.fail(_claim_of(record), error_code or f"Job{job_status}", job_id=record.job_id)
         return LedgerView(
             attempts_today=record.attempts,
             last_job_id=record.job_id or None,
@@ -308,10 +303,6 @@ class CandidateHandler:
         return _outcome(self.run_id, candidate.vm_id, candidate.vault_id, result, reason, error, job_id)
 
 
-def _claim_of(record: LedgerRecord) -> Claim:
-    return Claim(record.vm_id, record.action, record.day, record.run_id, record.attempts, record.etag)
-
-
 def _outcome(
     run_id: str,
     vm_id: str,
@@ -321,17 +312,7 @@ def _outcome(
     error: AzureCallError | None = None,
     job_id: str | None = None,
 ) -> Outcome:
-    return Outcome(
-        run_id=run_id,
-        vm_id=vm_id,
-        vault_id=vault_id,
-        action=ACTION,
-        result=result,
-        reason=reason,
-        job_id=job_id,
-        error_code=error.code if error else None,
-        error_message=error.message if error else None,
-    )
+    return action_outcome(run_id, vm_id, vault_id, ACTION, result, reason, error=error, job_id=job_id)
 
 
 def sweep_outcome(
