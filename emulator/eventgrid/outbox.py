@@ -1,46 +1,30 @@
 """Every event the topic published, and its delivery to the webhook from a background thread.
 
-Deliveries never hold `emulator.lock`: the receiver may call back into the emulator while it
-handles an event. Attempts are due on the emulated clock, so a test steps through retries
-with `emulator.advance()` instead of sleeping.
+The delivery loop (background thread, retries on the emulated clock) is emulator/core/delivery.py.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import requests
 
 from emulator.core.clock import Clock
+from emulator.core.delivery import BackgroundDelivery, DeliveryAttempt
 from emulator.eventgrid.settings import CLOUD_EVENTS_SCHEMA, DeliverySettings
 
 logger = logging.getLogger(__name__)
 
 STORED = "Stored"  # published while no delivery URL was configured: kept, never delivered
 PENDING = "Pending"
-DELIVERED = "Delivered"
 DROPPED = "Dropped"  # a status Event Grid does not retry, or every attempt used up
 NOT_RETRIED = frozenset({400, 401, 403, 413})
-_POLL_S = 0.02
 _SUBSCRIPTION_NAME = "BACKUPWARDEN-EMULATOR"
-
-
-@dataclass
-class DeliveryAttempt:
-    number: int
-    at: datetime
-    status: int | None  # None when no HTTP answer came (connection error, timeout)
-    error: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"number": self.number, "at": self.at.isoformat(), "status": self.status, "error": self.error}
 
 
 @dataclass
@@ -63,23 +47,20 @@ class OutboxRecord:
         }
 
 
-class Outbox:
+class Outbox(BackgroundDelivery[OutboxRecord]):
+    failed_state = DROPPED
+
     def __init__(self, clock: Clock, alive: Callable[[], bool]) -> None:
-        self._clock = clock
-        self._alive = alive  # false once the emulator was reset and this outbox is abandoned
-        self._cond = threading.Condition()
+        super().__init__(clock, alive, "eventgrid-delivery")
         self._records: list[OutboxRecord] = []
-        self._pending: list[OutboxRecord] = []
-        self._worker: threading.Thread | None = None
 
     def add(self, event: dict[str, Any], settings: DeliverySettings) -> OutboxRecord:
         with self._cond:
             if settings.delivery_url is None:
                 record = OutboxRecord(event, settings, STORED)
             else:
-                record = OutboxRecord(event, settings, PENDING, next_attempt_at=self._clock.now())
-                self._pending.append(record)
-                self._start_worker()
+                record = OutboxRecord(event, settings, PENDING)
+                self._enqueue(record)
             self._records.append(record)
             self._cond.notify_all()
             return record
@@ -98,66 +79,11 @@ class Outbox:
             self._pending.clear()
             self._cond.notify_all()
 
-    def wait_until_idle(self, timeout_s: float = 5.0) -> bool:
-        """Block until no delivery is due or running (retries due later do not count)."""
-        deadline = time.monotonic() + timeout_s
-        with self._cond:
-            while self._busy():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(min(left, _POLL_S))
-            return True
+    def _post(self, record: OutboxRecord, number: int) -> tuple[int | None, str | None]:
+        return _post(record, delivery_count=number - 1)
 
-    def _busy(self) -> bool:
-        now = self._clock.now()
-        return any(r.in_flight or _is_due(r, now) for r in self._pending)
-
-    def _start_worker(self) -> None:
-        if self._worker is None:
-            self._worker = threading.Thread(target=self._run, name="eventgrid-delivery", daemon=True)
-            self._worker.start()
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                if not self._pending or not self._alive():
-                    self._worker = None
-                    return
-                now = self._clock.now()
-                due = [r for r in self._pending if not r.in_flight and _is_due(r, now)]
-                if not due:
-                    self._cond.wait(_POLL_S)
-                    continue
-                for record in due:
-                    record.in_flight = True
-            for record in due:
-                self._attempt(record)
-
-    def _attempt(self, record: OutboxRecord) -> None:
-        number = len(record.attempts) + 1
-        status, error = _post(record, delivery_count=number - 1)
-        with self._cond:
-            now = self._clock.now()
-            record.attempts.append(DeliveryAttempt(number, now, status, error))
-            record.in_flight = False
-            if status is not None and 200 <= status < 300:
-                self._finish(record, DELIVERED)
-            elif status in NOT_RETRIED or number >= record.settings.max_attempts:
-                self._finish(record, DROPPED)
-            else:
-                record.next_attempt_at = now + timedelta(seconds=record.settings.retry_delays_s[number - 1])
-            self._cond.notify_all()
-
-    def _finish(self, record: OutboxRecord, state: str) -> None:
-        record.state = state
-        record.next_attempt_at = None
-        if record in self._pending:
-            self._pending.remove(record)
-
-
-def _is_due(record: OutboxRecord, now: datetime) -> bool:
-    return record.next_attempt_at is not None and record.next_attempt_at <= now
+    def _gives_up(self, status: int | None) -> bool:
+        return status in NOT_RETRIED
 
 
 def _post(record: OutboxRecord, delivery_count: int) -> tuple[int | None, str | None]:
