@@ -6,11 +6,19 @@ is acted on twice for the same reason on the same day, and never past the daily 
 
 Keys: PartitionKey = sha256 of the lower-case VM ARM id (Table keys forbid `/`, which every
 ARM id holds; the id itself is kept in the `vm_id` column), RowKey = `{action}|{yyyy-mm-dd}`.
-A second entity per VM, RowKey `seen`, records when backupwarden first saw it.
+In the same partition: RowKey `seen` records when backupwarden first saw the VM, and RowKey
+`job|{job id}` which of our actions started a backup job (the job index; a job's VM is known from
+the job itself, since a VM is protected by a vault of its own subscription).
 
 Concurrency: a claim is `create_entity` (only one creator wins) or, for a failed or stale
 claim, a REPLACE conditioned on the ETag read (only one replacer wins). Nothing is read and
 then written without that condition.
+
+Lost answers: a write may be stored though its caller never hears so (the connection drops
+after the request went out, as when a server closes an idle keep-alive connection; azure-core
+retries a 5xx though the first try was stored, and the retry meets 409 or 412). Every claim
+carries a random `token`; when a write's answer is lost or contradicts it, the ledger reads the
+entity back and the token (with the status written) says whether the write is there.
 
 Status lifecycle: IN_PROGRESS (claimed; `expires` = when the claim counts as abandoned) ->
 COMPLETED (the action was accepted by Azure; `job_id`) or FAILED (`reason` = error code; may be
@@ -23,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -36,14 +45,12 @@ from azure.core.exceptions import (
     ResourceModifiedError,
     ResourceNotFoundError,
 )
-from azure.data.tables import TableClient, UpdateMode
+from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 logger = logging.getLogger(__name__)
 
 SEEN_ROW_KEY = "seen"
-JOB_INDEX_PARTITION = (
-    "job"  # job id -> the claim that started it (a VM partition is a sha256 hex, never this)
-)
+JOB_ROW_PREFIX = "job|"  # + the job id: the claim that started the job
 DEFAULT_IN_PROGRESS_TTL = timedelta(hours=1)  # longer than any function run (Consumption max: 10 min)
 _CLAIM_ROUNDS = 3  # create -> read -> replace, retried when the entity vanishes in between
 _FORBIDDEN_IN_KEYS = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f|]")
@@ -104,10 +111,11 @@ class LedgerRecord:
     updated: datetime
     expires: datetime
     etag: str
+    token: str  # which claim wrote it (see "Lost answers")
 
     def as_claim(self) -> Claim:
         """The claim this record stands for, to settle it on the ETag it was read with."""
-        return Claim(self.vm_id, self.action, self.day, self.run_id, self.attempts, self.etag)
+        return Claim(self.vm_id, self.action, self.day, self.run_id, self.attempts, self.etag, self.token)
 
 
 @dataclass(frozen=True)
@@ -132,6 +140,7 @@ class Claim:
     run_id: str
     attempts: int
     etag: str
+    token: str
 
     @property
     def partition_key(self) -> str:
@@ -147,7 +156,7 @@ def partition_key_for(vm_id: str) -> str:
 
 
 def row_key_for(action: str, day: date) -> str:
-    if not action or _FORBIDDEN_IN_KEYS.search(action) or action == SEEN_ROW_KEY:
+    if not action or _FORBIDDEN_IN_KEYS.search(action) or action in (SEEN_ROW_KEY, JOB_ROW_PREFIX[:-1]):
         raise ValueError(f"action {action!r} cannot be part of a table key")
     return f"{action}|{day.isoformat()}"
 
@@ -181,20 +190,30 @@ class Ledger:
         """Claim (vm_id, action, day) for `run_id`, or raise AlreadyClaimed / BudgetExhausted."""
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, not {max_attempts}")
-        row_key = row_key_for(action, day)
+        row_key_for(action, day)  # refuse an action that cannot be a key before any round trip
         for _ in range(_CLAIM_ROUNDS):
             now = self._clock()
             entity = self._claim_entity(vm_id, action, day, run_id, attempts=1, first_seen=now, now=now)
-            etag = self._create(entity)
-            if etag is not None:
-                return Claim(vm_id.lower(), action, day, run_id, 1, etag)
-            record = self._get(partition_key_for(vm_id), row_key)
-            if record is None:
+            stored = self._store_claim(entity, etag=None)
+            if isinstance(stored, Claim):
+                return stored
+            if stored is None:
                 continue  # released between our create and our read: try creating again
-            claim = self._take_over(record, run_id, max_attempts, now)
+            claim = self._take_over(stored, run_id, max_attempts, now)
             if claim is not None:
                 return claim
         raise AlreadyClaimed("claimed_concurrently")
+
+    def claim_if_new(self, vm_id: str, action: str, day: date, run_id: str) -> Claim | None:
+        """The first claim of (vm_id, action, day), or None when the day already has a record.
+
+        One round trip; for a caller that decided with "nothing recorded today" and must decide
+        again with the record when there is one.
+        """
+        now = self._clock()
+        entity = self._claim_entity(vm_id, action, day, run_id, attempts=1, first_seen=now, now=now)
+        stored = self._store_claim(entity, etag=None)
+        return stored if isinstance(stored, Claim) else None
 
     def _take_over(self, record: LedgerRecord, run_id: str, max_attempts: int, now: datetime) -> Claim | None:
         if record.status is LedgerStatus.COMPLETED:
@@ -221,24 +240,65 @@ class Ledger:
                 "took over a stale ledger claim",
                 extra={"vm_id": record.vm_id, "action": record.action, "stale_run_id": record.run_id},
             )
+        stored = self._store_claim(entity, etag=record.etag)
+        if isinstance(stored, Claim):
+            return stored
+        if stored is None or stored.etag == record.etag:
+            return None  # released meanwhile, or our replace never arrived: start over
+        raise AlreadyClaimed("claimed_concurrently", stored)
+
+    def _store_claim(self, entity: dict[str, Any], *, etag: str | None) -> Claim | LedgerRecord | None:
+        """Create the claim entity (`etag` None) or replace the version `etag` with it.
+
+        Returns the claim, or else the record holding the key (None: the key is empty). When the
+        write raised, the entity is read back: stored with this claim's token, the write is ours.
+        """
         try:
-            etag = self._replace(entity, record.etag)
-        except ResourceNotFoundError:
-            return None  # released meanwhile: start over with a create
-        except ResourceModifiedError as exc:
-            raise AlreadyClaimed("claimed_concurrently", record) from exc
-        return Claim(record.vm_id, record.action, record.day, run_id, attempts, etag)
+            if etag is None:
+                written = self._table.create_entity(entity)
+            else:
+                written = self._table.update_entity(
+                    entity, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
+                )
+            return _claim_from(entity, str(written["etag"]))
+        except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
+            pass  # another claim's write, or ours stored by a try whose answer was lost
+        except AzureError as exc:
+            if not _outcome_unknown(exc):
+                raise LedgerUnavailable(f"cannot write {entity['RowKey']}") from exc
+            logger.warning("ledger write answer lost; reading it back", extra={"row_key": entity["RowKey"]})
+        stored = self._get(entity["PartitionKey"], entity["RowKey"])
+        if stored is not None and stored.token == entity["token"]:
+            return _claim_from(entity, stored.etag)
+        return stored
 
     def complete(self, claim: Claim, job_id: str, op_id: str | None = None, triggered_by: str = "") -> None:
-        """The action was accepted by Azure: record its job (and operation) id, and index the job."""
-        self._settle(claim, LedgerStatus.COMPLETED, {"job_id": job_id, "op_id": op_id or "", "reason": ""})
-        if job_id:
-            self._index_job(claim, job_id, triggered_by)
+        """The action was accepted by Azure: record its job (and operation) id, and index the job.
 
-    def job_attribution(self, job_id: str) -> JobAttribution | None:
-        """Which of our actions started this job, or None when it was not us."""
+        One round trip: the claim and the job's index row share the VM's partition, so they are
+        written in one entity-group transaction, both or neither.
+        """
+        settled = self._settled_entity(
+            claim, LedgerStatus.COMPLETED, {"job_id": job_id, "op_id": op_id or ""}
+        )
+        if not job_id:
+            self._merge_on_etag(claim, settled)
+            return
+        index = self._job_index_entity(claim, job_id, triggered_by)
         try:
-            entity = self._table.get_entity(JOB_INDEX_PARTITION, job_id.lower())
+            self._table.submit_transaction(
+                [
+                    ("update", settled, _on_etag(claim.etag)),
+                    ("upsert", index, {"mode": UpdateMode.REPLACE}),
+                ]
+            )
+        except AzureError as exc:
+            self._confirm_settled(claim, settled, exc)
+
+    def job_attribution(self, job_id: str, vm_id: str) -> JobAttribution | None:
+        """Which of our actions started this job of this VM, or None when it was not us."""
+        try:
+            entity = self._table.get_entity(partition_key_for(vm_id), job_row_key(job_id))
         except ResourceNotFoundError:
             return None
         except AzureError as exc:
@@ -252,20 +312,17 @@ class Ledger:
             triggered_by=str(entity.get("triggered_by", "")),
         )
 
-    def _index_job(self, claim: Claim, job_id: str, triggered_by: str) -> None:
-        entity = {
-            "PartitionKey": JOB_INDEX_PARTITION,
-            "RowKey": job_id.lower(),  # job ids are GUIDs; services differ in their case
+    @staticmethod
+    def _job_index_entity(claim: Claim, job_id: str, triggered_by: str) -> dict[str, Any]:
+        return {
+            "PartitionKey": claim.partition_key,
+            "RowKey": job_row_key(job_id),
             "vm_id": claim.vm_id,
             "action": claim.action,
             "run_id": claim.run_id,
             "attempt": claim.attempts,
             "triggered_by": triggered_by,
         }
-        try:
-            self._table.upsert_entity(entity, mode=UpdateMode.REPLACE)
-        except AzureError as exc:
-            raise LedgerUnavailable(f"cannot index job {job_id}") from exc
 
     def fail(self, claim: Claim, error_code: str, job_id: str | None = None) -> None:
         """The action failed with `error_code`; the key may be claimed again while under budget."""
@@ -284,31 +341,58 @@ class Ledger:
                     etag=claim.etag,
                     match_condition=MatchConditions.IfNotModified,
                 )
+            except ResourceNotFoundError:
+                return  # gone already: a retry of our delete whose first try was stored
             except ResourceModifiedError as exc:
                 raise ClaimLost(f"claim on {claim.row_key} changed before release") from exc
             except AzureError as exc:
+                if not _outcome_unknown(exc):
+                    raise LedgerUnavailable(f"cannot release {claim.row_key}") from exc
+                stored = self._get(claim.partition_key, claim.row_key)
+                if stored is None:
+                    return
+                if stored.etag != claim.etag:
+                    raise ClaimLost(f"claim on {claim.row_key} changed before release") from exc
                 raise LedgerUnavailable(f"cannot release {claim.row_key}") from exc
             return
         self._settle(claim, LedgerStatus.FAILED, {"attempts": claim.attempts - 1, "reason": "released"})
 
     def _settle(self, claim: Claim, status: LedgerStatus, changes: dict[str, Any]) -> None:
+        self._merge_on_etag(claim, self._settled_entity(claim, status, changes))
+
+    def _settled_entity(self, claim: Claim, status: LedgerStatus, changes: dict[str, Any]) -> dict[str, Any]:
         now = self._clock()
-        entity = {
+        return {
             "PartitionKey": claim.partition_key,
             "RowKey": claim.row_key,
             "status": status.value,
             "updated": now,
             "expires": _end_of_day(claim.day) if status is LedgerStatus.COMPLETED else now,
+            "reason": "",
             **changes,
         }
+
+    def _merge_on_etag(self, claim: Claim, entity: dict[str, Any]) -> None:
         try:
-            self._table.update_entity(
-                entity, mode=UpdateMode.MERGE, etag=claim.etag, match_condition=MatchConditions.IfNotModified
-            )
-        except (ResourceModifiedError, ResourceNotFoundError) as exc:
-            raise ClaimLost(f"claim on {claim.row_key} changed before it was marked {status.value}") from exc
+            self._table.update_entity(entity, **_on_etag(claim.etag))
         except AzureError as exc:
-            raise LedgerUnavailable(f"cannot mark {claim.row_key} {status.value}") from exc
+            self._confirm_settled(claim, entity, exc)
+
+    def _confirm_settled(self, claim: Claim, settled: dict[str, Any], error: AzureError) -> None:
+        """A settling write raised: return if it is stored all the same (its answer was lost, or a
+        retry of it met the ETag its first try had changed); raise ClaimLost or LedgerUnavailable if not."""
+        status = settled["status"]
+        conflict = isinstance(error, (ResourceModifiedError, ResourceNotFoundError)) or (
+            isinstance(error, TableTransactionError) and error.status_code in (404, 412)
+        )
+        if not conflict and not _outcome_unknown(error):
+            raise LedgerUnavailable(f"cannot mark {claim.row_key} {status}") from error
+        stored = self._get(claim.partition_key, claim.row_key)
+        if stored is not None and stored.token == claim.token and _holds(stored, settled):
+            return
+        if conflict or (stored is not None and stored.etag != claim.etag):
+            raise ClaimLost(f"claim on {claim.row_key} changed before it was marked {status}") from error
+        raise LedgerUnavailable(f"cannot mark {claim.row_key} {status}") from error
 
     # --- reads -------------------------------------------------------------------------------
     def record(self, vm_id: str, action: str, day: date) -> LedgerRecord | None:
@@ -360,6 +444,7 @@ class Ledger:
             "first_seen": first_seen,
             "updated": now,
             "expires": now + self._in_progress_ttl,
+            "token": uuid.uuid4().hex,
         }
 
     def _create(self, entity: dict[str, Any]) -> str | None:
@@ -369,18 +454,9 @@ class Ledger:
         except ResourceExistsError:
             return None
         except AzureError as exc:
+            if _outcome_unknown(exc):
+                return None  # perhaps stored: the caller reads it back
             raise LedgerUnavailable(f"cannot create {entity['RowKey']}") from exc
-
-    def _replace(self, entity: dict[str, Any], etag: str) -> str:
-        try:
-            result = self._table.update_entity(
-                entity, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
-            )
-        except (ResourceModifiedError, ResourceNotFoundError):
-            raise
-        except AzureError as exc:
-            raise LedgerUnavailable(f"cannot replace {entity['RowKey']}") from exc
-        return str(result["etag"])
 
     def _get(self, partition_key: str, row_key: str) -> LedgerRecord | None:
         try:
@@ -403,7 +479,41 @@ class Ledger:
             updated=_as_utc(entity["updated"]),
             expires=_as_utc(entity["expires"]),
             etag=str(entity.metadata["etag"]),
+            token=str(entity.get("token", "")),
         )
+
+
+def _claim_from(entity: dict[str, Any], etag: str) -> Claim:
+    return Claim(
+        str(entity["vm_id"]),
+        str(entity["action"]),
+        date.fromisoformat(str(entity["day"])),
+        str(entity["run_id"]),
+        int(entity["attempts"]),
+        etag,
+        str(entity["token"]),
+    )
+
+
+def _outcome_unknown(error: AzureError) -> bool:
+    """Whether a write that raised may be stored all the same: no answer came, or a server error."""
+    status = getattr(error, "status_code", None)
+    return status is None or status >= 500
+
+
+def _holds(record: LedgerRecord, written: dict[str, Any]) -> bool:
+    """Whether `record` shows the status and the values a settling write set."""
+    fields = ("status", "job_id", "op_id", "reason", "attempts")
+    return all(str(getattr(record, name)) == str(written[name]) for name in fields if name in written)
+
+
+def job_row_key(job_id: str) -> str:
+    return JOB_ROW_PREFIX + job_id.lower()  # job ids are GUIDs; services differ in their case
+
+
+def _on_etag(etag: str) -> dict[str, Any]:
+    """A merge that only applies while the entity is still the version read (its ETag)."""
+    return {"mode": UpdateMode.MERGE, "etag": etag, "match_condition": MatchConditions.IfNotModified}
 
 
 def _end_of_day(day: date) -> datetime:

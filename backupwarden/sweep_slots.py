@@ -10,7 +10,7 @@ way. So the run never triggers more than the cap, however many workers race, as 
 within one process.
 
 The counter lives in the ledger table under its own partition (`sweeprun`; VM partitions are
-sha256 hex digests, the job index is `job`), one entity per run.
+sha256 hex digests), one entity per run.
 """
 
 from __future__ import annotations

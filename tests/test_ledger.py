@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import uuid
@@ -24,6 +25,7 @@ from backupwarden.ledger import (
     partition_key_for,
 )
 from backupwarden.settings import azurite_connection_string
+from tests.lossy_proxy import LossyProxy
 
 VM = (
     "/subscriptions/11111111-1111-4111-8111-111111111111/resourceGroups/RG-App"
@@ -93,6 +95,37 @@ def test_claim_then_complete_records_the_job(ledger: Ledger, clock: ManualClock)
     assert record.vm_id == VM.lower()
     assert record.first_seen == clock.now
     assert record.expires == datetime(2026, 3, 15, tzinfo=UTC)
+
+
+def test_completion_indexes_its_job_for_attribution(ledger: Ledger) -> None:
+    claim = ledger.claim(VM, "backup", DAY, "run-1", max_attempts=3)
+    assert ledger.job_attribution("JOB-1", VM) is None
+
+    ledger.complete(claim, job_id="Job-1", triggered_by="Sweep")
+
+    found = ledger.job_attribution("JOB-1", VM.upper())  # job ids and VM ids differ in case between services
+    assert found is not None
+    assert (found.vm_id, found.action, found.run_id, found.attempt, found.triggered_by) == (
+        VM.lower(),
+        "backup",
+        "run-1",
+        1,
+        "Sweep",
+    )
+    assert ledger.job_attribution("job-1", VM.replace("VM-01", "VM-02")) is None
+
+
+def test_a_lost_claim_indexes_no_job(ledger: Ledger, clock: ManualClock) -> None:
+    abandoned = ledger.claim(VM, "backup", DAY, "run-crashed", max_attempts=3)
+    clock.advance(TTL + timedelta(seconds=1))
+    ledger.claim(VM, "backup", DAY, "run-2", max_attempts=3)
+
+    with pytest.raises(ClaimLost):
+        ledger.complete(abandoned, job_id="late-job", triggered_by="Sweep")
+
+    assert ledger.job_attribution("late-job", VM) is None, "status and index are one transaction"
+    record = ledger.record(VM, "backup", DAY)
+    assert record is not None and (record.status, record.run_id) == (LedgerStatus.IN_PROGRESS, "run-2")
 
 
 def test_same_day_duplicate_while_in_progress_is_already_claimed(ledger: Ledger) -> None:
@@ -244,7 +277,7 @@ def test_keys_are_safe_for_table_storage() -> None:
     assert partition_key_for(VM.upper()) == key
 
 
-@pytest.mark.parametrize("action", ["", "back/up", "backup|x", "a#b", "why?", "seen", "tab\there"])
+@pytest.mark.parametrize("action", ["", "back/up", "backup|x", "a#b", "why?", "seen", "job", "tab\there"])
 def test_actions_that_cannot_be_keys_are_refused(ledger: Ledger, action: str) -> None:
     with pytest.raises(ValueError, match="cannot be part of a table key"):
         ledger.claim(VM, action, DAY, "run-1", max_attempts=3)
@@ -265,3 +298,110 @@ def test_storage_failure_is_wrapped_with_its_cause() -> None:
     with table, pytest.raises(LedgerUnavailable) as raised:
         Ledger(table).claim(VM, "backup", DAY, "run-1", max_attempts=3)
     assert isinstance(raised.value.__cause__, AzureError)
+
+
+# --- lost answers: the write is stored, the caller never hears so ---------------------------------
+@pytest.fixture
+def lossy(azurite: str, table_name: str, clock: ManualClock) -> Iterator[tuple[Ledger, LossyProxy]]:
+    """A ledger whose Table Storage traffic goes through a proxy that can lose answers."""
+    table_port = int(re.search(r"TableEndpoint=http://127\.0\.0\.1:(\d+)/", azurite).group(1))  # type: ignore[union-attr]
+    with LossyProxy(table_port) as proxy:
+        connection = azurite_connection_string(table_port, table_port, proxy.port)
+        with TableClient.from_connection_string(connection, table_name=table_name) as table:
+            ledger = Ledger(table, in_progress_ttl=TTL, clock=clock)
+            ledger.ensure_table()
+            yield ledger, proxy
+            table.delete_table()
+
+
+def test_a_claim_whose_answer_was_lost_is_still_ours(lossy: tuple[Ledger, LossyProxy]) -> None:
+    ledger, proxy = lossy
+    proxy.lose_answer(b"POST /devstoreaccount1/ledger")
+
+    claim = ledger.claim(VM, "backup", DAY, "run-1", max_attempts=3)
+
+    assert proxy.lost == 1, "the insert reached Azurite and its answer was dropped"
+    record = ledger.record(VM, "backup", DAY)
+    assert record is not None and (record.status, record.run_id, record.attempts) == (
+        LedgerStatus.IN_PROGRESS,
+        "run-1",
+        1,
+    )
+    ledger.complete(claim, job_id="job-1", triggered_by="Sweep")  # the claim's ETag is the stored one
+    with pytest.raises(AlreadyClaimed):
+        ledger.claim(VM, "backup", DAY, "run-2", max_attempts=3)
+
+
+def test_a_first_claim_whose_answer_was_lost_is_still_ours(lossy: tuple[Ledger, LossyProxy]) -> None:
+    ledger, proxy = lossy
+    proxy.lose_answer(b"POST /devstoreaccount1/ledger")
+
+    claim = ledger.claim_if_new(VM, "backup", DAY, "run-1")
+
+    assert proxy.lost == 1
+    assert claim is not None and claim.attempts == 1
+    assert ledger.claim_if_new(VM, "backup", DAY, "run-2") is None, "someone else's claim is not ours"
+
+
+def test_a_takeover_whose_answer_was_lost_is_still_ours(lossy: tuple[Ledger, LossyProxy]) -> None:
+    ledger, proxy = lossy
+    ledger.fail(ledger.claim(VM, "backup", DAY, "run-1", max_attempts=3), "UserErrorSomething")
+    proxy.lose_answer(b"PUT /devstoreaccount1/ledger")  # azure-core retries the PUT: 412 on its own write
+
+    claim = ledger.claim(VM, "backup", DAY, "run-2", max_attempts=3)
+
+    assert proxy.lost == 1
+    assert (claim.run_id, claim.attempts) == ("run-2", 2)
+    ledger.complete(claim, job_id="job-2", triggered_by="Sweep")
+
+
+def test_a_completion_whose_answer_was_lost_is_settled(lossy: tuple[Ledger, LossyProxy]) -> None:
+    ledger, proxy = lossy
+    claim = ledger.claim(VM, "backup", DAY, "run-1", max_attempts=3)
+    proxy.lose_answer(b"POST /devstoreaccount1/$batch")
+
+    ledger.complete(claim, job_id="job-1", triggered_by="Sweep")
+
+    assert proxy.lost == 1
+    record = ledger.record(VM, "backup", DAY)
+    assert record is not None and (record.status, record.job_id) == (LedgerStatus.COMPLETED, "job-1")
+    assert ledger.job_attribution("job-1", VM) is not None
+
+
+def test_a_failure_whose_answer_was_lost_is_recorded(lossy: tuple[Ledger, LossyProxy]) -> None:
+    ledger, proxy = lossy
+    claim = ledger.claim(VM, "backup", DAY, "run-1", max_attempts=3)
+    proxy.lose_answer(b"PATCH /devstoreaccount1/ledger")
+
+    ledger.fail(claim, "UserErrorSomething")
+
+    assert proxy.lost == 1
+    record = ledger.record(VM, "backup", DAY)
+    assert record is not None and (record.status, record.reason) == (
+        LedgerStatus.FAILED,
+        "UserErrorSomething",
+    )
+
+
+def test_a_release_whose_answer_was_lost_is_done(lossy: tuple[Ledger, LossyProxy]) -> None:
+    ledger, proxy = lossy
+    claim = ledger.claim(VM, "backup", DAY, "run-1", max_attempts=3)
+    proxy.lose_answer(b"DELETE /devstoreaccount1/ledger")  # azure-core retries the DELETE: 404
+
+    ledger.release(claim)
+
+    assert proxy.lost == 1
+    assert ledger.record(VM, "backup", DAY) is None
+
+
+def test_a_lost_answer_does_not_make_another_claim_ours(lossy: tuple[Ledger, LossyProxy]) -> None:
+    ledger, proxy = lossy
+    first = ledger.claim(VM, "backup", DAY, "run-1", max_attempts=3)
+    proxy.lose_answer(b"PATCH /devstoreaccount1/ledger")
+    ledger.fail(first, "UserErrorSomething")
+    taken = ledger.claim(VM, "backup", DAY, "run-2", max_attempts=3)
+
+    with pytest.raises(ClaimLost):
+        ledger.complete(first, job_id="late-job")  # its token matches, but the entity is run-2's now
+
+    assert taken.attempts == 2
