@@ -8,7 +8,7 @@ from datetime import datetime
 from backupwarden.adapters.errors import AzureCallError
 from backupwarden.adapters.recovery_services import RecoveryServices, VaultRef
 from backupwarden.domain.records import Result
-from backupwarden.ledger import AlreadyClaimed, BudgetExhausted, Ledger, LedgerRecord, LedgerStatus
+from backupwarden.ledger import AlreadyClaimed, BudgetExhausted, Claim, Ledger, LedgerRecord, LedgerStatus
 
 LEDGER_ACTION = "backup"
 IN_PROGRESS_CODE = "UserErrorBackupOperationInProgress"
@@ -41,18 +41,23 @@ def backup_now(
     daily_budget: int,
     expiry: datetime,
     triggered_by: str,
+    claim: Claim | None = None,
 ) -> BackupNowResult:
     """Claim (VM, backup, today), trigger, then settle the claim with what Azure answered.
 
-    A backup already running is a no-op (the claim is released, costing no attempt); any other
-    error settles the claim as failed, so a later run may retry while under the daily budget.
+    `claim`: one the caller already holds for (VM, backup, today). A backup already running is a
+    no-op (the claim is released, costing no attempt); any other error settles the claim as
+    failed, so a later run may retry while under the daily budget.
     """
-    try:
-        claim = ledger.claim(target.vm_id, LEDGER_ACTION, now.date(), run_id, max_attempts=daily_budget)
-    except AlreadyClaimed as exc:
-        return BackupNowResult(Result.SKIPPED, f"already handled today by the ledger ({exc.reason})")
-    except BudgetExhausted as exc:
-        return BackupNowResult(Result.SKIPPED, f"daily budget spent ({exc.attempts} of {exc.max_attempts})")
+    if claim is None:
+        try:
+            claim = ledger.claim(target.vm_id, LEDGER_ACTION, now.date(), run_id, max_attempts=daily_budget)
+        except AlreadyClaimed as exc:
+            return BackupNowResult(Result.SKIPPED, f"already handled today by the ledger ({exc.reason})")
+        except BudgetExhausted as exc:
+            return BackupNowResult(
+                Result.SKIPPED, f"daily budget spent ({exc.attempts} of {exc.max_attempts})"
+            )
     try:
         triggered = recovery.trigger_backup(target.vault, target.container_name, target.item_name, expiry)
     except AzureCallError as exc:

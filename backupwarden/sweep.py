@@ -31,7 +31,7 @@ from backupwarden.domain.sweep_rules import (
     decide_trigger,
     skip_before_verifying,
 )
-from backupwarden.ledger import Ledger, LedgerError, LedgerStatus
+from backupwarden.ledger import Claim, Ledger, LedgerError, LedgerStatus
 from backupwarden.report import RunReport, action_outcome
 
 logger = logging.getLogger(__name__)
@@ -199,24 +199,59 @@ class CandidateHandler:
             recovered = self._recover_abandoned_claim(candidate, vault, now)
             if recovered is not None:
                 return recovered
-        ledger_view = self._ledger_view(candidate, vault, item, now)
-        decision = self._slots.take(
-            lambda triggered: decide_trigger(
-                item,
-                ledger_view,
-                configured_at=candidate.configured_at,
-                triggered_this_run=triggered,
-                now=now,
-                policy=self._policy,
-            )
-        )
+        first_seen = self._first_seen(candidate, item)
+        if not config.dry_run:
+            fresh = self._decide_as_first_today(candidate, vault, item, first_seen, now)
+            if fresh is not None:
+                return fresh
+        ledger_view = self._ledger_view(candidate, vault, now, first_seen)
+        decision = self._decide(candidate, item, ledger_view, now)
         if not decision.trigger:
             return self._outcome(candidate, Result.SKIPPED, decision.reason)
         if config.dry_run:
             return self._outcome(candidate, Result.DRY_RUN, f"would trigger: {decision.reason}")
         return self._trigger(candidate, vault, decision.reason, now)
 
-    def _trigger(self, candidate: Candidate, vault: VaultRef, reason: str, now: datetime) -> Outcome:
+    def _decide_as_first_today(
+        self,
+        candidate: Candidate,
+        vault: VaultRef,
+        item: ItemState,
+        first_seen: datetime | None,
+        now: datetime,
+    ) -> Outcome | None:
+        """Decide as if the ledger held nothing for the VM today, the common case, and claim on that.
+
+        Saves the ledger read for a VM the day has not seen: the claim's create is the read. The
+        ledger's records only add refusals, so a refusal here is final; when today's record exists
+        the claim is refused and this returns None: the caller decides again with the record.
+        """
+        decision = self._decide(candidate, item, LedgerView(first_seen=first_seen), now)
+        if not decision.trigger:
+            return self._outcome(candidate, Result.SKIPPED, decision.reason)
+        claim = self.sweep._ledger.claim_if_new(candidate.vm_id, LEDGER_ACTION, now.date(), self.run_id)
+        if claim is None:
+            self._slots.give_back()
+            return None
+        return self._trigger(candidate, vault, decision.reason, now, claim)
+
+    def _decide(
+        self, candidate: Candidate, item: ItemState, ledger: LedgerView, now: datetime
+    ) -> TriggerDecision:
+        return self._slots.take(
+            lambda triggered: decide_trigger(
+                item,
+                ledger,
+                configured_at=candidate.configured_at,
+                triggered_this_run=triggered,
+                now=now,
+                policy=self._policy,
+            )
+        )
+
+    def _trigger(
+        self, candidate: Candidate, vault: VaultRef, reason: str, now: datetime, claim: Claim | None = None
+    ) -> Outcome:
         sweep, config = self.sweep, self.sweep._config
         target = BackupTarget(candidate.vm_id, vault, candidate.container_name, candidate.item_name)
         done = backup_now(
@@ -228,6 +263,7 @@ class CandidateHandler:
             daily_budget=self._policy.daily_budget,
             expiry=now + config.recovery_point_expiry,
             triggered_by="Sweep",
+            claim=claim,
         )
         if done.result is not Result.TRIGGERED:
             self._slots.give_back()
@@ -272,13 +308,16 @@ class CandidateHandler:
                 return str(job.get("name") or "") or None
         return None
 
+    def _first_seen(self, candidate: Candidate, item: ItemState) -> datetime | None:
+        """When the grace period starts for an item whose configuration time discovery does not know."""
+        if candidate.configured_at is not None or item.protection_state != "IRPending":
+            return None
+        return None if self.sweep._config.dry_run else self.sweep._ledger.first_seen(candidate.vm_id)
+
     def _ledger_view(
-        self, candidate: Candidate, vault: VaultRef, item: ItemState, now: datetime
+        self, candidate: Candidate, vault: VaultRef, now: datetime, first_seen: datetime | None
     ) -> LedgerView:
         sweep = self.sweep
-        first_seen = None
-        if candidate.configured_at is None and item.protection_state == "IRPending":
-            first_seen = None if sweep._config.dry_run else sweep._ledger.first_seen(candidate.vm_id)
         record, job_status = reopen_after_failed_job(
             sweep._ledger, sweep._recovery, vault, candidate.vm_id, now, dry_run=sweep._config.dry_run
         )
