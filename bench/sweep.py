@@ -12,7 +12,7 @@ What runs, the way production runs it:
   items of up to B candidates of one vault on the sweep queue) and drains as `python -m backupwarden
   sweep --workers N` does (`LocalDrain`, N threads through `CandidateHandler`: verify, ledger,
   trigger); P - 1 more processes drain the same queue with N threads each, as more Function
-  instances would (started before the plan, each waits for the first message). The client's
+  instances would (started and warm before the plan, each waits for the first message). The client's
   buckets are ARM's, scaled by the time scale like every other duration; each process has its own
   and they meet through the servers' `x-ms-ratelimit-remaining-*` headers, as instances do.
 
@@ -59,6 +59,7 @@ import requests
 
 from backupwarden.adapters.recovery_services import RecoveryServices, VaultRef
 from backupwarden.clients import AzureClients
+from backupwarden.domain.records import Outcome, Result
 from backupwarden.settings import Settings
 from backupwarden.sweep_drain import DrainConfig, LocalDrain, sweep_and_drain
 from backupwarden.sweep_messages import DEFAULT_BATCH_SIZE
@@ -77,6 +78,7 @@ TARGET_SPEEDUP = 10.0
 TARGET_REQUESTS_RATIO = 1.1
 TARGET_PEAK_RSS_MB = 300.0
 SETTINGS_ENV = "BENCH_SWEEP_SETTINGS"  # the app settings, as JSON, for the other instances
+READY = "ready"  # a drain instance's first stdout line
 
 
 @dataclass(frozen=True)
@@ -190,7 +192,8 @@ def bench_env(emulator: EmulatorProcess, storage: str, shape: Shape) -> dict[str
 @contextmanager
 def worker_instances(count: int, env: dict[str, str], workers: int) -> Iterator[list[subprocess.Popen[str]]]:
     """`count` more processes draining the sweep queue with `workers` threads each, as more Function
-    instances would; started before the plan, each waits for the queue's first message."""
+    instances would; started and warm (imports done, clients built) before the plan, each waits for
+    the queue's first message."""
     command = [sys.executable, "-m", "bench.sweep", "--drain-instance", "--workers", str(workers)]
     processes = [
         subprocess.Popen(
@@ -199,6 +202,11 @@ def worker_instances(count: int, env: dict[str, str], workers: int) -> Iterator[
         for _ in range(count)
     ]
     try:
+        for process in processes:
+            assert process.stdout is not None
+            line = process.stdout.readline().strip()
+            if line != READY:
+                raise RuntimeError(f"a drain instance did not start: {line or 'no output'}")
         yield processes
     finally:
         for process in processes:
@@ -216,22 +224,37 @@ def drain_instance(workers: int) -> int:
             raise RuntimeError("no queue service in the settings")
         queue.ensure()
         worker = build_sweep_worker(settings, clients, workers=workers)
+        print(READY, flush=True)  # imports done and clients built: a warm instance, as a scaled-out one is
         deadline = time.monotonic() + 300
         while queue.approximate_count() == 0 and time.monotonic() < deadline:
             time.sleep(0.05)
         drained = LocalDrain(queue, worker, DrainConfig(workers=workers, retry_delay_s=1)).drain(
             "", sys.maxsize
         )
-    print(json.dumps({"outcomes": Counter(o.result.value for o in drained.other_runs)}), flush=True)
+    outcomes = drained.other_runs
+    print(
+        json.dumps({"outcomes": Counter(o.result.value for o in outcomes), "failed": failed(outcomes)}),
+        flush=True,
+    )
     return 0
 
 
-def instance_outcomes(processes: list[subprocess.Popen[str]]) -> Counter[str]:
+def instance_outcomes(processes: list[subprocess.Popen[str]]) -> tuple[Counter[str], list[str]]:
+    """What the other instances handled: outcome counts and the failed ones' reasons."""
     found: Counter[str] = Counter()
+    reasons: list[str] = []
     for process in processes:
         stdout, _ = process.communicate(timeout=600)
-        found.update(json.loads(stdout.strip().splitlines()[-1])["outcomes"])
-    return found
+        reported = json.loads(stdout.strip().splitlines()[-1])
+        found.update(reported["outcomes"])
+        reasons.extend(reported["failed"])
+    return found, reasons
+
+
+def failed(outcomes: list[Outcome]) -> list[str]:
+    return [
+        f"{o.vm_id}: {o.reason} {o.error_code or ''}".strip() for o in outcomes if o.result is Result.FAILED
+    ]
 
 
 # --- CPU -------------------------------------------------------------------------------------------
@@ -341,12 +364,14 @@ def fanout_phase(
             planned, drained = sweep_and_drain(fanout, worker, DrainConfig(workers=workers, retry_delay_s=1))
             if drained.timed_out:
                 raise RuntimeError("the drain timed out")
-        elsewhere = instance_outcomes(instances)
+        elsewhere, failed_elsewhere = instance_outcomes(instances)
         wall = time.perf_counter() - started
         spent = cpu.elapsed()
         peak = peak_rss_mb() if reset else float("nan")
     count, statuses, posts = logged(emulator)
     outcomes = Counter(o.result.value for o in planned.report.outcomes) + elsewhere
+    for reason in failed(planned.report.outcomes) + failed_elsewhere:
+        print(f"failed: {reason}", file=sys.stderr)
     name = f"fan-out ({drainers.processes} x {drainers.workers} workers)" if not dry_run else "plan (dry run)"
     return Phase(
         name, wall, count, statuses, posts, outcomes, planned.work_items, planned.enqueued, peak, spent

@@ -104,6 +104,10 @@ def apply_scenario(emulator: Emulator, scenario: dict[str, Any]) -> None:
         _load_generated(emulator, _mapping(scenario["generate"], "generate"), start)
     for backend in emulator.backends():
         _configure_backend(backend, scenario)
+    for backend in emulator.backends():
+        loaded = getattr(backend, "scenario_loaded", None)
+        if loaded is not None:
+            loaded()
 
 
 def _configure_backend(backend: Any, scenario: dict[str, Any]) -> None:

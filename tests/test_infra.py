@@ -668,6 +668,7 @@ def test_storage_creates_every_queue_the_functions_listen_on_and_no_other() -> N
     assert queues == listened
     assert deployed["BACKUPWARDEN_PROTECT_QUEUE"] in queues
     assert deployed["BACKUPWARDEN_REMEDIATION_QUEUE"] in queues
+    assert deployed["BACKUPWARDEN_SWEEP_QUEUE"] in queues
 
 
 def test_storage_creates_the_tables_the_settings_name() -> None:

@@ -2,7 +2,7 @@
 //   - Storage Blob Data Owner on the account: the Functions host's leases (timer singletons), its keys and
 //     the deployment package (the host storage docs ask for Owner, not Contributor, for identity-based
 //     AzureWebJobsStorage);
-//   - Storage Queue Data Contributor: the protect and remediation queues (and their -poison queues);
+//   - Storage Queue Data Contributor: the protect, remediation and sweep queues (and their -poison queues);
 //   - Storage Table Data Contributor: the ledger, outbox and alert de-duplication tables;
 //   - Monitoring Metrics Publisher on the data collection rule: Logs Ingestion uploads (azure-facts §4);
 //   - Log Analytics Reader on the workspace: the report command and remediation's queries;
