@@ -80,7 +80,7 @@ class JobOutcomeCollector:
         return Collected(found=len(jobs), added=added, newest_end=newest)
 
     def _attribution(self, job: FinishedJob) -> Attribution:
-        ours = self._ledger.job_attribution(job.job_id, job.vm_id)
+        ours = self._ledger.job_attribution(job.job_id, job.vm_id, job.start_time)
         if ours is not None:
             return Attribution(ours.triggered_by or "Manual", ours.run_id, ours.attempt)
         return Attribution("Schedule" if job.operation == "Backup" else "Manual")

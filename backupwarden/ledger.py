@@ -6,9 +6,12 @@ is acted on twice for the same reason on the same day, and never past the daily 
 
 Keys: PartitionKey = sha256 of the lower-case VM ARM id (Table keys forbid `/`, which every
 ARM id holds; the id itself is kept in the `vm_id` column), RowKey = `{action}|{yyyy-mm-dd}`.
-In the same partition: RowKey `seen` records when backupwarden first saw the VM, and RowKey
-`job|{job id}` which of our actions started a backup job (the job index; a job's VM is known from
-the job itself, since a VM is protected by a vault of its own subscription).
+In the same partition, RowKey `seen` records when backupwarden first saw the VM.
+
+Job attribution: a claim holds the job it started (`job_id`, `triggered_by`), and a retry carries
+the jobs of the earlier attempts along (`earlier_jobs`), so "which of our actions started job J
+of VM V" is one query in V's partition (a job's VM is known from the job itself, since a VM is
+protected by a vault of its own subscription).
 
 Concurrency: a claim is `create_entity` (only one creator wins) or, for a failed or stale
 claim, a REPLACE conditioned on the ETag read (only one replacer wins). Nothing is read and
@@ -29,6 +32,7 @@ reached Azure ("save in-progress first, delete on failure").
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 import uuid
@@ -45,12 +49,12 @@ from azure.core.exceptions import (
     ResourceModifiedError,
     ResourceNotFoundError,
 )
-from azure.data.tables import TableClient, TableTransactionError, UpdateMode
+from azure.data.tables import TableClient, UpdateMode
 
 logger = logging.getLogger(__name__)
 
 SEEN_ROW_KEY = "seen"
-JOB_ROW_PREFIX = "job|"  # + the job id: the claim that started the job
+ATTRIBUTION_WINDOW = timedelta(days=1)  # a job starts at most this long after the claim that started it
 DEFAULT_IN_PROGRESS_TTL = timedelta(hours=1)  # longer than any function run (Consumption max: 10 min)
 _CLAIM_ROUNDS = 3  # create -> read -> replace, retried when the entity vanishes in between
 _FORBIDDEN_IN_KEYS = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f|]")
@@ -112,6 +116,7 @@ class LedgerRecord:
     expires: datetime
     etag: str
     token: str  # which claim wrote it (see "Lost answers")
+    jobs: tuple[JobAttribution, ...] = ()  # the jobs its attempts started, oldest first
 
     def as_claim(self) -> Claim:
         """The claim this record stands for, to settle it on the ETag it was read with."""
@@ -156,7 +161,7 @@ def partition_key_for(vm_id: str) -> str:
 
 
 def row_key_for(action: str, day: date) -> str:
-    if not action or _FORBIDDEN_IN_KEYS.search(action) or action in (SEEN_ROW_KEY, JOB_ROW_PREFIX[:-1]):
+    if not action or _FORBIDDEN_IN_KEYS.search(action) or action == SEEN_ROW_KEY:
         raise ValueError(f"action {action!r} cannot be part of a table key")
     return f"{action}|{day.isoformat()}"
 
@@ -232,6 +237,7 @@ class Ledger:
             first_seen=record.first_seen,
             now=now,
         )
+        entity["earlier_jobs"] = json.dumps([vars(job) for job in record.jobs])
         if record.status is LedgerStatus.FAILED:
             entity["reason"] = f"retry after {record.reason}" if record.reason else "retry"
         else:
@@ -273,56 +279,28 @@ class Ledger:
         return stored
 
     def complete(self, claim: Claim, job_id: str, op_id: str | None = None, triggered_by: str = "") -> None:
-        """The action was accepted by Azure: record its job (and operation) id, and index the job.
+        """The action was accepted by Azure: record its job (and operation) id and who started it."""
+        changes = {"job_id": job_id, "op_id": op_id or "", "triggered_by": triggered_by}
+        self._settle(claim, LedgerStatus.COMPLETED, changes)
 
-        One round trip: the claim and the job's index row share the VM's partition, so they are
-        written in one entity-group transaction, both or neither.
-        """
-        settled = self._settled_entity(
-            claim, LedgerStatus.COMPLETED, {"job_id": job_id, "op_id": op_id or ""}
-        )
-        if not job_id:
-            self._merge_on_etag(claim, settled)
-            return
-        index = self._job_index_entity(claim, job_id, triggered_by)
+    def job_attribution(self, job_id: str, vm_id: str, started: datetime) -> JobAttribution | None:
+        """Which of our actions started this job of this VM (at `started`), or None when it was not us."""
+        started = started.astimezone(UTC)
         try:
-            self._table.submit_transaction(
-                [
-                    ("update", settled, _on_etag(claim.etag)),
-                    ("upsert", index, {"mode": UpdateMode.REPLACE}),
-                ]
+            rows = list(
+                self._table.query_entities(
+                    "PartitionKey eq @pk and day ge @first and day le @last",
+                    parameters={
+                        "pk": partition_key_for(vm_id),
+                        "first": (started - ATTRIBUTION_WINDOW).date().isoformat(),
+                        "last": started.date().isoformat(),
+                    },
+                )
             )
         except AzureError as exc:
-            self._confirm_settled(claim, settled, exc)
-
-    def job_attribution(self, job_id: str, vm_id: str) -> JobAttribution | None:
-        """Which of our actions started this job of this VM, or None when it was not us."""
-        try:
-            entity = self._table.get_entity(partition_key_for(vm_id), job_row_key(job_id))
-        except ResourceNotFoundError:
-            return None
-        except AzureError as exc:
-            raise LedgerUnavailable(f"cannot read job index {job_id}") from exc
-        return JobAttribution(
-            job_id=job_id,
-            vm_id=str(entity.get("vm_id", "")),
-            action=str(entity.get("action", "")),
-            run_id=str(entity.get("run_id", "")),
-            attempt=int(entity.get("attempt", 1)),
-            triggered_by=str(entity.get("triggered_by", "")),
-        )
-
-    @staticmethod
-    def _job_index_entity(claim: Claim, job_id: str, triggered_by: str) -> dict[str, Any]:
-        return {
-            "PartitionKey": claim.partition_key,
-            "RowKey": job_row_key(job_id),
-            "vm_id": claim.vm_id,
-            "action": claim.action,
-            "run_id": claim.run_id,
-            "attempt": claim.attempts,
-            "triggered_by": triggered_by,
-        }
+            raise LedgerUnavailable(f"cannot read the jobs of {vm_id}") from exc
+        wanted = job_id.lower()  # job ids are GUIDs; services differ in their case
+        return next((job for row in rows for job in _jobs_of(row) if job.job_id.lower() == wanted), None)
 
     def fail(self, claim: Claim, error_code: str, job_id: str | None = None) -> None:
         """The action failed with `error_code`; the key may be claimed again while under budget."""
@@ -382,9 +360,7 @@ class Ledger:
         """A settling write raised: return if it is stored all the same (its answer was lost, or a
         retry of it met the ETag its first try had changed); raise ClaimLost or LedgerUnavailable if not."""
         status = settled["status"]
-        conflict = isinstance(error, (ResourceModifiedError, ResourceNotFoundError)) or (
-            isinstance(error, TableTransactionError) and error.status_code in (404, 412)
-        )
+        conflict = isinstance(error, (ResourceModifiedError, ResourceNotFoundError))
         if not conflict and not _outcome_unknown(error):
             raise LedgerUnavailable(f"cannot mark {claim.row_key} {status}") from error
         stored = self._get(claim.partition_key, claim.row_key)
@@ -480,6 +456,7 @@ class Ledger:
             expires=_as_utc(entity["expires"]),
             etag=str(entity.metadata["etag"]),
             token=str(entity.get("token", "")),
+            jobs=tuple(_jobs_of(entity)),
         )
 
 
@@ -507,8 +484,21 @@ def _holds(record: LedgerRecord, written: dict[str, Any]) -> bool:
     return all(str(getattr(record, name)) == str(written[name]) for name in fields if name in written)
 
 
-def job_row_key(job_id: str) -> str:
-    return JOB_ROW_PREFIX + job_id.lower()  # job ids are GUIDs; services differ in their case
+def _jobs_of(row: Any) -> list[JobAttribution]:
+    """The jobs a claim entity's attempts started: the earlier ones it carries, then its own."""
+    jobs = [JobAttribution(**job) for job in json.loads(str(row.get("earlier_jobs") or "[]"))]
+    if row.get("job_id"):
+        jobs.append(
+            JobAttribution(
+                job_id=str(row["job_id"]),
+                vm_id=str(row.get("vm_id", "")),
+                action=str(row.get("action", "")),
+                run_id=str(row.get("run_id", "")),
+                attempt=int(row.get("attempts", 1)),
+                triggered_by=str(row.get("triggered_by", "")),
+            )
+        )
+    return jobs
 
 
 def _on_etag(etag: str) -> dict[str, Any]:

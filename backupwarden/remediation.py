@@ -194,7 +194,7 @@ class Remediation:
             raise
         if fix is not None:
             if outcome.result is Result.TRIGGERED:
-                self._ledger.complete(fix, "")  # no job id: the retry's job is indexed as its backup's
+                self._ledger.complete(fix, "")  # no job id: the retry's job is recorded by its backup's claim
             else:
                 self._ledger.release(fix)
         return outcome

@@ -97,13 +97,17 @@ def test_claim_then_complete_records_the_job(ledger: Ledger, clock: ManualClock)
     assert record.expires == datetime(2026, 3, 15, tzinfo=UTC)
 
 
-def test_completion_indexes_its_job_for_attribution(ledger: Ledger) -> None:
+JOB_START = datetime(2026, 3, 14, 9, 1, tzinfo=UTC)
+
+
+def test_completion_records_its_job_for_attribution(ledger: Ledger) -> None:
     claim = ledger.claim(VM, "backup", DAY, "run-1", max_attempts=3)
-    assert ledger.job_attribution("JOB-1", VM) is None
+    assert ledger.job_attribution("JOB-1", VM, JOB_START) is None
 
     ledger.complete(claim, job_id="Job-1", triggered_by="Sweep")
 
-    found = ledger.job_attribution("JOB-1", VM.upper())  # job ids and VM ids differ in case between services
+    # job ids and VM ids differ in case between services
+    found = ledger.job_attribution("JOB-1", VM.upper(), JOB_START)
     assert found is not None
     assert (found.vm_id, found.action, found.run_id, found.attempt, found.triggered_by) == (
         VM.lower(),
@@ -112,10 +116,30 @@ def test_completion_indexes_its_job_for_attribution(ledger: Ledger) -> None:
         1,
         "Sweep",
     )
-    assert ledger.job_attribution("job-1", VM.replace("VM-01", "VM-02")) is None
+    assert ledger.job_attribution("job-1", VM.replace("VM-01", "VM-02"), JOB_START) is None
+    next_day = JOB_START + timedelta(days=1)  # a job that started after midnight, claimed before
+    assert ledger.job_attribution("job-1", VM, next_day) is not None
+    assert ledger.job_attribution("job-1", VM, JOB_START + timedelta(days=3)) is None
 
 
-def test_a_lost_claim_indexes_no_job(ledger: Ledger, clock: ManualClock) -> None:
+def test_every_attempt_of_the_day_keeps_its_job(ledger: Ledger) -> None:
+    first = ledger.claim(VM, "backup", DAY, "run-1", max_attempts=3)
+    ledger.complete(first, job_id="job-1", triggered_by="Sweep")
+    record = ledger.record(VM, "backup", DAY)
+    assert record is not None
+    ledger.fail(record.as_claim(), "UserErrorGuestAgentStatusUnavailable", job_id="job-1")  # its job failed
+    second = ledger.claim(VM, "backup", DAY, "run-2", max_attempts=3)
+    ledger.complete(second, job_id="job-2", triggered_by="Remediation")
+
+    attributed = {job: ledger.job_attribution(job, VM, JOB_START) for job in ("job-1", "job-2")}
+
+    assert {job: (a.run_id, a.attempt, a.triggered_by) for job, a in attributed.items() if a} == {
+        "job-1": ("run-1", 1, "Sweep"),
+        "job-2": ("run-2", 2, "Remediation"),
+    }
+
+
+def test_a_lost_claim_records_no_job(ledger: Ledger, clock: ManualClock) -> None:
     abandoned = ledger.claim(VM, "backup", DAY, "run-crashed", max_attempts=3)
     clock.advance(TTL + timedelta(seconds=1))
     ledger.claim(VM, "backup", DAY, "run-2", max_attempts=3)
@@ -123,7 +147,7 @@ def test_a_lost_claim_indexes_no_job(ledger: Ledger, clock: ManualClock) -> None
     with pytest.raises(ClaimLost):
         ledger.complete(abandoned, job_id="late-job", triggered_by="Sweep")
 
-    assert ledger.job_attribution("late-job", VM) is None, "status and index are one transaction"
+    assert ledger.job_attribution("late-job", VM, JOB_START) is None
     record = ledger.record(VM, "backup", DAY)
     assert record is not None and (record.status, record.run_id) == (LedgerStatus.IN_PROGRESS, "run-2")
 
@@ -277,7 +301,7 @@ def test_keys_are_safe_for_table_storage() -> None:
     assert partition_key_for(VM.upper()) == key
 
 
-@pytest.mark.parametrize("action", ["", "back/up", "backup|x", "a#b", "why?", "seen", "job", "tab\there"])
+@pytest.mark.parametrize("action", ["", "back/up", "backup|x", "a#b", "why?", "seen", "tab\there"])
 def test_actions_that_cannot_be_keys_are_refused(ledger: Ledger, action: str) -> None:
     with pytest.raises(ValueError, match="cannot be part of a table key"):
         ledger.claim(VM, action, DAY, "run-1", max_attempts=3)
@@ -358,14 +382,14 @@ def test_a_takeover_whose_answer_was_lost_is_still_ours(lossy: tuple[Ledger, Los
 def test_a_completion_whose_answer_was_lost_is_settled(lossy: tuple[Ledger, LossyProxy]) -> None:
     ledger, proxy = lossy
     claim = ledger.claim(VM, "backup", DAY, "run-1", max_attempts=3)
-    proxy.lose_answer(b"POST /devstoreaccount1/$batch")
+    proxy.lose_answer(b"PATCH /devstoreaccount1/ledger")
 
     ledger.complete(claim, job_id="job-1", triggered_by="Sweep")
 
     assert proxy.lost == 1
     record = ledger.record(VM, "backup", DAY)
     assert record is not None and (record.status, record.job_id) == (LedgerStatus.COMPLETED, "job-1")
-    assert ledger.job_attribution("job-1", VM) is not None
+    assert ledger.job_attribution("job-1", VM, JOB_START) is not None
 
 
 def test_a_failure_whose_answer_was_lost_is_recorded(lossy: tuple[Ledger, LossyProxy]) -> None:
