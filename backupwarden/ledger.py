@@ -56,6 +56,7 @@ logger = logging.getLogger(__name__)
 SEEN_ROW_KEY = "seen"
 ATTRIBUTION_WINDOW = timedelta(days=1)  # a job starts at most this long after the claim that started it
 DEFAULT_IN_PROGRESS_TTL = timedelta(hours=1)  # longer than any function run (Consumption max: 10 min)
+NO_ECHO = "return-no-content"  # an insert's answer need not repeat the entity: its ETag is a header
 _CLAIM_ROUNDS = 3  # create -> read -> replace, retried when the entity vanishes in between
 _FORBIDDEN_IN_KEYS = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f|]")
 
@@ -261,7 +262,7 @@ class Ledger:
         """
         try:
             if etag is None:
-                written = self._table.create_entity(entity)
+                written = self._table.create_entity(entity, response_preference=NO_ECHO)
             else:
                 written = self._table.update_entity(
                     entity, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
@@ -426,7 +427,7 @@ class Ledger:
     def _create(self, entity: dict[str, Any]) -> str | None:
         """The new entity's ETag, or None when it already exists."""
         try:
-            return str(self._table.create_entity(entity)["etag"])
+            return str(self._table.create_entity(entity, response_preference=NO_ECHO)["etag"])
         except ResourceExistsError:
             return None
         except AzureError as exc:

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from azure.core.pipeline.policies import RetryPolicy
 from azure.identity import DefaultAzureCredential
 
-from backupwarden.clients import AzureClients, RateLimitHeaderLogger, StaticTokenCredential, build_credential
+from backupwarden.clients import (
+    AzureClients,
+    RateLimitHeaderLogger,
+    StaticTokenCredential,
+    SteadyEnvironmentSession,
+    build_credential,
+)
 from backupwarden.ledger import Ledger
 from backupwarden.settings import Settings, SettingsError
 from emulator import Emulator, EmulatorServer
@@ -165,3 +173,43 @@ def test_identity_based_ledger_table_uses_the_factory_credential() -> None:
         table = clients.ledger_table()
         assert table.url.startswith("https://bwstore01.table.core.windows.net")
         assert table.credential is credential
+
+
+def test_session_reads_netrc_once_per_host_and_applies_what_it_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine proxy.example.test login alice password s3cret\n", encoding="utf-8")
+    monkeypatch.setenv("NETRC", str(netrc))
+    session = SteadyEnvironmentSession()
+
+    def authorization(url: str) -> str | None:
+        return session.prepare_request(requests.Request("GET", url)).headers.get("Authorization")
+
+    listed = authorization("https://proxy.example.test/a")
+    unlisted = authorization("https://management.example.test/a")
+    netrc.unlink()  # read once per host: the answers stay as they were
+
+    assert listed is not None and listed.startswith("Basic ")
+    assert authorization("https://proxy.example.test/b") == listed
+    assert unlisted is None and authorization("https://management.example.test/b") is None
+    bearer = requests.Request("GET", "https://proxy.example.test/c", headers={"Authorization": "Bearer t"})
+    assert session.prepare_request(bearer).headers["Authorization"] == listed, "as requests itself does"
+
+
+def test_session_reads_the_proxy_environment_once_per_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example.test:3128")
+    monkeypatch.setenv("NO_PROXY", "localhost")
+    session = SteadyEnvironmentSession()
+
+    first = session.merge_environment_settings("https://management.example.test/a", {}, None, True, None)
+    monkeypatch.setenv("HTTPS_PROXY", "http://other.example.test:3128")
+    again = session.merge_environment_settings("https://management.example.test/b", {}, None, True, None)
+    local = session.merge_environment_settings("https://localhost:8443/a", {}, None, True, None)
+    explicit = session.merge_environment_settings(
+        "https://management.example.test/c", {"https": "http://explicit.example.test:1"}, None, True, None
+    )
+
+    assert first["proxies"]["https"] == again["proxies"]["https"] == "http://proxy.example.test:3128"
+    assert "https" not in local["proxies"]
+    assert explicit["proxies"]["https"] == "http://explicit.example.test:1"

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlparse
 
 from azure.core.exceptions import AzureError
@@ -69,6 +69,12 @@ def _raw(model: Any) -> dict[str, Any]:
     return dict(model.as_dict()) if hasattr(model, "as_dict") else dict(model)
 
 
+def _wire_json(pipeline_response: Any, _model: Any, _headers: Any) -> dict[str, Any]:
+    """The answer's JSON as sent (the SDK call's `cls`): what `_raw` rebuilds from the model, without
+    rebuilding it (a model's `as_dict` is about a tenth of a verification read's CPU)."""
+    return dict(pipeline_response.http_response.json())
+
+
 class RecoveryServices:
     """One vault's worth of Recovery Services calls through `RecoveryServicesBackupClient`."""
 
@@ -88,10 +94,12 @@ class RecoveryServices:
     def protected_item(self, vault: VaultRef, container: str, item: str) -> dict[str, Any]:
         client = self._client_for(vault.subscription_id)
         try:
-            found = client.protected_items.get(vault.name, vault.resource_group, FABRIC, container, item)
+            found = client.protected_items.get(
+                vault.name, vault.resource_group, FABRIC, container, item, cls=_wire_json
+            )
         except AzureError as exc:
             raise AzureCallError.from_sdk("verify protected item", exc) from exc
-        return _raw(found)
+        return cast(dict[str, Any], found)  # what `cls` returned
 
     def protected_items(self, vault: VaultRef) -> Iterator[dict[str, Any]]:
         client = self._client_for(vault.subscription_id)
@@ -151,8 +159,11 @@ class RecoveryServices:
         deadline = time.monotonic() + self._poll_timeout_s
         while True:
             try:
-                status = _raw(
-                    client.backup_operation_statuses.get(vault.name, vault.resource_group, operation_id)
+                status = cast(
+                    dict[str, Any],
+                    client.backup_operation_statuses.get(
+                        vault.name, vault.resource_group, operation_id, cls=_wire_json
+                    ),
                 )
             except AzureError as exc:
                 raise AzureCallError.from_sdk("read backup operation", exc) from exc
