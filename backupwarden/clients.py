@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar
@@ -119,6 +120,7 @@ class AzureClients:
         self.pacer = pacer or settings_pacer(settings)
         self._owns_credential = credential is None  # a credential handed in is closed by its owner
         self._clients: dict[tuple[str, str], Any] = {}
+        self._ensured: set[str] = set()
         self._lock = threading.RLock()  # reentrant: building a client reads self.credential
 
     # --- ARM ---------------------------------------------------------------------------------
@@ -239,9 +241,20 @@ class AzureClients:
                 self._credential = build_credential(self.settings)
             return self._credential
 
+    def ensure_once(self, what: str, ensure: Callable[[], None]) -> None:
+        """Run `ensure` (create a table or queue if missing) the first time `what` is asked for on
+        these clients; a try that raised counts for nothing."""
+        with self._lock:
+            if what in self._ensured:
+                return
+        ensure()  # outside the lock: a round trip; two threads may both ensure, which is harmless
+        with self._lock:
+            self._ensured.add(what)
+
     def close(self) -> None:
         with self._lock:
             clients, self._clients = list(self._clients.values()), {}
+            self._ensured.clear()
             owned = self._credential if self._owns_credential else None
             if self._owns_credential:
                 self._credential = None
@@ -296,6 +309,31 @@ class _NoNetrcAuth(requests.auth.AuthBase):
 
 
 _NO_NETRC_AUTH = _NoNetrcAuth()
+
+
+_SHARED_LIMIT = 8  # one in production (settings do not change in a running host); tests use many
+_shared: OrderedDict[str, AzureClients] = OrderedDict()
+_shared_lock = threading.Lock()
+
+
+def shared_clients(settings: Settings) -> AzureClients:
+    """The clients of this process for `settings`, built once and kept across function invocations.
+
+    Building them per invocation would cost every queue message a token request and new TLS
+    connections to ARM and Storage, and repeat each table's create; Azure Functions' guidance is to
+    reuse clients across invocations. Never closed by the caller: they live as long as the process.
+    """
+    key = repr(settings)  # Settings holds a dict, so it is not hashable; its repr is its value
+    with _shared_lock:
+        found = _shared.get(key)
+        if found is not None:
+            _shared.move_to_end(key)
+            return found
+        built = _shared[key] = AzureClients(settings)
+        evicted = _shared.popitem(last=False)[1] if len(_shared) > _SHARED_LIMIT else None
+    if evicted is not None:
+        evicted.close()
+    return built
 
 
 class SteadyEnvironmentSession(requests.Session):

@@ -50,7 +50,7 @@ def build_sweep(
     recovery = _recovery_services(settings, clients)
     discovery = build_discovery(settings, clients, recovery, now=now)
     ledger = Ledger(clients.ledger_table(), clock=now)
-    ledger.ensure_table()
+    clients.ensure_once(f"table {settings.ledger_table}", ledger.ensure_table)
     config = SweepConfig(
         policy=SweepPolicy(
             grace_period=settings.grace_period,
@@ -174,7 +174,7 @@ def build_protect_vm(
     )
     # a protect claim outlives any one function run (10 min at most), so a dead worker's claim frees soon
     ledger = Ledger(clients.ledger_table(), clock=now, in_progress_ttl=PROTECT_CLAIM_TTL)
-    ledger.ensure_table()
+    clients.ensure_once(f"table {settings.ledger_table}", ledger.ensure_table)
     config = ProtectConfig(
         rules=settings.vault_rules,
         daily_budget=settings.daily_budget,
@@ -205,7 +205,7 @@ def build_action_recorder(
     settings: Settings, clients: AzureClients, *, now: Callable[[], datetime] = lambda: datetime.now(UTC)
 ) -> ActionRecorder:
     outbox = Outbox(clients.outbox_table(), clock=now)
-    outbox.ensure_table()
+    clients.ensure_once(f"table {settings.outbox_table}", outbox.ensure_table)
     return ActionRecorder(outbox, now=now)
 
 
@@ -215,9 +215,9 @@ def build_outcome_shipping(
     if not settings.dcr_immutable_id:
         raise SettingsError("BACKUPWARDEN_DCR_IMMUTABLE_ID: missing; needed to send records to Log Analytics")
     outbox = Outbox(clients.outbox_table(), clock=now)
-    outbox.ensure_table()
+    clients.ensure_once(f"table {settings.outbox_table}", outbox.ensure_table)
     ledger = Ledger(clients.ledger_table(), clock=now)
-    ledger.ensure_table()
+    clients.ensure_once(f"table {settings.ledger_table}", ledger.ensure_table)
     collector = JobOutcomeCollector(
         clients.resource_graph(),
         ledger,
@@ -256,7 +256,7 @@ def build_remediation(
         )
     recovery = RecoveryServices(clients.backup, poll_timeout_s=settings.operation_poll_timeout_s)
     ledger = Ledger(clients.ledger_table(), clock=now)
-    ledger.ensure_table()
+    clients.ensure_once(f"table {settings.ledger_table}", ledger.ensure_table)
     config = RemediationConfig(
         policy=RemediationPolicy(
             retry_cap=settings.retry_cap,

@@ -29,7 +29,7 @@ from backupwarden.alert_intake import (
     build_alert_intake,
     read_alert_body,
 )
-from backupwarden.clients import AzureClients
+from backupwarden.clients import shared_clients
 from backupwarden.domain.alerts import InvalidAlert
 from backupwarden.settings import Settings
 from backupwarden.webhook_auth import SigningKeysUnavailable, WebhookUnauthorized, require_webhook_token
@@ -47,8 +47,8 @@ def alert_webhook(req: func.HttpRequest) -> func.HttpResponse:
     try:
         require_webhook_token(settings, req.headers.get("Authorization"))
         notice = read_alert_body(req.get_body())
-        with AzureClients(settings) as clients:
-            status = build_alert_intake(settings, clients).receive(notice)
+        clients = shared_clients(settings)
+        status = build_alert_intake(settings, clients).receive(notice)
     except WebhookUnauthorized as exc:
         logger.warning("alert webhook: unauthorized", extra={"reason": exc.reason})
         return _answer(401, "unauthorized", exc.reason, {"WWW-Authenticate": 'Bearer error="invalid_token"'})

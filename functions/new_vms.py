@@ -11,7 +11,7 @@ import logging
 
 import azure.functions as func
 
-from backupwarden.clients import AzureClients
+from backupwarden.clients import shared_clients
 from backupwarden.domain.records import Result
 from backupwarden.domain.vm_events import Ignored, InvalidEvent, read_vm_write
 from backupwarden.protect_vm import InvalidWorkItem, TransientFailure, WorkItem
@@ -51,8 +51,8 @@ def vm_written(event: func.EventGridEvent) -> None:
         logger.info("ignored event", extra={"event_id": parsed.event_id, "reason": parsed.reason})
         return
     settings = Settings.from_env()
-    with AzureClients(settings) as clients:
-        enqueue_work_item(settings, clients, WorkItem.from_event(parsed))
+    clients = shared_clients(settings)
+    enqueue_work_item(settings, clients, WorkItem.from_event(parsed))
     logger.info("enqueued new VM", extra={"vm_id": parsed.vm_id, "event_id": parsed.event_id})
 
 
@@ -66,15 +66,15 @@ def protect_vm(message: func.QueueMessage) -> None:
         logger.error("dropped malformed work item", extra={"message_id": message.id, "reason": str(exc)})
         return
     settings = Settings.from_env()
-    with AzureClients(settings) as clients:
-        try:
-            outcome = build_protect_vm(settings, clients).handle(item)
-        except TransientFailure as exc:
-            logger.warning("transient failure; the queue will redeliver", extra=exc.outcome.to_dict())
-            raise
-        if outcome.result is Result.REQUEUED:
-            requeue_work_item(settings, clients, item.waited_once_more())
-        record_actions(settings, clients, [outcome], source="Queue", dry_run=settings.dry_run)
+    clients = shared_clients(settings)
+    try:
+        outcome = build_protect_vm(settings, clients).handle(item)
+    except TransientFailure as exc:
+        logger.warning("transient failure; the queue will redeliver", extra=exc.outcome.to_dict())
+        raise
+    if outcome.result is Result.REQUEUED:
+        requeue_work_item(settings, clients, item.waited_once_more())
+    record_actions(settings, clients, [outcome], source="Queue", dry_run=settings.dry_run)
     logger.info("protect_vm outcome", extra=outcome.to_dict())
 
 

@@ -6,7 +6,7 @@ import logging
 
 import azure.functions as func
 
-from backupwarden.clients import AzureClients
+from backupwarden.clients import shared_clients
 from backupwarden.settings import Settings
 from backupwarden.wiring import build_outcome_shipping
 
@@ -20,6 +20,6 @@ def ship_outcomes(timer: func.TimerRequest) -> None:
     if timer.past_due:
         logger.warning("ship_outcomes timer is past due; running now")
     settings = Settings.from_env()
-    with AzureClients(settings) as clients:
-        report = build_outcome_shipping(settings, clients).run()
+    clients = shared_clients(settings)
+    report = build_outcome_shipping(settings, clients).run()
     logger.info("ship_outcomes summary", extra={"past_due": timer.past_due, **report.to_json()})

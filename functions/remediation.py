@@ -7,7 +7,7 @@ import logging
 import azure.functions as func
 
 from backupwarden.adapters.errors import AzureCallError
-from backupwarden.clients import AzureClients
+from backupwarden.clients import shared_clients
 from backupwarden.remediation_items import InvalidWorkItem, RemediationWorkItem
 from backupwarden.settings import Settings
 from backupwarden.wiring import build_remediation, record_actions
@@ -29,17 +29,17 @@ def remediate(message: func.QueueMessage) -> None:
         )
         return
     settings = Settings.from_env()
-    with AzureClients(settings) as clients:
-        try:
-            outcomes = build_remediation(settings, clients).handle_item(item)
-        except AzureCallError as exc:
-            # the alert's rows could not be read: let the queue redeliver (poison after maxDequeueCount)
-            logger.warning(
-                "remediation could not read its alert's rows",
-                extra={"alert_id": item.alert_id, "error": str(exc)},
-            )
-            raise
-        record_actions(settings, clients, outcomes, source="Alert", dry_run=settings.dry_run)
+    clients = shared_clients(settings)
+    try:
+        outcomes = build_remediation(settings, clients).handle_item(item)
+    except AzureCallError as exc:
+        # the alert's rows could not be read: let the queue redeliver (poison after maxDequeueCount)
+        logger.warning(
+            "remediation could not read its alert's rows",
+            extra={"alert_id": item.alert_id, "error": str(exc)},
+        )
+        raise
+    record_actions(settings, clients, outcomes, source="Alert", dry_run=settings.dry_run)
     for outcome in outcomes:
         logger.info("remediation outcome", extra={**outcome.to_dict(), "alert_id": item.alert_id})
 

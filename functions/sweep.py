@@ -15,7 +15,7 @@ import logging
 
 import azure.functions as func
 
-from backupwarden.clients import AzureClients
+from backupwarden.clients import shared_clients
 from backupwarden.settings import Settings
 from backupwarden.sweep_fanout import SweepItemFailed
 from backupwarden.sweep_messages import InvalidSweepWorkItem, SweepWorkItem
@@ -31,11 +31,11 @@ def sweep(timer: func.TimerRequest) -> None:
     if timer.past_due:
         logger.warning("sweep timer is past due; running now")
     settings = Settings.from_env()
-    with AzureClients(settings) as clients:
-        planned = build_sweep_fanout(settings, clients).run()
-        report = planned.report
-        outcomes = [*report.outcomes, planned.run_record()]
-        record_actions(settings, clients, outcomes, source="Timer", dry_run=report.dry_run)
+    clients = shared_clients(settings)
+    planned = build_sweep_fanout(settings, clients).run()
+    report = planned.report
+    outcomes = [*report.outcomes, planned.run_record()]
+    record_actions(settings, clients, outcomes, source="Timer", dry_run=report.dry_run)
     logger.info(
         "sweep run summary",
         extra={
@@ -62,18 +62,18 @@ def sweep_worker(message: func.QueueMessage) -> None:
         return
     deliveries = message.dequeue_count or 1
     settings = Settings.from_env()
-    with AzureClients(settings) as clients:
-        try:
-            outcomes = build_sweep_worker(settings, clients).handle(item, deliveries)
-        except SweepItemFailed as exc:
-            # what finished is recorded now; the queue delivers the item again for the rest
-            record_actions(settings, clients, exc.outcomes, source="Queue", dry_run=item.dry_run)
-            logger.warning(
-                "sweep work item failed; the queue will deliver it again",
-                extra={"run_id": item.run_id, "deliveries": deliveries, "reason": str(exc)},
-            )
-            raise
-        record_actions(settings, clients, outcomes, source="Queue", dry_run=item.dry_run)
+    clients = shared_clients(settings)
+    try:
+        outcomes = build_sweep_worker(settings, clients).handle(item, deliveries)
+    except SweepItemFailed as exc:
+        # what finished is recorded now; the queue delivers the item again for the rest
+        record_actions(settings, clients, exc.outcomes, source="Queue", dry_run=item.dry_run)
+        logger.warning(
+            "sweep work item failed; the queue will deliver it again",
+            extra={"run_id": item.run_id, "deliveries": deliveries, "reason": str(exc)},
+        )
+        raise
+    record_actions(settings, clients, outcomes, source="Queue", dry_run=item.dry_run)
     for outcome in outcomes:
         logger.info("sweep outcome", extra=outcome.to_dict())
 
@@ -85,8 +85,8 @@ def sweep_worker_poison(message: func.QueueMessage) -> None:
     """The queue gave up on a work item: each of its VMs gets a `failed` outcome with the reason."""
     body = message.get_body().decode("utf-8", errors="replace")
     settings = Settings.from_env()
-    with AzureClients(settings) as clients:
-        outcomes = build_sweep_worker(settings, clients).poisoned(body)
-        record_actions(settings, clients, outcomes, source="Queue", dry_run=settings.dry_run)
+    clients = shared_clients(settings)
+    outcomes = build_sweep_worker(settings, clients).poisoned(body)
+    record_actions(settings, clients, outcomes, source="Queue", dry_run=settings.dry_run)
     for outcome in outcomes:
         logger.error("sweep outcome", extra={**outcome.to_dict(), "message_id": message.id})

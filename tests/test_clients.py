@@ -18,6 +18,7 @@ from backupwarden.clients import (
     StaticTokenCredential,
     SteadyEnvironmentSession,
     build_credential,
+    shared_clients,
 )
 from backupwarden.ledger import Ledger
 from backupwarden.settings import Settings, SettingsError
@@ -29,19 +30,22 @@ SUB = "11111111-1111-4111-8111-111111111111"
 
 
 @pytest.fixture
-def settings(emulator_server: EmulatorServer, emulator: Emulator) -> Settings:
-    return Settings.from_env(
-        {
-            "AzureWebJobsStorage": "UseDevelopmentStorage=true",
-            "BACKUPWARDEN_ARM_ENDPOINT": emulator_server.endpoint,
-            "BACKUPWARDEN_LOG_ANALYTICS_ENDPOINT": emulator_server.endpoint,
-            "BACKUPWARDEN_LOGS_INGESTION_ENDPOINT": emulator_server.endpoint,
-            "BACKUPWARDEN_CREDENTIAL": "static-token",
-            "BACKUPWARDEN_STATIC_TOKEN": "emulator-token",
-            "BACKUPWARDEN_CA_BUNDLE": emulator_server.ca_bundle,
-            "BACKUPWARDEN_HTTP_RETRY_TOTAL": "2",
-        }
-    )
+def app_env(emulator_server: EmulatorServer, emulator: Emulator) -> dict[str, str]:
+    return {
+        "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+        "BACKUPWARDEN_ARM_ENDPOINT": emulator_server.endpoint,
+        "BACKUPWARDEN_LOG_ANALYTICS_ENDPOINT": emulator_server.endpoint,
+        "BACKUPWARDEN_LOGS_INGESTION_ENDPOINT": emulator_server.endpoint,
+        "BACKUPWARDEN_CREDENTIAL": "static-token",
+        "BACKUPWARDEN_STATIC_TOKEN": "emulator-token",
+        "BACKUPWARDEN_CA_BUNDLE": emulator_server.ca_bundle,
+        "BACKUPWARDEN_HTTP_RETRY_TOTAL": "2",
+    }
+
+
+@pytest.fixture
+def settings(app_env: dict[str, str]) -> Settings:
+    return Settings.from_env(app_env)
 
 
 @pytest.fixture
@@ -213,3 +217,36 @@ def test_session_reads_the_proxy_environment_once_per_host(monkeypatch: pytest.M
     assert first["proxies"]["https"] == again["proxies"]["https"] == "http://proxy.example.test:3128"
     assert "https" not in local["proxies"]
     assert explicit["proxies"]["https"] == "http://explicit.example.test:1"
+
+
+def test_shared_clients_are_one_per_settings_and_the_oldest_is_closed_past_the_limit(
+    app_env: dict[str, str], settings: Settings
+) -> None:
+    first = shared_clients(settings)
+    first.backup(SUB)  # a built SDK client, to see the eviction close it
+
+    assert shared_clients(Settings.from_env(app_env)) is first, "equal settings, same clients"
+    others = [
+        shared_clients(Settings.from_env({**app_env, "BACKUPWARDEN_LEDGER_TABLE": f"ledger{n}"}))
+        for n in range(8)
+    ]
+    assert first not in others and len({id(o) for o in others}) == 8
+    assert first._clients == {}, "evicted past the limit and closed"  # test-only introspection
+    assert shared_clients(settings) is not first
+
+
+def test_ensure_once_runs_once_per_name_and_again_after_a_failure(clients: AzureClients) -> None:
+    calls: list[str] = []
+
+    def failing() -> None:
+        calls.append("failing")
+        raise RuntimeError("table service down")
+
+    with pytest.raises(RuntimeError):
+        clients.ensure_once("table a", failing)
+    for _ in range(3):
+        clients.ensure_once("table a", lambda: calls.append("a"))
+        clients.ensure_once("table b", lambda: calls.append("b"))
+
+    assert calls == ["failing", "a", "b"]
+
