@@ -30,7 +30,7 @@ from emulator.resourcegraph.exceptions import (
     unsupported_by_emulator,
 )
 from emulator.resourcegraph.facets import FacetFailure, FacetRunner, facet_result
-from emulator.resourcegraph.kql import KqlRunner, ResultPage
+from emulator.resourcegraph.kql import KqlRunner, ResultPage, warm_up
 from emulator.resourcegraph.paging import page_request, query_key, skip_token
 from emulator.resourcegraph.quota import QuotaDecision, UserQuota, timespan
 from emulator.resourcegraph.results import object_array, table
@@ -101,6 +101,7 @@ class ResourceGraphBackend:
         would otherwise pay for indexing the whole estate (seconds at 10,000 VMs)."""
         now = self.emulator.now()
         self._store.sync(self.emulator.estate, now, keep_since=now - timedelta(seconds=self.lag_s))
+        warm_up(now)
 
     # --- the query route ------------------------------------------------------------------------
     def query(self, request: GraphQuery, user: str) -> GraphAnswer:
