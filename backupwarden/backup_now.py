@@ -71,6 +71,13 @@ def backup_now(
     return BackupNowResult(Result.TRIGGERED, f"backup job {job}", job_id=triggered.job_id)
 
 
+@dataclass(frozen=True)
+class TodaysTrigger:
+    record: LedgerRecord | None  # as read, before a failed job reopened it
+    job_status: str | None  # the live status of its job, when it was COMPLETED with one
+    failure_code: str | None  # why the trigger or its job failed
+
+
 def reopen_after_failed_job(
     ledger: Ledger,
     recovery: RecoveryServices,
@@ -79,16 +86,23 @@ def reopen_after_failed_job(
     now: datetime,
     *,
     dry_run: bool = False,
-) -> tuple[LedgerRecord | None, str | None]:
-    """Today's trigger record of the VM and its job's live status.
+) -> TodaysTrigger:
+    """Today's trigger record of the VM, its job's live status and why it failed, if it did.
 
     A trigger the service accepted stays COMPLETED in the ledger; when its job then failed, the key
     is marked FAILED so a retry may claim it again, within the daily budget.
     """
     record = ledger.record(vm_id, LEDGER_ACTION, now.date())
-    if record is None or record.status is not LedgerStatus.COMPLETED or not record.job_id:
-        return record, None
+    if record is None:
+        return TodaysTrigger(None, None, None)
+    if record.status is LedgerStatus.FAILED:
+        return TodaysTrigger(record, None, record.reason or None)
+    if record.status is not LedgerStatus.COMPLETED or not record.job_id:
+        return TodaysTrigger(record, None, None)
     job_status, error_code = recovery.job_status(vault, record.job_id)
-    if job_status in FAILED_JOB_STATUSES and not dry_run:
-        ledger.fail(record.as_claim(), error_code or f"Job{job_status}", job_id=record.job_id)
-    return record, job_status
+    if job_status not in FAILED_JOB_STATUSES:
+        return TodaysTrigger(record, job_status, None)
+    failure = error_code or f"Job{job_status}"
+    if not dry_run:
+        ledger.fail(record.as_claim(), failure, job_id=record.job_id)
+    return TodaysTrigger(record, job_status, failure)

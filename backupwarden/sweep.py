@@ -318,17 +318,19 @@ class CandidateHandler:
         self, candidate: Candidate, vault: VaultRef, now: datetime, first_seen: datetime | None
     ) -> LedgerView:
         sweep = self.sweep
-        record, job_status = reopen_after_failed_job(
+        today = reopen_after_failed_job(
             sweep._ledger, sweep._recovery, vault, candidate.vm_id, now, dry_run=sweep._config.dry_run
         )
+        record = today.record
         if record is None:
             return LedgerView(first_seen=first_seen)
         return LedgerView(
             attempts_today=record.attempts,
             last_job_id=record.job_id or None,
-            last_job_status=job_status,
+            last_job_status=today.job_status,
             claimed_by_other_run=record.status is LedgerStatus.IN_PROGRESS and record.expires > now,
             first_seen=first_seen,
+            last_failure_code=today.failure_code,
         )
 
     def _outcome(

@@ -56,6 +56,7 @@ def build_sweep(
             grace_period=settings.grace_period,
             daily_budget=settings.daily_budget,
             max_triggers_per_run=settings.max_triggers_per_run,
+            failure_classes=settings.failure_classes,
         ),
         recovery_point_expiry=timedelta(days=settings.recovery_point_expiry_days),
         dry_run=settings.dry_run if dry_run is None else dry_run,

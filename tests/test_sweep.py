@@ -391,6 +391,43 @@ def test_failed_job_is_retried_while_under_the_daily_budget(sweep_bench: SweepBe
     assert third.outcomes == [] and len(sweep_bench.backup_posts()) == 2
 
 
+@pytest.mark.parametrize(
+    ("code", "classes", "retried"),
+    [
+        ("UserErrorRequestDisallowedByPolicy", "", False),  # escalate_config by default
+        ("UserErrorGuestAgentStatusUnavailable", "", True),  # retry_capped: under the daily budget
+        (
+            "UserErrorGuestAgentStatusUnavailable",
+            '{"UserErrorGuestAgentStatusUnavailable": "escalate_permanent"}',
+            False,
+        ),
+    ],
+)
+def test_failed_job_is_retried_only_when_a_retry_can_fix_it(
+    sweep_bench: SweepBench, code: str, classes: str, retried: bool
+) -> None:
+    sweep_bench.load(small_scenario(stuck_vm("blocked-01", fail_next={"code": code, "attempts": 5})))
+    def run() -> Outcome:
+        report = sweep_bench.run(BACKUPWARDEN_DAILY_BUDGET="3", BACKUPWARDEN_FAILURE_CLASSES=classes)
+        return by_vm_name(report.outcomes)["blocked-01"]
+
+    first = run()
+    sweep_bench.emulator.advance(600 + 60)  # the job has failed
+
+    again = run()
+    later = run()
+
+    assert first.result is Result.TRIGGERED
+    if retried:
+        assert again.result is Result.TRIGGERED and len(sweep_bench.backup_posts()) == 2
+    else:
+        assert again.result is Result.SKIPPED and again.reason.startswith(
+            f"today's backup failed with {code}"
+        )
+        assert later.reason == again.reason, "the failure stays recorded in the ledger"
+        assert len(sweep_bench.backup_posts()) == 1
+
+
 # --- 6. and 7. throttling and a failing vault ----------------------------------------------------------
 def test_throttled_run_still_handles_every_vm(demo_bench: SweepBench) -> None:
     throttle = demo_bench.emulator.throttle

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from backupwarden.domain.failure_classes import FailureClass
 from backupwarden.domain.records import Candidate, ItemState, LedgerView
 from backupwarden.domain.sweep_rules import (
     SweepPolicy,
@@ -131,6 +132,48 @@ CASES = [
         "daily budget spent (9 of 9 on-demand backups today)",
     ),
     ("per-run cap", {"triggered_this_run": 10}, False, "per-run cap reached (10 triggers)"),
+    (
+        "earlier job failed for a reason a retry fixes",
+        {"ledger": LedgerView(1, "job-1", "Failed", last_failure_code="BackUpOperationFailed")},
+        True,
+        "initial backup pending",
+    ),
+    (
+        "earlier job failed for a reason nobody classified",
+        {"ledger": LedgerView(1, "job-1", "Failed", last_failure_code="SomethingNew")},
+        True,
+        "initial backup pending",
+    ),
+    (
+        "earlier job blocked by configuration",
+        {"ledger": LedgerView(1, "job-1", None, last_failure_code="userErrorRequestDisallowedByPolicy")},
+        False,
+        "today's backup failed with userErrorRequestDisallowedByPolicy (escalate_config): a retry cannot"
+        " fix it, it is escalated",
+    ),
+    (
+        "earlier trigger failed for good",
+        {"ledger": LedgerView(1, None, None, last_failure_code="UserErrorVmNotFoundV2")},
+        False,
+        "today's backup failed with UserErrorVmNotFoundV2 (escalate_permanent)",
+    ),
+    (
+        "a class from the settings wins over the default",
+        {
+            "ledger": LedgerView(1, "job-1", "Failed", last_failure_code="BackUpOperationFailed"),
+            "policy": SweepPolicy(
+                timedelta(hours=1), 3, 10, {"BackUpOperationFailed": FailureClass.ESCALATE_PERMANENT}
+            ),
+        },
+        False,
+        "today's backup failed with BackUpOperationFailed (escalate_permanent)",
+    ),
+    (
+        "a failure no retry fixes is named before a spent budget",
+        {"ledger": LedgerView(3, "job-3", "Failed", last_failure_code="UserErrorVmNotFoundV2")},
+        False,
+        "today's backup failed with UserErrorVmNotFoundV2",
+    ),
 ]
 
 

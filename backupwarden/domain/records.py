@@ -67,6 +67,7 @@ class LedgerView:
     last_job_status: str | None = None  # InProgress, Completed, Failed, ... as the service reports it
     claimed_by_other_run: bool = False
     first_seen: datetime | None = None
+    last_failure_code: str | None = None  # why today's last trigger or its job failed
 
 
 @dataclass(frozen=True)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from backupwarden.domain.failure_classes import FailureClass, classify
 from backupwarden.domain.records import Candidate, ItemState, LedgerView
 
 OPT_OUT_TAG = "backupwarden:skip"
 HARD_DAILY_LIMIT = 9  # Azure's on-demand backups per item per day
 RUNNING_JOB_STATUSES = frozenset({"InProgress", "Cancelling"})
 SUCCEEDED_JOB_STATUSES = frozenset({"Completed", "CompletedWithWarnings"})
+# a retry cannot fix these; remediation escalates them (azure-facts §7)
+NOT_RETRIED_FAILURES = frozenset({FailureClass.ESCALATE_CONFIG, FailureClass.ESCALATE_PERMANENT})
 
 
 @dataclass(frozen=True)
@@ -18,6 +22,7 @@ class SweepPolicy:
     grace_period: timedelta
     daily_budget: int
     max_triggers_per_run: int
+    failure_classes: Mapping[str, FailureClass] = field(default_factory=dict)  # beyond the defaults
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,13 @@ def decide_trigger(
         )
     if ledger.last_job_status in SUCCEEDED_JOB_STATUSES:
         return TriggerDecision(False, f"backup job {ledger.last_job_id} triggered earlier today succeeded")
+    failure = not_retried_failure(ledger.last_failure_code, policy)
+    if failure is not None:
+        return TriggerDecision(
+            False,
+            f"today's backup failed with {ledger.last_failure_code} ({failure}): a retry cannot fix it,"
+            " it is escalated",
+        )
     budget = min(policy.daily_budget, HARD_DAILY_LIMIT)
     if ledger.attempts_today >= budget:
         return TriggerDecision(
@@ -75,6 +87,12 @@ def decide_trigger(
     if triggered_this_run >= policy.max_triggers_per_run:
         return TriggerDecision(False, f"per-run cap reached ({policy.max_triggers_per_run} triggers)")
     return TriggerDecision(True, f"initial backup pending since {pending_since:%Y-%m-%dT%H:%MZ}")
+
+
+def not_retried_failure(code: str | None, policy: SweepPolicy) -> FailureClass | None:
+    """The class of a failure code when it is one a retry cannot fix, else None."""
+    found = classify(code, dict(policy.failure_classes)) if code else None
+    return found if found in NOT_RETRIED_FAILURES else None
 
 
 def opted_out(tags: dict[str, str]) -> bool:
