@@ -22,7 +22,7 @@ from backupwarden.domain.records import Outcome
 from backupwarden.domain.remediation_rules import RemediationPolicy
 from backupwarden.domain.sweep_rules import SweepPolicy
 from backupwarden.job_outcomes import JobOutcomeCollector
-from backupwarden.ledger import Ledger
+from backupwarden.ledger import DEFAULT_IN_PROGRESS_TTL, Ledger
 from backupwarden.outbox import Outbox
 from backupwarden.outcome_shipping import ActionRecorder, OutcomeShipping
 from backupwarden.protect_vm import ProtectConfig, ProtectVm, WorkItem
@@ -49,8 +49,7 @@ def build_sweep(
     `workers`: candidates handled at a time in this process (default SweepConfig's)."""
     recovery = _recovery_services(settings, clients)
     discovery = build_discovery(settings, clients, recovery, now=now)
-    ledger = Ledger(clients.ledger_table(), clock=now)
-    clients.ensure_once(f"table {settings.ledger_table}", ledger.ensure_table)
+    ledger = ensured_ledger(settings, clients, now)
     config = SweepConfig(
         policy=SweepPolicy(
             grace_period=settings.grace_period,
@@ -121,6 +120,25 @@ def build_sweep_worker(
     return SweepWorker(sweep_for, slots_for)
 
 
+def ensured_ledger(
+    settings: Settings,
+    clients: AzureClients,
+    now: Callable[[], datetime],
+    in_progress_ttl: timedelta = DEFAULT_IN_PROGRESS_TTL,
+) -> Ledger:
+    """The ledger; its table is created (if missing) the first time these clients are asked for it."""
+    ledger = Ledger(clients.ledger_table(), clock=now, in_progress_ttl=in_progress_ttl)
+    clients.ensure_once(f"table {settings.ledger_table}", ledger.ensure_table)
+    return ledger
+
+
+def ensured_outbox(settings: Settings, clients: AzureClients, now: Callable[[], datetime]) -> Outbox:
+    """The outbox; its table is created (if missing) the first time these clients are asked for it."""
+    outbox = Outbox(clients.outbox_table(), clock=now)
+    clients.ensure_once(f"table {settings.outbox_table}", outbox.ensure_table)
+    return outbox
+
+
 def _recovery_services(settings: Settings, clients: AzureClients) -> RecoveryServices:
     return RecoveryServices(
         clients.backup,
@@ -174,8 +192,7 @@ def build_protect_vm(
         poll_interval_s=settings.operation_poll_interval_s,
     )
     # a protect claim outlives any one function run (10 min at most), so a dead worker's claim frees soon
-    ledger = Ledger(clients.ledger_table(), clock=now, in_progress_ttl=PROTECT_CLAIM_TTL)
-    clients.ensure_once(f"table {settings.ledger_table}", ledger.ensure_table)
+    ledger = ensured_ledger(settings, clients, now, in_progress_ttl=PROTECT_CLAIM_TTL)
     config = ProtectConfig(
         rules=settings.vault_rules,
         daily_budget=settings.daily_budget,
@@ -205,8 +222,7 @@ def requeue_work_item(settings: Settings, clients: AzureClients, item: WorkItem)
 def build_action_recorder(
     settings: Settings, clients: AzureClients, *, now: Callable[[], datetime] = lambda: datetime.now(UTC)
 ) -> ActionRecorder:
-    outbox = Outbox(clients.outbox_table(), clock=now)
-    clients.ensure_once(f"table {settings.outbox_table}", outbox.ensure_table)
+    outbox = ensured_outbox(settings, clients, now)
     return ActionRecorder(outbox, now=now)
 
 
@@ -215,10 +231,8 @@ def build_outcome_shipping(
 ) -> OutcomeShipping:
     if not settings.dcr_immutable_id:
         raise SettingsError("BACKUPWARDEN_DCR_IMMUTABLE_ID: missing; needed to send records to Log Analytics")
-    outbox = Outbox(clients.outbox_table(), clock=now)
-    clients.ensure_once(f"table {settings.outbox_table}", outbox.ensure_table)
-    ledger = Ledger(clients.ledger_table(), clock=now)
-    clients.ensure_once(f"table {settings.ledger_table}", ledger.ensure_table)
+    outbox = ensured_outbox(settings, clients, now)
+    ledger = ensured_ledger(settings, clients, now)
     collector = JobOutcomeCollector(
         clients.resource_graph(),
         ledger,
@@ -256,8 +270,7 @@ def build_remediation(
             "BACKUPWARDEN_LOG_ANALYTICS_WORKSPACE_ID: missing; remediation queries the alert's rows"
         )
     recovery = RecoveryServices(clients.backup, poll_timeout_s=settings.operation_poll_timeout_s)
-    ledger = Ledger(clients.ledger_table(), clock=now)
-    clients.ensure_once(f"table {settings.ledger_table}", ledger.ensure_table)
+    ledger = ensured_ledger(settings, clients, now)
     config = RemediationConfig(
         policy=RemediationPolicy(
             retry_cap=settings.retry_cap,
