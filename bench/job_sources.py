@@ -12,10 +12,10 @@ import argparse
 import json
 from datetime import timedelta
 
-from backupwarden.adapters.recovery_services import RecoveryServices, VaultRef
-from backupwarden.adapters.resource_graph import query_rows
-from backupwarden.clients import AzureClients
-from backupwarden.job_outcomes import FINISHED_JOBS_QUERY
+from backupwarden.adapters.azure.clients import AzureClients
+from backupwarden.adapters.azure.recovery_services import RecoveryServices, VaultRef
+from backupwarden.adapters.azure.resource_graph import query_rows
+from backupwarden.flows.outcomes.collector import FINISHED_JOBS_QUERY
 from backupwarden.settings import Settings
 from emulator import Emulator, EmulatorServer
 

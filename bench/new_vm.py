@@ -61,11 +61,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from backupwarden.clients import AzureClients
-from backupwarden.demo import demo_settings
-from backupwarden.protect_vm import WorkItem
+from backupwarden.adapters.azure.clients import AzureClients
+from backupwarden.app import build_protect_vm, record_actions
+from backupwarden.flows.new_vm.worker import WorkItem
 from backupwarden.settings import Settings
-from backupwarden.wiring import build_protect_vm, record_actions
 from bench.new_vm_harness import (
     ClockMap,
     EmulatorProcess,
@@ -77,6 +76,7 @@ from bench.new_vm_harness import (
     WorkQueue,
     protect_worker,
 )
+from devtools.demo import demo_settings
 from emulator import Emulator
 from emulator.azurite import Azurite
 from emulator.core.realism import Latency

@@ -25,12 +25,12 @@ import requests
 from azure.core.pipeline import PipelineRequest, PipelineResponse
 from azure.core.pipeline.policies import SansIOHTTPPolicy
 
-from backupwarden.clients import AzureClients
+from backupwarden.adapters.azure.clients import AzureClients
+from backupwarden.app import build_protect_vm, record_actions
 from backupwarden.domain.records import Outcome, Result
 from backupwarden.domain.vm_events import InvalidEvent, VmWritten, read_vm_write
-from backupwarden.protect_vm import TransientFailure, WorkItem
+from backupwarden.flows.new_vm.worker import TransientFailure, WorkItem
 from backupwarden.settings import Settings
-from backupwarden.wiring import build_protect_vm, record_actions
 
 logger = logging.getLogger(__name__)
 

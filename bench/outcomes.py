@@ -45,13 +45,13 @@ from typing import Any
 import requests
 from azure.data.tables import TableClient
 
-from backupwarden.adapters.logs_ingestion import MAX_UPLOAD_BYTES, LogsUploader, row_json, row_size
-from backupwarden.adapters.logs_query import LogsQuery
-from backupwarden.clients import AzureClients
+from backupwarden.adapters.azure.clients import AzureClients
+from backupwarden.adapters.azure.logs_ingestion import MAX_UPLOAD_BYTES, LogsUploader, row_json, row_size
+from backupwarden.adapters.azure.logs_query import LogsQuery
+from backupwarden.adapters.storage.outbox import Outbox, PendingRecord
 from backupwarden.domain.log_schema import TABLES, table_for_stream
-from backupwarden.outbox import Outbox, PendingRecord
+from backupwarden.flows.outcomes.shipper import Shipper, ShipResult
 from backupwarden.settings import Settings
-from backupwarden.shipping import Shipper, ShipResult
 from bench.outcome_records import outcome_records
 from emulator.azurite import Azurite
 

@@ -59,13 +59,13 @@ from typing import Any
 
 import requests
 
-from backupwarden.adapters.recovery_services import RecoveryServices, VaultRef
-from backupwarden.clients import AzureClients
+from backupwarden.adapters.azure.clients import AzureClients
+from backupwarden.adapters.azure.recovery_services import RecoveryServices, VaultRef
+from backupwarden.app import build_sweep_fanout, build_sweep_queue, build_sweep_worker
+from backupwarden.cli.drain import DrainConfig, LocalDrain, sweep_and_drain
 from backupwarden.domain.records import Outcome, Result
+from backupwarden.flows.sweep.messages import DEFAULT_BATCH_SIZE
 from backupwarden.settings import Settings
-from backupwarden.sweep_drain import DrainConfig, LocalDrain, sweep_and_drain
-from backupwarden.sweep_messages import DEFAULT_BATCH_SIZE
-from backupwarden.wiring import build_sweep_fanout, build_sweep_queue, build_sweep_worker
 from bench.outcomes import _first_json_line, peak_rss_mb, reset_peak_rss
 from emulator.azurite import Azurite
 from emulator.generator import subscription_id

@@ -3,7 +3,7 @@
 Auth level FUNCTION: the Functions host checks the function key (`code` query parameter or
 `x-functions-key` header) before this code runs, and answers a missing or wrong key with 401
 itself. When BACKUPWARDEN_WEBHOOK_AUDIENCE is set, the handler also requires the action group's
-secure-webhook token (backupwarden/webhook_auth.py).
+secure-webhook token (backupwarden/adapters/azure/webhook_token.py).
 
 Answers (JSON bodies `{"status": …, "reason"?: …}`):
 - 202 accepted (fired: a remediation work item is queued), duplicate (taken in before), recorded
@@ -23,16 +23,20 @@ import logging
 
 import azure.functions as func
 
-from backupwarden.alert_intake import (
+from backupwarden.adapters.azure.clients import shared_clients
+from backupwarden.adapters.azure.webhook_token import (
+    SigningKeysUnavailable,
+    WebhookUnauthorized,
+    require_webhook_token,
+)
+from backupwarden.domain.alerts import InvalidAlert
+from backupwarden.flows.remediation.intake import (
     AlertInFlight,
     IntakeUnavailable,
     build_alert_intake,
     read_alert_body,
 )
-from backupwarden.clients import shared_clients
-from backupwarden.domain.alerts import InvalidAlert
 from backupwarden.settings import Settings
-from backupwarden.webhook_auth import SigningKeysUnavailable, WebhookUnauthorized, require_webhook_token
 
 logger = logging.getLogger(__name__)
 

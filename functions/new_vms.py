@@ -11,12 +11,12 @@ import logging
 
 import azure.functions as func
 
-from backupwarden.clients import shared_clients
+from backupwarden.adapters.azure.clients import shared_clients
+from backupwarden.app import build_protect_vm, enqueue_work_item, record_actions, requeue_work_item
 from backupwarden.domain.records import Result
 from backupwarden.domain.vm_events import Ignored, InvalidEvent, read_vm_write
-from backupwarden.protect_vm import InvalidWorkItem, TransientFailure, WorkItem
+from backupwarden.flows.new_vm.worker import InvalidWorkItem, TransientFailure, WorkItem
 from backupwarden.settings import Settings
-from backupwarden.wiring import build_protect_vm, enqueue_work_item, record_actions, requeue_work_item
 
 logger = logging.getLogger(__name__)
 

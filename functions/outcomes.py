@@ -6,9 +6,9 @@ import logging
 
 import azure.functions as func
 
-from backupwarden.clients import shared_clients
+from backupwarden.adapters.azure.clients import shared_clients
+from backupwarden.app import build_outcome_shipping
 from backupwarden.settings import Settings
-from backupwarden.wiring import build_outcome_shipping
 
 logger = logging.getLogger(__name__)
 

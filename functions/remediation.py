@@ -6,11 +6,11 @@ import logging
 
 import azure.functions as func
 
-from backupwarden.adapters.errors import AzureCallError
-from backupwarden.clients import shared_clients
-from backupwarden.remediation_items import InvalidWorkItem, RemediationWorkItem
+from backupwarden.adapters.azure.clients import shared_clients
+from backupwarden.adapters.azure.errors import AzureCallError
+from backupwarden.app import build_remediation, record_actions
+from backupwarden.flows.remediation.messages import InvalidWorkItem, RemediationWorkItem
 from backupwarden.settings import Settings
-from backupwarden.wiring import build_remediation, record_actions
 
 logger = logging.getLogger(__name__)
 

@@ -15,11 +15,11 @@ import logging
 
 import azure.functions as func
 
-from backupwarden.clients import shared_clients
+from backupwarden.adapters.azure.clients import shared_clients
+from backupwarden.app import build_sweep_fanout, build_sweep_worker, record_actions
+from backupwarden.flows.sweep.fanout import SweepItemFailed
+from backupwarden.flows.sweep.messages import InvalidSweepWorkItem, SweepWorkItem
 from backupwarden.settings import Settings
-from backupwarden.sweep_fanout import SweepItemFailed
-from backupwarden.sweep_messages import InvalidSweepWorkItem, SweepWorkItem
-from backupwarden.wiring import build_sweep_fanout, build_sweep_worker, record_actions
 
 logger = logging.getLogger(__name__)
 

@@ -31,8 +31,8 @@ from azure.data.tables import TableClient
 from azure.storage.queue import QueueClient
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from backupwarden.remediation_items import RemediationWorkItem
-from backupwarden.webhook_auth import ACTION_GROUPS_APP_ID, WEBHOOK_ROLE
+from backupwarden.adapters.azure.webhook_token import ACTION_GROUPS_APP_ID, WEBHOOK_ROLE
+from backupwarden.flows.remediation.messages import RemediationWorkItem
 
 Handler = Callable[[func.HttpRequest], func.HttpResponse]
 

@@ -25,12 +25,12 @@ from azure.data.tables import TableServiceClient
 from azure.mgmt.recoveryservicesbackup import RecoveryServicesBackupClient
 from azure.storage.queue import QueueClient, QueueMessage
 
-from backupwarden.adapters.protection import item_names
-from backupwarden.adapters.recovery_services import VaultRef
+from backupwarden.adapters.azure.protection import item_names
+from backupwarden.adapters.azure.recovery_services import VaultRef
+from backupwarden.adapters.storage.ledger import Ledger, LedgerRecord
+from backupwarden.app import build_protect_vm
 from backupwarden.domain.vm_events import VmWritten, read_vm_write
-from backupwarden.ledger import Ledger, LedgerRecord
-from backupwarden.protect_vm import ProtectVm, WorkItem
-from backupwarden.wiring import build_protect_vm
+from backupwarden.flows.new_vm.worker import ProtectVm, WorkItem
 from emulator import Emulator, EmulatorServer
 from emulator.compute.models import ComputeBackend
 from emulator.core.realism import LoggedRequest

@@ -21,16 +21,16 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableServiceClient
 from azure.monitor.query import LogsQueryResult
 
-from backupwarden import wiring
-from backupwarden.adapters.logs_ingestion import LogsUploader
-from backupwarden.demo import DEMO_DCR_ID, DEMO_WORKSPACE_ID, provision_log_analytics
+from backupwarden import app as wiring
+from backupwarden.adapters.azure.logs_ingestion import LogsUploader
+from backupwarden.adapters.storage.outbox import Outbox
+from backupwarden.app import build_outcome_shipping, record_actions
 from backupwarden.domain.log_schema import JOB_OUTCOMES
 from backupwarden.domain.records import Outcome
-from backupwarden.job_outcomes import WATERMARK
-from backupwarden.outbox import Outbox
-from backupwarden.outcome_shipping import ShippingReport
-from backupwarden.shipping import Shipper
-from backupwarden.wiring import build_outcome_shipping, record_actions
+from backupwarden.flows.outcomes.collector import WATERMARK
+from backupwarden.flows.outcomes.shipper import Shipper
+from backupwarden.flows.outcomes.shipping import ShippingReport
+from devtools.demo import DEMO_DCR_ID, DEMO_WORKSPACE_ID, provision_log_analytics
 from emulator import Emulator, EmulatorServer
 from emulator.core.realism import LoggedRequest
 from emulator.estate import BackupJob

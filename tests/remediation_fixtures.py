@@ -1,6 +1,6 @@
 """What the remediation tests share: the outcome bench (emulator over HTTPS, Azurite, own ledger and outbox
 tables, the workspace and DCR provisioned) with the demo's failing VMs, an own remediation queue and
-alert de-duplication table, the alert rules of backupwarden/alert_rules.py in the emulator's evaluator,
+alert de-duplication table, the alert rules of backupwarden/domain/alert_rules.py in the emulator's evaluator,
 and `alert_webhook` served on loopback so the evaluator can POST to it as an action group would.
 
 The emulated clock stands still (scale 0): only `advance()` moves it, so backoff windows and alert
@@ -28,21 +28,21 @@ from azure.data.tables import TableServiceClient
 from azure.mgmt.recoveryservicesbackup.models import BackupRequestResource, IaasVMBackupRequest
 from azure.storage.queue import QueueClient
 
-from backupwarden import wiring
-from backupwarden.adapters.logs_query import LogsQuery, Timespan
-from backupwarden.adapters.protection import item_names
-from backupwarden.adapters.recovery_services import VaultRef
-from backupwarden.alert_rules import ALERT_RULES, BACKUP_FAILED, AlertRuleDefinition
-from backupwarden.demo import DEMO_WORKSPACE_ID
-from backupwarden.demo_host import FunctionHttpHost
+from backupwarden import app as wiring
+from backupwarden.adapters.azure.logs_query import LogsQuery, Timespan
+from backupwarden.adapters.azure.protection import item_names
+from backupwarden.adapters.azure.recovery_services import VaultRef
+from backupwarden.app import build_remediation, build_sweep, record_actions
+from backupwarden.domain.alert_rules import ALERT_RULES, BACKUP_FAILED, AlertRuleDefinition
+from backupwarden.domain.kql import load_kql
 from backupwarden.domain.log_schema import AUTOMATION_ACTIONS
 from backupwarden.domain.records import Outcome
-from backupwarden.kql import load_kql
-from backupwarden.remediation import Remediation
-from backupwarden.remediation_items import RemediationWorkItem
-from backupwarden.report import RunReport
-from backupwarden.sweep import SWEEP_RUN_ACTION
-from backupwarden.wiring import build_remediation, build_sweep, record_actions
+from backupwarden.flows.remediation.messages import RemediationWorkItem
+from backupwarden.flows.remediation.worker import Remediation
+from backupwarden.flows.run_report import RunReport
+from backupwarden.flows.sweep.candidates import SWEEP_RUN_ACTION
+from devtools.demo import DEMO_WORKSPACE_ID
+from devtools.function_host import FunctionHttpHost
 from emulator import Emulator, EmulatorServer
 from emulator.monitor.models import MonitorBackend
 from tests.alert_webhook_fixtures import http_request, new_alert_id

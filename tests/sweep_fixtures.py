@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 from azure.data.tables import TableServiceClient
 
-from backupwarden.clients import AzureClients
+from backupwarden.adapters.azure.clients import AzureClients
+from backupwarden.app import build_sweep
 from backupwarden.domain.records import Outcome, Result
-from backupwarden.report import RunReport
+from backupwarden.flows.run_report import RunReport
+from backupwarden.flows.sweep.candidates import Sweep
 from backupwarden.settings import Settings
-from backupwarden.sweep import Sweep
-from backupwarden.wiring import build_sweep
 from emulator import Emulator, EmulatorServer
 from emulator.core.realism import LoggedRequest
 from emulator.scenario import load_scenario_file

@@ -22,7 +22,9 @@ from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backupwarden.alert_intake import (
+from backupwarden.domain.alert_rules import BACKUP_FAILED
+from backupwarden.domain.log_schema import JOB_OUTCOMES
+from backupwarden.flows.remediation.intake import (
     MAX_BODY_BYTES,
     AlertIntake,
     IntakeStatus,
@@ -30,11 +32,9 @@ from backupwarden.alert_intake import (
     dedup_partition_key,
     read_alert_body,
 )
-from backupwarden.alert_rules import BACKUP_FAILED
-from backupwarden.demo import DEMO_DCR_ID, DEMO_WORKSPACE_ID, provision_log_analytics
-from backupwarden.domain.log_schema import JOB_OUTCOMES
-from backupwarden.remediation_items import InvalidWorkItem, RemediationWorkItem
+from backupwarden.flows.remediation.messages import InvalidWorkItem, RemediationWorkItem
 from backupwarden.settings import AZURITE_ACCOUNT_KEY, AZURITE_ACCOUNT_NAME, Settings, SettingsError
+from devtools.demo import DEMO_DCR_ID, DEMO_WORKSPACE_ID, provision_log_analytics
 from emulator import Emulator, EmulatorServer
 from emulator.monitor.models import MonitorBackend
 from tests.alert_webhook_fixtures import (

@@ -12,7 +12,7 @@ import requests
 from azure.core.pipeline.policies import RetryPolicy
 from azure.identity import DefaultAzureCredential
 
-from backupwarden.clients import (
+from backupwarden.adapters.azure.clients import (
     AzureClients,
     RateLimitHeaderLogger,
     StaticTokenCredential,
@@ -20,7 +20,7 @@ from backupwarden.clients import (
     build_credential,
     shared_clients,
 )
-from backupwarden.ledger import Ledger
+from backupwarden.adapters.storage.ledger import Ledger
 from backupwarden.settings import Settings, SettingsError
 from emulator import Emulator, EmulatorServer
 from emulator.core.realism import Fault
@@ -145,7 +145,7 @@ def test_throttled_arm_read_is_retried_and_quota_headers_are_logged(
         emulator.estate.add_subscription(Subscription(SUB, "Production"))
     emulator.faults.add(Fault(path_regex=f"^/subscriptions/{SUB}$", status=429, remaining=1, retry_after_s=0))
 
-    with caplog.at_level(logging.DEBUG, logger="backupwarden.clients"):
+    with caplog.at_level(logging.DEBUG, logger="backupwarden.adapters.azure.clients"):
         subscription = clients.subscriptions().subscriptions.get(SUB)
 
     assert subscription.subscription_id == SUB

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from backupwarden.cli import main
+from backupwarden.cli.main import main
 from tests.new_vm_fixtures import BACKUP_POST, PROTECT_PUT, WEU_VAULT, NewVmBench
 
 ROOT = Path(__file__).resolve().parents[1]

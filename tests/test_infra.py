@@ -31,12 +31,12 @@ from azure.monitor.ingestion import LogsIngestionClient
 from azure.monitor.query import LogsQueryClient, LogsQueryResult
 from pycep import BicepParser
 
-from backupwarden.alert_rules import ALERT_RULES, AlertRuleDefinition
-from backupwarden.demo import DEMO_DCR_ID, DEMO_WORKSPACE_ID, provision_log_analytics
+from backupwarden.domain.alert_rules import ALERT_RULES, AlertRuleDefinition
+from backupwarden.domain.kql import KQL_DIR
 from backupwarden.domain.log_schema import AUTOMATION_ACTIONS, JOB_OUTCOMES, LogTable
 from backupwarden.domain.vm_events import VmWritten, read_vm_write
-from backupwarden.kql import KQL_DIR
 from backupwarden.settings import SETTING_NAMES, Settings, SettingsError
+from devtools.demo import DEMO_DCR_ID, DEMO_WORKSPACE_ID, provision_log_analytics
 from emulator import Emulator, EmulatorServer
 from emulator.compute.models import ComputeBackend
 from emulator.eventgrid.models import EventGridBackend
@@ -699,7 +699,7 @@ def test_storage_takes_no_shared_keys_and_the_app_only_https() -> None:
     assert plan["sku"] == {"name": "FC1", "tier": "FlexConsumption"}
 
 
-# --- alert rules = backupwarden/alert_rules.py -------------------------------------------------------
+# --- alert rules = backupwarden/domain/alert_rules.py -------------------------------------------------------
 def bicep_alert_rules() -> dict[str, dict[str, Any]]:
     rules = BicepEvaluator(ALERTS, {}).evaluate(parse_bicep(ALERTS)["variables"]["alertRules"]["value"])
     return {rule["name"]: rule for rule in rules}

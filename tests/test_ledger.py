@@ -13,7 +13,7 @@ import pytest
 from azure.core.exceptions import AzureError
 from azure.data.tables import TableClient
 
-from backupwarden.ledger import (
+from backupwarden.adapters.storage.ledger import (
     AlreadyClaimed,
     BudgetExhausted,
     Claim,

@@ -17,13 +17,13 @@ from azure.mgmt.recoveryservicesbackup.models import (
     ProtectedItemResource,
 )
 
-from backupwarden.adapters.protection import item_names
-from backupwarden.backup_now import LEDGER_ACTION as BACKUP
+from backupwarden.adapters.azure.protection import item_names
+from backupwarden.adapters.storage.ledger import LedgerStatus
 from backupwarden.domain.records import Outcome, Result
 from backupwarden.domain.vm_events import VmWritten, read_vm_write
-from backupwarden.ledger import LedgerStatus
-from backupwarden.protect_vm import LEDGER_ACTION as PROTECT
-from backupwarden.protect_vm import TransientFailure, WorkItem
+from backupwarden.flows.backup_now import LEDGER_ACTION as BACKUP
+from backupwarden.flows.new_vm.worker import LEDGER_ACTION as PROTECT
+from backupwarden.flows.new_vm.worker import TransientFailure, WorkItem
 from emulator.core.realism import Fault
 from emulator.recoveryservices.urls import FABRIC
 from tests.new_vm_fixtures import (

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from azure.mgmt.recoveryservicesbackup import RecoveryServicesBackupClient
 
-from backupwarden.adapters.protection import Protection
-from backupwarden.adapters.recovery_services import (
+from backupwarden.adapters.azure.protection import Protection
+from backupwarden.adapters.azure.recovery_services import (
     MIN_POLL_INTERVAL_S,
     RecoveryServices,
     VaultRef,

@@ -21,14 +21,14 @@ from typing import Any
 import pytest
 from azure.data.tables import TableServiceClient
 
-from backupwarden.adapters.errors import AzureCallError
-from backupwarden.adapters.logs_ingestion import row_json
-from backupwarden.adapters.logs_query import LogsQuery
-from backupwarden.cli import main
-from backupwarden.demo import DEMO_DCR_ID, DEMO_WORKSPACE_ID, provision_log_analytics
+from backupwarden.adapters.azure.errors import AzureCallError
+from backupwarden.adapters.azure.logs_ingestion import row_json
+from backupwarden.adapters.azure.logs_query import LogsQuery
+from backupwarden.app import build_outcome_shipping
+from backupwarden.cli.main import main
+from backupwarden.domain.kql import KQL_DIR, kql_names, load_kql
 from backupwarden.domain.log_schema import AUTOMATION_ACTIONS, JOB_OUTCOMES, LogTable
-from backupwarden.kql import KQL_DIR, kql_names, load_kql
-from backupwarden.outcome_report import (
+from backupwarden.flows.outcomes.report import (
     FailureGroup,
     FirstRecoveryPoint,
     OutcomeReport,
@@ -38,7 +38,7 @@ from backupwarden.outcome_report import (
     report_query,
 )
 from backupwarden.settings import Settings
-from backupwarden.wiring import build_outcome_shipping
+from devtools.demo import DEMO_DCR_ID, DEMO_WORKSPACE_ID, provision_log_analytics
 from emulator.monitor.models import MonitorBackend
 from tests.sweep_fixtures import SweepBench
 

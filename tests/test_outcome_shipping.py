@@ -21,7 +21,9 @@ from azure.data.tables import TableClient
 from azure.functions.timer import TimerRequest  # the concrete class the host's timer converter builds
 
 import function_app
-from backupwarden import cli
+from backupwarden.adapters.storage.outbox import Outbox
+from backupwarden.cli import main as cli
+from backupwarden.domain.kql import load_kql
 from backupwarden.domain.log_records import (
     MAX_FIELD_CHARS,
     TRUNCATED,
@@ -31,10 +33,8 @@ from backupwarden.domain.log_records import (
 )
 from backupwarden.domain.log_schema import AUTOMATION_ACTIONS, FINISHED_JOB_STATUSES, JOB_OUTCOMES
 from backupwarden.domain.records import Outcome, Result
-from backupwarden.event_batch import handle_events
-from backupwarden.job_outcomes import FIRST_RUN_LOOKBACK, WATERMARK
-from backupwarden.kql import load_kql
-from backupwarden.outbox import Outbox
+from backupwarden.flows.new_vm.event_batch import handle_events
+from backupwarden.flows.outcomes.collector import FIRST_RUN_LOOKBACK, WATERMARK
 from emulator import Emulator, EmulatorServer
 from emulator.core.realism import Fault
 from emulator.estate import BackupJob, VirtualMachine

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from backupwarden.alert_rules import BACKUP_FAILED
-from backupwarden.cli import main
+from backupwarden.cli.main import main
+from backupwarden.domain.alert_rules import BACKUP_FAILED
 from tests.new_vm_fixtures import PROD, vm_id_of
 from tests.remediation_fixtures import RemediationBench, remediation_scenario, with_new_alert_id
 

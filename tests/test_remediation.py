@@ -21,12 +21,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backupwarden.adapters.errors import AzureCallError
-from backupwarden.alert_rules import AUTOMATION_SILENT, BACKUP_FAILED, STILL_UNPROTECTED, AlertRuleDefinition
+from backupwarden.adapters.azure.errors import AzureCallError
+from backupwarden.domain.alert_rules import (
+    AUTOMATION_SILENT,
+    BACKUP_FAILED,
+    STILL_UNPROTECTED,
+    AlertRuleDefinition,
+)
 from backupwarden.domain.alerts import read_alert
 from backupwarden.domain.log_schema import JOB_OUTCOMES
 from backupwarden.domain.records import Outcome, Result
-from backupwarden.remediation_items import RemediationWorkItem
+from backupwarden.flows.remediation.messages import RemediationWorkItem
 from emulator.core.realism import Fault
 from tests.alert_webhook_fixtures import handlers_fixture  # noqa: F401
 from tests.new_vm_fixtures import PROD, vm_id_of

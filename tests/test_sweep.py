@@ -19,11 +19,11 @@ from azure.mgmt.recoveryservicesbackup.models import (
     IaasVMBackupRequest,
 )
 
-from backupwarden.adapters.recovery_services import RecoveryServices
-from backupwarden.clients import AzureClients
+from backupwarden.adapters.azure.clients import AzureClients
+from backupwarden.adapters.azure.recovery_services import RecoveryServices
+from backupwarden.app import build_discovery, subscriptions_in_scope
 from backupwarden.domain.records import Candidate, Outcome, Result
-from backupwarden.report import RunReport
-from backupwarden.wiring import build_discovery, subscriptions_in_scope
+from backupwarden.flows.run_report import RunReport
 from emulator.core.realism import Fault
 from emulator.core.throttle import BucketSpec
 from tests.sweep_fixtures import (

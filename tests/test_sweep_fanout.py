@@ -38,12 +38,8 @@ from azure.mgmt.resourcegraph.models import QueryRequest
 from azure.storage.queue import QueueClient, QueueMessage
 
 import function_app
-from backupwarden.adapters.recovery_services import RecoveryServices
-from backupwarden.backup_now import LEDGER_ACTION
-from backupwarden.clients import AzureClients, StaticTokenCredential
-from backupwarden.domain.records import Outcome, Result
-from backupwarden.ledger import Ledger, LedgerStatus
-from backupwarden.pacing import (
+from backupwarden.adapters.azure.clients import AzureClients, StaticTokenCredential
+from backupwarden.adapters.azure.pacing import (
     RESYNC_MARGIN,
     BucketRate,
     Pacer,
@@ -51,11 +47,15 @@ from backupwarden.pacing import (
     TokenBucket,
     forget_shared_pacers,
 )
+from backupwarden.adapters.azure.recovery_services import RecoveryServices
+from backupwarden.adapters.storage.ledger import Ledger, LedgerStatus
+from backupwarden.adapters.storage.run_slots import LedgerRunSlots
+from backupwarden.app import build_sweep_fanout, build_sweep_worker
+from backupwarden.cli.drain import DrainConfig, DrainResult, sweep_and_drain
+from backupwarden.domain.records import Outcome, Result
+from backupwarden.flows.backup_now import LEDGER_ACTION
+from backupwarden.flows.sweep.fanout import MAX_DELIVERIES, FanoutResult, SweepItemFailed
 from backupwarden.settings import Settings
-from backupwarden.sweep_drain import DrainConfig, DrainResult, sweep_and_drain
-from backupwarden.sweep_fanout import MAX_DELIVERIES, FanoutResult, SweepItemFailed
-from backupwarden.sweep_slots import LedgerRunSlots
-from backupwarden.wiring import build_sweep_fanout, build_sweep_worker
 from emulator.core.realism import Fault
 from emulator.generator import subscription_id
 from tests.sweep_fixtures import BACKUP_POST, SweepBench, vm_name

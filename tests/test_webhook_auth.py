@@ -16,7 +16,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from backupwarden.webhook_auth import (
+from backupwarden.adapters.azure.webhook_token import (
     KEYS_TTL_S,
     HttpsJsonFetcher,
     SigningKeys,

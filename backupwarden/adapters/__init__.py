@@ -1,1 +1,1 @@
-"""The only code that talks to Azure: thin wrappers over the SDK clients from `backupwarden.clients`."""
+"""The only code that talks to Azure: `azure/` wraps the SDK clients, `storage/` Table and Queue Storage."""

@@ -1,4 +1,4 @@
-// The log search alert rules of backupwarden/alert_rules.py and the action group they notify.
+// The log search alert rules of backupwarden/domain/alert_rules.py and the action group they notify.
 //
 // Each rule's KQL is loaded from the same kql/ file the code and the tests run (loadTextContent), so a
 // change to a query reaches Azure with the next `azd provision`; tests/test_infra.py holds the name,
@@ -44,7 +44,7 @@ param webhookEntraAppIdUri string = ''
 var webhookFunctionName = 'alert_webhook'
 var webhookRoute = 'alerts'
 
-// The rules of backupwarden/alert_rules.py. Durations are ISO 8601; dimensions split alerts per value.
+// The rules of backupwarden/domain/alert_rules.py. Durations are ISO 8601; dimensions split alerts per value.
 var alertRules = [
   {
     name: 'backupwarden-backup-failed'

@@ -13,7 +13,7 @@ from azure.core.rest import HttpResponse
 from azure.mgmt.resourcegraph import ResourceGraphClient
 from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
 
-from backupwarden.adapters.discovery import STUCK_ITEMS_QUERY
+from backupwarden.adapters.azure.discovery import STUCK_ITEMS_QUERY
 from emulator import Emulator, EmulatorServer
 from emulator.estate import BackupJob, BackupPolicy, ProtectedItem, Subscription, Vault, VirtualMachine
 from emulator.recoveryservices.shapes import protected_item_id

@@ -1,0 +1,217 @@
+"""The command line: the same code paths as the Functions triggers."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import timedelta
+
+from backupwarden.adapters.azure.clients import AzureClients
+from backupwarden.adapters.azure.errors import AzureCallError
+from backupwarden.app import (
+    build_outcome_shipping,
+    build_protect_vm,
+    build_remediation,
+    build_sweep_fanout,
+    build_sweep_worker,
+    record_actions,
+)
+from backupwarden.cli.drain import DrainConfig, sweep_and_drain
+from backupwarden.domain.alerts import InvalidAlert
+from backupwarden.domain.vm_events import InvalidEvent
+from backupwarden.flows.new_vm.event_batch import handle_events, read_events
+from backupwarden.flows.outcomes.report import build_outcome_report, render_report_table, report_query
+from backupwarden.flows.remediation.worker import read_alerts, remediate_alerts
+from backupwarden.flows.run_report import RunReport
+from backupwarden.settings import Settings, SettingsError, parse_duration
+
+DEFAULT_SWEEP_WORKERS = 8
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m backupwarden", description="Make sure every Azure VM is backed up."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    sweep = commands.add_parser("sweep", help="trigger the initial backup of VMs stuck in IRPending")
+    sweep.add_argument("--dry-run", action="store_true", help="decide and report, but trigger nothing")
+    sweep.add_argument("--output", choices=("table", "json"), default="table")
+    sweep.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=DEFAULT_SWEEP_WORKERS,
+        help="VMs handled at a time; a plan larger than BACKUPWARDEN_SWEEP_INLINE_MAX goes through the sweep "
+        f"queue, drained here by this many threads (default {DEFAULT_SWEEP_WORKERS})",
+    )
+    remediate = commands.add_parser("remediate", help="remediate what alert payloads (file or -) report")
+    remediate.add_argument("source", help="a common-alert-schema JSON file (one payload or an array), or -")
+    remediate.add_argument("--dry-run", action="store_true", help="decide and report, but trigger nothing")
+    remediate.add_argument("--output", choices=("table", "json"), default="table")
+    handle = commands.add_parser("handle-event", help="protect the VMs of resource write events (file or -)")
+    handle.add_argument("source", help="a JSON file holding one event or an array, or - for standard input")
+    handle.add_argument("--dry-run", action="store_true", help="decide and report, but change nothing")
+    handle.add_argument("--output", choices=("table", "json"), default="table")
+    commands.add_parser("ship-outcomes", help="send finished jobs and decisions to Log Analytics")
+    outcomes = commands.add_parser(
+        "report", help="what Log Analytics shows: jobs by status, failures, VMs without a recovery point"
+    )
+    outcomes.add_argument("--since", type=_window, default="24h", help="window: 24h, 90m, 7d (default 24h)")
+    outcomes.add_argument("--output", choices=("table", "json"), default="table")
+    commands.add_parser("demo", help="run the main jobs against the embedded emulator and Azurite")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+    if args.command == "demo":
+        return _demo()
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "report":
+        return _report(settings, args.since, args.output)
+    if args.command == "ship-outcomes":
+        with AzureClients(settings) as clients:
+            try:
+                shipped = build_outcome_shipping(settings, clients).run()
+            except SettingsError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+        print(json.dumps(shipped.to_json()))
+        return 0 if all(result.complete for result in shipped.results) else 1
+    dry_run = True if args.dry_run else None
+    complete = True
+    if args.command == "remediate":
+        try:
+            alerts = read_alerts(_read_source(args.source))
+        except (OSError, UnicodeDecodeError, InvalidAlert) as exc:
+            print(f"error: {args.source}: {exc}", file=sys.stderr)
+            return 2
+        with AzureClients(settings) as clients:
+            try:
+                remediation = build_remediation(settings, clients, dry_run=dry_run)
+            except SettingsError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            report = remediate_alerts(alerts, remediation, dry_run=bool(dry_run or settings.dry_run))
+            record_actions(settings, clients, report.outcomes, source="Cli", dry_run=report.dry_run)
+    elif args.command == "handle-event":
+        try:
+            events = read_events(_read_source(args.source))
+        except (OSError, UnicodeDecodeError, InvalidEvent) as exc:
+            print(f"error: {args.source}: {exc}", file=sys.stderr)
+            return 2
+        with AzureClients(settings) as clients:
+            worker = build_protect_vm(settings, clients, dry_run=dry_run)
+            report = handle_events(
+                events,
+                worker,
+                dry_run=bool(dry_run or settings.dry_run),
+                recheck_s=settings.provisioning_recheck_s,
+            )
+            record_actions(settings, clients, report.outcomes, source="Cli", dry_run=report.dry_run)
+    else:
+        report, complete = _sweep(settings, dry_run, args.workers)
+        if not complete:
+            print("error: the sweep queue was not drained before the timeout", file=sys.stderr)
+    if args.output == "json":
+        print(json.dumps(report.to_json()))
+    else:
+        print(render_table(report))
+    return 0 if complete else 1
+
+
+def _sweep(settings: Settings, dry_run: bool | None, workers: int) -> tuple[RunReport, bool]:
+    """Plan; handle a small plan here, or enqueue a large one and drain it with `workers` threads."""
+    with AzureClients(settings) as clients:
+        fanout = build_sweep_fanout(settings, clients, dry_run=dry_run, workers=workers)
+        worker = build_sweep_worker(settings, clients, workers=workers)
+        planned, drained = sweep_and_drain(fanout, worker, DrainConfig(workers=workers))
+        report = planned.report
+        decisions = [*report.outcomes, *drained.other_runs, planned.run_record()]
+        record_actions(settings, clients, decisions, source="Cli", dry_run=report.dry_run)
+    return report, not drained.timed_out
+
+
+def _demo() -> int:
+    """The demo lives in the checkout's dev tools (devtools/), which are not deployed: it is looked up
+    at run time, so the deployed app never imports it and says so plainly where it is absent."""
+    try:
+        demo = importlib.import_module("devtools.demo")
+    except ModuleNotFoundError as exc:
+        if exc.name not in {"devtools", "devtools.demo"}:
+            raise
+        print("error: the demo is a development tool and is not deployed; run `make demo` in a checkout",
+              file=sys.stderr)
+        return 2
+    return int(demo.run_demo())
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 1 <= value <= 256:
+        raise argparse.ArgumentTypeError(f"must be from 1 to 256, not {value}")
+    return value
+
+
+def _window(text: str) -> timedelta:
+    try:
+        window = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if window <= timedelta(0):
+        raise argparse.ArgumentTypeError(f"the window must be longer than 0: {text!r}")
+    return window
+
+
+def _report(settings: Settings, window: timedelta, output: str) -> int:
+    with AzureClients(settings) as clients:
+        try:
+            report = build_outcome_report(report_query(settings, clients), window)
+        except SettingsError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except AzureCallError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    print(json.dumps(report.to_json()) if output == "json" else render_report_table(report))
+    return 0
+
+
+def _read_source(source: str) -> str:
+    if source == "-":
+        return sys.stdin.read()
+    with open(source, encoding="utf-8") as handle:
+        return handle.read()
+
+
+def render_table(report: RunReport, names: dict[str, str] | None = None) -> str:
+    """One line per VM: what the sweep did and why, then the summary."""
+    names = names or {}
+    rows = [("VM", "RESULT", "REASON", "JOB / ERROR")]
+    for outcome in sorted(report.outcomes, key=lambda o: (o.vault_id, o.vm_id)):
+        vm = names.get(outcome.vm_id) or outcome.vm_id.rsplit("/", 1)[-1] or outcome.vault_id
+        detail = outcome.job_id or (
+            f"{outcome.error_code}: {outcome.error_message}" if outcome.error_code else ""
+        )
+        rows.append((vm, outcome.result.value, outcome.reason, detail))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = [f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}".rstrip() for r in rows]
+    summary = report.summary()
+    lines.append("")
+    lines.append(
+        f"run {report.run_id}{' (dry run)' if report.dry_run else ''}: {summary['candidates']} candidates, "
+        + ", ".join(
+            f"{count} {key}"
+            for key, count in summary.items()
+            if isinstance(count, int) and key not in ("candidates", "outcomes")
+        )
+    )
+    return "\n".join(lines)

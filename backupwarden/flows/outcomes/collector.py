@@ -1,0 +1,120 @@
+"""Collect finished backup and configure-backup jobs since the watermark, attributed to our actions.
+
+Resource Graph answers for every vault of every subscription in one paged query, where the
+vault-by-vault `backupJobs` list costs one request per vault (measured: docs/outcomes.md). It
+lags the service, so each run re-reads an overlap before the watermark; job outcomes already
+shipped are recognised by their id and not sent again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from azure.mgmt.resourcegraph import ResourceGraphClient
+
+from backupwarden.adapters.azure.resource_graph import query_rows
+from backupwarden.adapters.storage.ledger import Ledger
+from backupwarden.adapters.storage.outbox import Outbox
+from backupwarden.domain.log_records import Attribution, FinishedJob, job_outcome_row
+from backupwarden.domain.log_schema import JOB_OUTCOMES
+
+WATERMARK = "jobs"
+FIRST_RUN_LOOKBACK = timedelta(days=1)
+
+FINISHED_JOBS_QUERY = """
+recoveryservicesresources
+| where type =~ 'microsoft.recoveryservices/vaults/backupjobs'
+| where tostring(properties.backupManagementType) =~ 'AzureIaasVM'
+| extend operation = tostring(properties.operation), status = tostring(properties.status),
+         endTime = todatetime(properties.endTime)
+| where operation in ('Backup', 'ConfigureBackup')
+| where status in ('Completed', 'CompletedWithWarnings', 'Failed', 'Cancelled')
+| where endTime > datetime({since})
+| extend vaultId = tostring(split(tolower(id), '/backupjobs/')[0])
+| join kind=leftouter (
+    resources
+    | where type =~ 'microsoft.recoveryservices/vaults'
+    | project vaultId = tolower(id), region = location
+  ) on vaultId
+| project id, jobId = name, subscriptionId, vaultId, region, operation, status, endTime, properties
+| order by id asc
+"""
+
+
+@dataclass(frozen=True)
+class Collected:
+    found: int
+    added: int
+    newest_end: datetime | None
+
+
+class JobOutcomeCollector:
+    def __init__(
+        self,
+        graph: ResourceGraphClient,
+        ledger: Ledger,
+        outbox: Outbox,
+        subscriptions: Callable[[], list[str]],
+        *,
+        overlap: timedelta = timedelta(hours=1),
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._graph = graph
+        self._ledger = ledger
+        self._outbox = outbox
+        self._subscriptions = subscriptions
+        self._overlap = overlap
+        self._now = now
+
+    def collect(self, watermark: datetime | None) -> Collected:
+        since = (watermark or self._now() - FIRST_RUN_LOOKBACK) - self._overlap
+        query = FINISHED_JOBS_QUERY.format(since=since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+        jobs = [finished_job(row) for row in query_rows(self._graph, query, self._subscriptions())]
+        rows = [job_outcome_row(job, self._attribution(job)) for job in jobs]
+        added = self._outbox.add(JOB_OUTCOMES.stream, rows, skip_shipped=True)
+        newest = max((job.end_time for job in jobs), default=None)
+        return Collected(found=len(jobs), added=added, newest_end=newest)
+
+    def _attribution(self, job: FinishedJob) -> Attribution:
+        ours = self._ledger.job_attribution(job.job_id, job.vm_id, job.start_time)
+        if ours is not None:
+            return Attribution(ours.triggered_by or "Manual", ours.run_id, ours.attempt)
+        return Attribution("Schedule" if job.operation == "Backup" else "Manual")
+
+
+def finished_job(row: dict[str, Any]) -> FinishedJob:
+    properties = row.get("properties") or {}
+    if isinstance(properties, str):
+        properties = json.loads(properties)
+    container = str(properties.get("containerName", "")).lower()  # iaasvmcontainerv2;{rg};{vm}
+    _, _, rest = container.partition(";")
+    resource_group, _, vm_name = rest.partition(";")
+    subscription = str(row.get("subscriptionId", "")).lower()
+    errors = properties.get("errorDetails") or [{}]
+    first_error = errors[0] if isinstance(errors[0], dict) else {}
+    return FinishedJob(
+        job_id=str(row.get("jobId", "")),
+        operation=str(row.get("operation", "")),
+        status=str(row.get("status", "")),
+        vm_id=f"/subscriptions/{subscription}/resourcegroups/{resource_group}/providers/microsoft.compute/virtualmachines/{vm_name}",
+        vm_name=str(properties.get("entityFriendlyName", vm_name)),
+        vault_id=str(row.get("vaultId", "")),
+        subscription_id=subscription,
+        region=str(row.get("region") or ""),
+        start_time=_time(properties.get("startTime")),
+        end_time=_time(row.get("endTime") or properties.get("endTime")),
+        error_code=str(first_error.get("errorCode", "")),
+        error_message=str(first_error.get("errorString", "")),
+        recommendation=" ".join(str(r) for r in first_error.get("recommendations") or []),
+    )
+
+
+def _time(raw: Any) -> datetime:
+    if isinstance(raw, datetime):
+        return raw if raw.tzinfo else raw.replace(tzinfo=UTC)
+    parsed = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

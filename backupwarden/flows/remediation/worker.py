@@ -1,0 +1,351 @@
+"""Alert-driven remediation: re-query an alert's failures, retry what a retry fixes, escalate the rest.
+
+The alert's payload only names the rule and, for log alerts, its dimensions; the rows come from
+running the rule's own KQL (kql/) over the alert's window, so no value from the payload ever
+becomes KQL. The live protected item (Recovery Services) decides whether the failure still
+matters; the ledger makes repeated alerts for one failure count once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from backupwarden.adapters.azure.errors import AzureCallError
+from backupwarden.adapters.azure.logs_query import LogsQuery
+from backupwarden.adapters.azure.protection import item_names
+from backupwarden.adapters.azure.recovery_services import RecoveryServices, VaultRef
+from backupwarden.adapters.storage.ledger import AlreadyClaimed, BudgetExhausted, Claim, Ledger, LedgerError
+from backupwarden.domain.alert_rules import BACKUP_FAILED, AlertRuleDefinition, rule_named
+from backupwarden.domain.alerts import AZURE_BACKUP, AlertNotice, InvalidAlert, read_alert
+from backupwarden.domain.kql import load_kql
+from backupwarden.domain.records import Outcome, Result
+from backupwarden.domain.remediation_rules import (
+    Failure,
+    LiveItem,
+    RemediationPolicy,
+    Remedy,
+    RetryHistory,
+    decide_remediation,
+)
+from backupwarden.flows.backup_now import BackupTarget, backup_now, reopen_after_failed_job
+from backupwarden.flows.remediation.messages import RemediationWorkItem
+from backupwarden.flows.run_report import RunReport, action_outcome
+
+logger = logging.getLogger(__name__)
+
+ACTION = "remediate"
+RETRY_LEDGER_ACTION = "remediate"
+STILL_UNPROTECTED_CODE = "StillUnprotected"  # pseudo error code of the "still unprotected" rule's rows
+BUILT_IN_ALERT_LOOKBACK = timedelta(hours=1)  # Azure Backup's own alerts carry no query window
+
+
+@dataclass(frozen=True)
+class RemediationConfig:
+    policy: RemediationPolicy
+    recovery_point_expiry: timedelta
+    dry_run: bool = False
+
+
+class Remediation:
+    def __init__(
+        self,
+        logs: LogsQuery,
+        recovery: RecoveryServices,
+        ledger: Ledger,
+        config: RemediationConfig,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._logs = logs
+        self._recovery = recovery
+        self._ledger = ledger
+        self._config = config
+        self._now = now
+
+    def handle_item(self, item: RemediationWorkItem, run_id: str | None = None) -> list[Outcome]:
+        """A work item the webhook enqueued (only Fired alerts are)."""
+        notice = AlertNotice(
+            alert_id=item.alert_id,
+            rule=item.rule,
+            monitor_condition="Fired",
+            monitoring_service=item.monitoring_service,
+            fired_at=item.fired_at,
+            window_start=item.window_start,
+            window_end=item.window_end,
+            dimensions=item.dimensions,
+            target_ids=item.target_ids,
+        )
+        return self.handle(notice, run_id)
+
+    def handle(self, alert: AlertNotice, run_id: str | None = None) -> list[Outcome]:
+        run_id = run_id or str(uuid.uuid4())
+        if alert.monitor_condition != "Fired":
+            return [
+                self._outcome(
+                    run_id, "", "", Result.SKIPPED, f"alert {alert.alert_id} resolved: recorded only"
+                )
+            ]
+        rule = BACKUP_FAILED if alert.monitoring_service == AZURE_BACKUP else rule_named(alert.rule)
+        if rule is None:
+            return [
+                self._outcome(
+                    run_id, "", "", Result.ESCALATED, f"alert rule {alert.rule[:200]!r} is not ours"
+                )
+            ]
+        if not rule.remediates:
+            return [self._outcome(run_id, "", "", Result.ESCALATED, f"{rule.name}: {rule.description}")]
+        failures = self._failures(alert, rule)
+        if not failures:
+            return [
+                self._outcome(run_id, "", "", Result.SKIPPED, "no failure in the alert's window any more")
+            ]
+        outcomes = []
+        for failure in failures:
+            try:
+                outcomes.append(self._remediate(failure, run_id))
+            except AzureCallError as exc:
+                outcomes.append(
+                    self._outcome(
+                        run_id, failure.vm_id, failure.vault_id, Result.FAILED, f"{exc.step} failed", exc
+                    )
+                )
+        return outcomes
+
+    # --- which failures ---------------------------------------------------------------------
+    def _failures(self, alert: AlertNotice, rule: AlertRuleDefinition) -> list[Failure]:
+        end = alert.window_end or alert.fired_at
+        start = alert.window_start or end - (
+            rule.window if alert.monitoring_service != AZURE_BACKUP else BUILT_IN_ALERT_LOOKBACK
+        )
+        rows = self._logs.rows(load_kql(rule.kql_name), (start, end), step=f"query {rule.name}")
+        wanted = {name: value for name, value in alert.dimensions}
+        latest: dict[str, Failure] = {}
+        for row in rows:
+            if any(str(row.get(name, "")).lower() != value.lower() for name, value in wanted.items()):
+                continue
+            if alert.monitoring_service == AZURE_BACKUP and not _targets(alert, row):
+                continue
+            failure = _failure(row, rule)
+            current = latest.get(failure.vm_id)
+            if failure.vm_id and (current is None or failure.failed_at > current.failed_at):
+                latest[failure.vm_id] = failure
+        return sorted(latest.values(), key=lambda f: f.vm_id)
+
+    # --- what to do about one -----------------------------------------------------------------
+    def _remediate(self, failure: Failure, run_id: str) -> Outcome:
+        now = self._now()
+        vault = VaultRef.parse(failure.vault_id)
+        resource_group, vm_name = _vm_parts(failure.vm_id)
+        container, item = item_names(resource_group, vm_name)
+        decision = decide_remediation(
+            failure,
+            self._live(vault, container, item),
+            self._history(failure.vm_id, now),
+            self._config.policy,
+            now,
+        )
+        vault_id = vault.id.lower()
+        if decision.remedy is Remedy.ESCALATE:
+            return self._outcome(
+                run_id, failure.vm_id, vault_id, Result.ESCALATED, decision.reason, code=failure.error_code
+            )
+        if decision.remedy is Remedy.RESOLVED:
+            return self._outcome(run_id, failure.vm_id, vault_id, Result.RESOLVED, decision.reason)
+        if decision.remedy is Remedy.NOOP:
+            return self._outcome(run_id, failure.vm_id, vault_id, Result.SKIPPED, decision.reason)
+        if self._config.dry_run:
+            return self._outcome(
+                run_id, failure.vm_id, vault_id, Result.DRY_RUN, f"would retry: {decision.reason}"
+            )
+        return self._retry(
+            failure, BackupTarget(failure.vm_id, vault, container, item), decision.reason, run_id, now
+        )
+
+    def _retry(
+        self, failure: Failure, target: BackupTarget, reason: str, run_id: str, now: datetime
+    ) -> Outcome:
+        """One retry per failed job, however many alerts report it; a retry that did not start (refused,
+        already running, budget) leaves the failed job to a later alert."""
+        fix: Claim | None = None
+        if failure.job_id:
+            try:
+                key = f"fix-{failure.job_id.lower()}"
+                fix = self._ledger.claim(failure.vm_id, key, now.date(), run_id, max_attempts=1)
+            except (AlreadyClaimed, BudgetExhausted):
+                return self._outcome(
+                    run_id,
+                    failure.vm_id,
+                    target.vault.id.lower(),
+                    Result.SKIPPED,
+                    f"failed job {failure.job_id} already remediated",
+                )
+        try:
+            outcome = self._trigger_retry(failure, target, reason, run_id, now)
+        except BaseException:
+            if fix is not None:
+                with contextlib.suppress(LedgerError):
+                    self._ledger.release(fix)
+            raise
+        if fix is not None:
+            if outcome.result is Result.TRIGGERED:
+                self._ledger.complete(fix, "")  # no job id: the retry's job is recorded by its backup's claim
+            else:
+                self._ledger.release(fix)
+        return outcome
+
+    def _trigger_retry(
+        self, failure: Failure, target: BackupTarget, reason: str, run_id: str, now: datetime
+    ) -> Outcome:
+        vault_id = target.vault.id.lower()
+        reopen_after_failed_job(self._ledger, self._recovery, target.vault, failure.vm_id, now)
+        try:
+            count = self._ledger.claim(
+                failure.vm_id,
+                RETRY_LEDGER_ACTION,
+                now.date(),
+                run_id,
+                max_attempts=self._config.policy.daily_budget,
+            )
+        except (AlreadyClaimed, BudgetExhausted) as exc:
+            return self._outcome(run_id, failure.vm_id, vault_id, Result.SKIPPED, f"retry not claimed: {exc}")
+        done = backup_now(
+            self._ledger,
+            self._recovery,
+            target,
+            run_id=run_id,
+            now=now,
+            daily_budget=self._config.policy.daily_budget,
+            expiry=now + self._config.recovery_point_expiry,
+            triggered_by="Remediation",
+        )
+        if done.result is Result.TRIGGERED:
+            # settled as "may be claimed again": the key counts retries (attempts) up to the budget
+            self._ledger.fail(count, f"retried with job {done.job_id or 'unknown'}", job_id=done.job_id)
+            return self._outcome(
+                run_id,
+                failure.vm_id,
+                vault_id,
+                Result.TRIGGERED,
+                f"{reason}; {done.reason}",
+                job_id=done.job_id,
+                code=failure.error_code,
+            )
+        self._ledger.release(count)
+        return self._outcome(
+            run_id,
+            failure.vm_id,
+            vault_id,
+            done.result,
+            f"{reason}; {done.reason}",
+            done.error,
+            code=failure.error_code,
+        )
+
+    def _live(self, vault: VaultRef, container: str, item: str) -> LiveItem:
+        try:
+            raw = self._recovery.protected_item(vault, container, item)
+        except AzureCallError as exc:
+            if exc.not_found:
+                return LiveItem(exists=False)
+            raise
+        properties = raw.get("properties") or {}
+        last = properties.get("lastBackupTime")
+        return LiveItem(
+            exists=True,
+            last_backup_status=str(properties.get("lastBackupStatus", "")),
+            last_backup_time=_time(last) if last else None,
+        )
+
+    def _history(self, vm_id: str, now: datetime) -> RetryHistory:
+        record = self._ledger.record(vm_id, RETRY_LEDGER_ACTION, now.date())
+        if record is None:
+            return RetryHistory(retries_today=0)
+        return RetryHistory(retries_today=record.attempts, last_retry_at=record.updated)
+
+    def _outcome(
+        self,
+        run_id: str,
+        vm_id: str,
+        vault_id: str,
+        result: Result,
+        reason: str,
+        error: AzureCallError | None = None,
+        job_id: str | None = None,
+        code: str | None = None,
+    ) -> Outcome:
+        return action_outcome(
+            run_id, vm_id, vault_id, ACTION, result, reason, error=error, job_id=job_id, error_code=code
+        )
+
+
+def _failure(row: dict[str, Any], rule: AlertRuleDefinition) -> Failure:
+    code = str(row.get("ErrorCode") or "")
+    if rule.name != BACKUP_FAILED.name and not code:
+        code = STILL_UNPROTECTED_CODE
+    return Failure(
+        vm_id=str(row.get("VmId", "")).lower(),
+        vault_id=str(row.get("VaultId", "")).lower(),
+        error_code=code,
+        failed_at=_time(row.get("EndTime") or row.get("TimeGenerated")),
+        job_id=str(row.get("JobId") or ""),
+        recommendation=str(row.get("Recommendation") or ""),
+    )
+
+
+def _targets(alert: AlertNotice, row: dict[str, Any]) -> bool:
+    """An Azure Backup alert targets its vault or VM: keep rows of those."""
+    targets = {t.lower() for t in alert.target_ids}
+    return (
+        not targets
+        or str(row.get("VaultId", "")).lower() in targets
+        or str(row.get("VmId", "")).lower() in targets
+    )
+
+
+def _vm_parts(vm_id: str) -> tuple[str, str]:
+    parts = vm_id.strip("/").split("/")
+    lowered = [p.lower() for p in parts]
+    return parts[lowered.index("resourcegroups") + 1], parts[-1]
+
+
+def _time(raw: Any) -> datetime:
+    if isinstance(raw, datetime):
+        return raw if raw.tzinfo else raw.replace(tzinfo=UTC)
+    parsed = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def read_alerts(text: str) -> list[AlertNotice]:
+    """One common-alert-schema payload or a JSON array of them; InvalidAlert names what is wrong."""
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidAlert(f"not JSON: {exc.msg} at line {exc.lineno}") from None
+    except RecursionError:
+        raise InvalidAlert("not JSON this command reads: nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer too long to convert
+        raise InvalidAlert(f"not JSON this command reads: {str(exc)[:200]}") from None
+    payloads = parsed if isinstance(parsed, list) else [parsed]
+    try:
+        return [read_alert(payload) for payload in payloads]
+    except RecursionError:  # nested just shallow enough to parse, too deep to describe
+        raise InvalidAlert("an alert is nested too deeply") from None
+
+
+def remediate_alerts(alerts: list[AlertNotice], remediation: Remediation, *, dry_run: bool) -> RunReport:
+    """The CLI's path: every alert to its outcomes, without the queue.
+
+    Each alert is its own remediation run, as a queue message is: a decision's record id is derived
+    from (run, VM, action), so two alerts' decisions about one VM, or about none, must not share a run.
+    """
+    report = RunReport(str(uuid.uuid4()), dry_run, datetime.now(UTC), candidates=len(alerts))
+    for alert in alerts:
+        report.outcomes.extend(remediation.handle(alert))
+    report.finished = datetime.now(UTC)
+    return report
