@@ -1,8 +1,13 @@
 """Every setting backupwarden reads, parsed once into a frozen dataclass.
 
-A missing or malformed value raises `SettingsError` whose message starts with the setting's
-name, so a bad app setting fails the start of a run, not the middle of it. A blank value
+`SETTINGS` is the table of them: each app setting's name, the `Settings` field it fills and its
+parser, every name once; `Settings.from_env` reads the table, then applies the few rules between
+settings. A missing or malformed value raises `SettingsError` whose message starts with the
+setting's name, so a bad app setting fails the start of a run, not the middle of it. A blank value
 counts as unset (App Service keeps empty app settings as empty strings).
+
+Reading order: the value parsers first (the table is built from them), then `Settings`, the table
+and the rules.
 """
 
 from __future__ import annotations
@@ -22,7 +27,6 @@ from urllib.parse import urlsplit
 from backupwarden.domain.failure_classes import FailureClass
 from backupwarden.domain.vault_selection import MappingRule
 
-T = TypeVar("T")
 StrEnumT = TypeVar("StrEnumT", bound=StrEnum)
 
 # Azurite's well-known development account (public, documented by Microsoft; not a secret).
@@ -50,61 +54,13 @@ def azurite_connection_string(
     )
 
 
-# Every environment name Settings.from_env may read (tests/test_infra.py holds infra/'s app settings
-# and this tuple to what from_env actually reads).
-SETTING_NAMES: tuple[str, ...] = (
-    "AzureWebJobsStorage",
-    "AzureWebJobsStorage__accountName",
-    "AzureWebJobsStorage__tableServiceUri",
-    "AzureWebJobsStorage__queueServiceUri",
-    "SWEEP_SCHEDULE",
-    "OUTCOMES_SCHEDULE",
-    "BACKUPWARDEN_SUBSCRIPTIONS",
-    "BACKUPWARDEN_DISCOVERY",
-    "BACKUPWARDEN_ARM_ENDPOINT",
-    "BACKUPWARDEN_RESOURCE_GRAPH_ENDPOINT",
-    "BACKUPWARDEN_LOG_ANALYTICS_ENDPOINT",
-    "BACKUPWARDEN_LOGS_INGESTION_ENDPOINT",
-    "BACKUPWARDEN_CREDENTIAL",
-    "BACKUPWARDEN_STATIC_TOKEN",
-    "BACKUPWARDEN_CA_BUNDLE",
-    "BACKUPWARDEN_GRACE_PERIOD",
-    "BACKUPWARDEN_DRY_RUN",
-    "BACKUPWARDEN_DAILY_BUDGET",
-    "BACKUPWARDEN_MAX_TRIGGERS_PER_RUN",
-    "BACKUPWARDEN_RECOVERY_POINT_EXPIRY_DAYS",
-    "BACKUPWARDEN_LEDGER_TABLE",
-    "BACKUPWARDEN_HTTP_RETRY_TOTAL",
-    "BACKUPWARDEN_OPERATION_POLL_TIMEOUT_S",
-    "BACKUPWARDEN_OPERATION_POLL_INTERVAL_S",
-    "BACKUPWARDEN_PROTECT_QUEUE",
-    "BACKUPWARDEN_VAULT_RULES",
-    "BACKUPWARDEN_PROVISIONING_RECHECK_S",
-    "BACKUPWARDEN_MAX_PROVISIONING_WAITS",
-    "BACKUPWARDEN_DCR_IMMUTABLE_ID",
-    "BACKUPWARDEN_LOG_ANALYTICS_WORKSPACE_ID",
-    "BACKUPWARDEN_OUTBOX_TABLE",
-    "BACKUPWARDEN_JOBS_OVERLAP",
-    "BACKUPWARDEN_RETRY_CAP",
-    "BACKUPWARDEN_RETRY_BACKOFF",
-    "BACKUPWARDEN_FAILURE_CLASSES",
-    "BACKUPWARDEN_REMEDIATION_QUEUE",
-    "BACKUPWARDEN_WEBHOOK_AUDIENCE",
-    "BACKUPWARDEN_TENANT_ID",
-    "BACKUPWARDEN_OPENID_CONFIGURATION_URL",
-    "BACKUPWARDEN_ALERT_DEDUP_TABLE",
-    "BACKUPWARDEN_SWEEP_QUEUE",
-    "BACKUPWARDEN_SWEEP_INLINE_MAX",
-    "BACKUPWARDEN_ARM_READ_BUCKET",
-    "BACKUPWARDEN_ARM_WRITE_BUCKET",
-)
-
-
 class SettingsError(ValueError):
     """A setting is missing or malformed; the message starts with the setting's name."""
 
 
-class Discovery(StrEnum):
+class DiscoveryMode(StrEnum):
+    """How the sweep finds its candidates (BACKUPWARDEN_DISCOVERY)."""
+
     RESOURCE_GRAPH = "resource-graph"
     VAULTS = "vaults"
 
@@ -112,205 +68,6 @@ class Discovery(StrEnum):
 class CredentialKind(StrEnum):
     DEFAULT = "default"
     STATIC_TOKEN = "static-token"
-
-
-@dataclass(frozen=True)
-class Settings:
-    subscriptions: tuple[str, ...] = ()  # lower-case GUIDs; empty = every subscription the identity sees
-    discovery: Discovery = Discovery.RESOURCE_GRAPH
-    arm_endpoint: str = "https://management.azure.com"
-    resource_graph_endpoint: str = "https://management.azure.com"
-    log_analytics_endpoint: str = "https://api.loganalytics.io"
-    logs_ingestion_endpoint: str | None = None
-    credential: CredentialKind = CredentialKind.DEFAULT
-    static_token: str | None = field(default=None, repr=False)
-    ca_bundle: str | None = None
-    grace_period: timedelta = timedelta(hours=1)
-    dry_run: bool = False
-    daily_budget: int = 3
-    max_triggers_per_run: int = 500
-    recovery_point_expiry_days: int = 30
-    ledger_table: str = "backupwardenledger"
-    storage_connection_string: str | None = field(default=None, repr=False)
-    storage_table_uri: str | None = None  # identity-based connection (no connection string)
-    storage_queue_uri: str | None = None
-    sweep_schedule: str = "0 */30 * * * *"
-    http_retry_total: int = 5
-    operation_poll_timeout_s: int = 300
-    operation_poll_interval_s: float = 1.0  # at most this long between reads of a running operation
-    protect_queue: str = "backupwarden-protect"
-    vault_rules: tuple[MappingRule, ...] = ()
-    provisioning_recheck_s: int = 60
-    max_provisioning_waits: int = 20
-    dcr_immutable_id: str | None = None
-    workspace_id: str | None = None
-    outcomes_schedule: str = "0 */5 * * * *"
-    outbox_table: str = "backupwardenoutbox"
-    jobs_overlap: timedelta = timedelta(hours=1)
-    remediation_queue: str = "backupwarden-remediate"
-    retry_cap: int = 2
-    retry_backoff: timedelta = timedelta(minutes=30)
-    failure_classes: dict[str, FailureClass] = field(default_factory=dict)
-    webhook_audience: str | None = None  # set: alert_webhook requires secure-webhook (Entra ID) tokens
-    tenant_id: str | None = None
-    openid_configuration_url: str | None = None  # unset: DEFAULT_OPENID_CONFIGURATION_URL of the tenant
-    alert_dedup_table: str = "backupwardenalerts"
-    sweep_queue: str = "backupwarden-sweep"
-    sweep_inline_max: int = 100  # a plan of at most this many candidates is handled within the timer run
-    arm_read_bucket: tuple[float, float] = (250.0, 25.0)  # (capacity, refill per second), as ARM's
-    arm_write_bucket: tuple[float, float] = (200.0, 10.0)
-
-    @property
-    def connection_verify(self) -> str | bool:
-        """What azure-core takes as `connection_verify`: the CA bundle path, or True for the system store."""
-        return self.ca_bundle or True
-
-    @property
-    def openid_configuration(self) -> str | None:
-        """The OpenID configuration document that names the tenant's signing keys (`jwks_uri`)."""
-        if self.openid_configuration_url:
-            return self.openid_configuration_url
-        return DEFAULT_OPENID_CONFIGURATION_URL.format(tenant=self.tenant_id) if self.tenant_id else None
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if env is None else env
-        default = cls()
-
-        def read(name: str, parse: Callable[[str], T], fallback: T) -> T:
-            return _read(env, name, parse, fallback)
-
-        arm_endpoint = read("BACKUPWARDEN_ARM_ENDPOINT", parse_https_url, default.arm_endpoint)
-        credential = read("BACKUPWARDEN_CREDENTIAL", _choice(CredentialKind), default.credential)
-        connection_string, table_uri, queue_uri = _storage_connection(env)
-        webhook_audience = read("BACKUPWARDEN_WEBHOOK_AUDIENCE", parse_audience, None)
-        return cls(
-            subscriptions=read("BACKUPWARDEN_SUBSCRIPTIONS", parse_subscription_ids, ()),
-            discovery=read("BACKUPWARDEN_DISCOVERY", _choice(Discovery), default.discovery),
-            arm_endpoint=arm_endpoint,
-            resource_graph_endpoint=read(
-                "BACKUPWARDEN_RESOURCE_GRAPH_ENDPOINT", parse_https_url, arm_endpoint
-            ),
-            log_analytics_endpoint=read(
-                "BACKUPWARDEN_LOG_ANALYTICS_ENDPOINT", parse_https_url, default.log_analytics_endpoint
-            ),
-            logs_ingestion_endpoint=read("BACKUPWARDEN_LOGS_INGESTION_ENDPOINT", parse_https_url, None),
-            credential=credential,
-            static_token=_static_token(env, credential),
-            ca_bundle=read("BACKUPWARDEN_CA_BUNDLE", parse_existing_file, None),
-            grace_period=read("BACKUPWARDEN_GRACE_PERIOD", parse_duration, default.grace_period),
-            dry_run=read("BACKUPWARDEN_DRY_RUN", parse_bool, default.dry_run),
-            daily_budget=read("BACKUPWARDEN_DAILY_BUDGET", _int_range(1, 9), default.daily_budget),
-            max_triggers_per_run=read(
-                "BACKUPWARDEN_MAX_TRIGGERS_PER_RUN", _int_range(1, 100_000), default.max_triggers_per_run
-            ),
-            recovery_point_expiry_days=read(
-                "BACKUPWARDEN_RECOVERY_POINT_EXPIRY_DAYS",
-                _int_range(1, 9999),
-                default.recovery_point_expiry_days,
-            ),
-            ledger_table=read("BACKUPWARDEN_LEDGER_TABLE", parse_table_name, default.ledger_table),
-            storage_connection_string=connection_string,
-            storage_table_uri=table_uri,
-            storage_queue_uri=queue_uri,
-            sweep_schedule=read("SWEEP_SCHEDULE", parse_ncrontab, default.sweep_schedule),
-            http_retry_total=read(
-                "BACKUPWARDEN_HTTP_RETRY_TOTAL", _int_range(0, 20), default.http_retry_total
-            ),
-            operation_poll_timeout_s=read(
-                "BACKUPWARDEN_OPERATION_POLL_TIMEOUT_S", _int_range(1, 3600), default.operation_poll_timeout_s
-            ),
-            operation_poll_interval_s=read(
-                "BACKUPWARDEN_OPERATION_POLL_INTERVAL_S",
-                _float_range(0.01, 60.0),
-                default.operation_poll_interval_s,
-            ),
-            protect_queue=read("BACKUPWARDEN_PROTECT_QUEUE", parse_queue_name, default.protect_queue),
-            vault_rules=read("BACKUPWARDEN_VAULT_RULES", parse_vault_rules, ()),
-            provisioning_recheck_s=read(
-                "BACKUPWARDEN_PROVISIONING_RECHECK_S", _int_range(1, 3600), default.provisioning_recheck_s
-            ),
-            max_provisioning_waits=read(
-                "BACKUPWARDEN_MAX_PROVISIONING_WAITS", _int_range(0, 1000), default.max_provisioning_waits
-            ),
-            dcr_immutable_id=read("BACKUPWARDEN_DCR_IMMUTABLE_ID", parse_dcr_immutable_id, None),
-            workspace_id=read("BACKUPWARDEN_LOG_ANALYTICS_WORKSPACE_ID", parse_guid, None),
-            outcomes_schedule=read("OUTCOMES_SCHEDULE", parse_ncrontab, default.outcomes_schedule),
-            outbox_table=read("BACKUPWARDEN_OUTBOX_TABLE", parse_table_name, default.outbox_table),
-            jobs_overlap=read("BACKUPWARDEN_JOBS_OVERLAP", parse_duration, default.jobs_overlap),
-            retry_cap=read("BACKUPWARDEN_RETRY_CAP", _int_range(0, 9), default.retry_cap),
-            retry_backoff=read("BACKUPWARDEN_RETRY_BACKOFF", parse_duration, default.retry_backoff),
-            failure_classes=read("BACKUPWARDEN_FAILURE_CLASSES", parse_failure_classes, {}),
-            remediation_queue=read(
-                "BACKUPWARDEN_REMEDIATION_QUEUE", parse_queue_name, default.remediation_queue
-            ),
-            webhook_audience=webhook_audience,
-            tenant_id=_webhook_tenant(env, webhook_audience),
-            openid_configuration_url=read("BACKUPWARDEN_OPENID_CONFIGURATION_URL", parse_https_url, None),
-            alert_dedup_table=read(
-                "BACKUPWARDEN_ALERT_DEDUP_TABLE", parse_table_name, default.alert_dedup_table
-            ),
-            sweep_queue=read("BACKUPWARDEN_SWEEP_QUEUE", parse_queue_name, default.sweep_queue),
-            sweep_inline_max=read(
-                "BACKUPWARDEN_SWEEP_INLINE_MAX", _int_range(0, 100_000), default.sweep_inline_max
-            ),
-            arm_read_bucket=read("BACKUPWARDEN_ARM_READ_BUCKET", parse_bucket, default.arm_read_bucket),
-            arm_write_bucket=read("BACKUPWARDEN_ARM_WRITE_BUCKET", parse_bucket, default.arm_write_bucket),
-        )
-
-
-def _read(env: Mapping[str, str], name: str, parse: Callable[[str], T], default: T) -> T:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return parse(raw)
-    except ValueError as exc:
-        raise SettingsError(f"{name}: {exc}") from exc
-
-
-def _required(env: Mapping[str, str], name: str, why: str) -> str:
-    raw = env.get(name, "").strip()
-    if not raw:
-        raise SettingsError(f"{name}: missing; {why}")
-    return raw
-
-
-def _static_token(env: Mapping[str, str], credential: CredentialKind) -> str | None:
-    if credential is not CredentialKind.STATIC_TOKEN:
-        return None
-    return _required(env, "BACKUPWARDEN_STATIC_TOKEN", "required when BACKUPWARDEN_CREDENTIAL=static-token")
-
-
-def _webhook_tenant(env: Mapping[str, str], webhook_audience: str | None) -> str | None:
-    """The tenant whose tokens the secure webhook accepts: required once an audience is set."""
-    name = "BACKUPWARDEN_TENANT_ID"
-    if webhook_audience is not None:
-        _required(env, name, "required when BACKUPWARDEN_WEBHOOK_AUDIENCE is set (secure webhook)")
-    return _read(env, name, parse_guid, None)
-
-
-def _storage_connection(env: Mapping[str, str]) -> tuple[str | None, str | None, str | None]:
-    """(connection string, table service URI, queue service URI) from the Functions storage settings.
-
-    `AzureWebJobsStorage` (a connection string) wins; otherwise the identity-based
-    `AzureWebJobsStorage__tableServiceUri` / `__queueServiceUri` / `__accountName` settings apply.
-    """
-    name = "AzureWebJobsStorage"
-    if env.get(name, "").strip():
-        return _read(env, name, parse_storage_connection_string, None), None, None
-    account = _read(env, f"{name}__accountName", parse_storage_account_name, None)
-    table_uri = _read(env, f"{name}__tableServiceUri", parse_https_url, None)
-    queue_uri = _read(env, f"{name}__queueServiceUri", parse_https_url, None)
-    if account is not None:
-        table_uri = table_uri or f"https://{account}.table.core.windows.net"
-        queue_uri = queue_uri or f"https://{account}.queue.core.windows.net"
-    if table_uri is None:
-        raise SettingsError(
-            f"{name}: missing; set a connection string, {DEVELOPMENT_STORAGE} (Azurite), or "
-            f"{name}__accountName / {name}__tableServiceUri for an identity-based connection"
-        )
-    return None, table_uri, queue_uri
 
 
 # --- value parsers: each takes the stripped raw text and raises ValueError ------------------------
@@ -549,3 +306,229 @@ def _int_range(low: int, high: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+# --- the settings ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One row of SETTINGS: an app setting's name, the `Settings` field it fills, and its parser.
+
+    The value of an unset or blank setting is the field's default in `Settings`. One row fills no
+    field of its own: `storage_account_name`, which the storage rule turns into the service URIs.
+    """
+
+    name: str
+    field: str
+    parse: Callable[[str], Any]
+
+    def read(self, env: Mapping[str, str], default: Any = None) -> Any:
+        """The parsed value, or `default` while unset or blank; a malformed value raises SettingsError."""
+        raw = env.get(self.name, "").strip()
+        if not raw:
+            return default
+        try:
+            return self.parse(raw)
+        except ValueError as exc:
+            raise SettingsError(f"{self.name}: {exc}") from exc
+
+    def require(self, env: Mapping[str, str], why: str) -> Any:
+        """The parsed value; unset or blank raises SettingsError saying why the setting is required."""
+        value = self.read(env)
+        if value is None:
+            raise SettingsError(f"{self.name}: missing; {why}")
+        return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting's value; a field's default here is its setting's default (while unset or blank)."""
+
+    subscriptions: tuple[str, ...] = ()  # lower-case GUIDs; empty = every subscription the identity sees
+    discovery: DiscoveryMode = DiscoveryMode.RESOURCE_GRAPH
+    arm_endpoint: str = "https://management.azure.com"
+    resource_graph_endpoint: str = "https://management.azure.com"  # from_env: the ARM endpoint
+    log_analytics_endpoint: str = "https://api.loganalytics.io"
+    logs_ingestion_endpoint: str | None = None
+    credential: CredentialKind = CredentialKind.DEFAULT
+    static_token: str | None = field(default=None, repr=False)
+    ca_bundle: str | None = None
+    grace_period: timedelta = timedelta(hours=1)
+    dry_run: bool = False
+    daily_budget: int = 3
+    max_triggers_per_run: int = 500
+    recovery_point_expiry_days: int = 30
+    ledger_table: str = "backupwardenledger"
+    storage_connection_string: str | None = field(default=None, repr=False)
+    storage_table_uri: str | None = None  # identity-based connection (no connection string)
+    storage_queue_uri: str | None = None
+    sweep_schedule: str = "0 */30 * * * *"
+    http_retry_total: int = 5
+    operation_poll_timeout_s: int = 300
+    operation_poll_interval_s: float = 1.0  # at most this long between reads of a running operation
+    protect_queue: str = "backupwarden-protect"
+    vault_rules: tuple[MappingRule, ...] = ()
+    provisioning_recheck_s: int = 60
+    max_provisioning_waits: int = 20
+    dcr_immutable_id: str | None = None
+    workspace_id: str | None = None
+    outcomes_schedule: str = "0 */5 * * * *"
+    outbox_table: str = "backupwardenoutbox"
+    jobs_overlap: timedelta = timedelta(hours=1)
+    remediation_queue: str = "backupwarden-remediate"
+    retry_cap: int = 2
+    retry_backoff: timedelta = timedelta(minutes=30)
+    failure_classes: dict[str, FailureClass] = field(default_factory=dict)
+    webhook_audience: str | None = None  # set: alert_webhook requires secure-webhook (Entra ID) tokens
+    tenant_id: str | None = None
+    openid_configuration_url: str | None = None  # unset: DEFAULT_OPENID_CONFIGURATION_URL of the tenant
+    alert_dedup_table: str = "backupwardenalerts"
+    sweep_queue: str = "backupwarden-sweep"
+    sweep_inline_max: int = 100  # a plan of at most this many candidates is handled within the timer run
+    arm_read_bucket: tuple[float, float] = (250.0, 25.0)  # (capacity, refill per second), as ARM's
+    arm_write_bucket: tuple[float, float] = (200.0, 10.0)
+
+    @property
+    def connection_verify(self) -> str | bool:
+        """What azure-core takes as `connection_verify`: the CA bundle path, or True for the system store."""
+        return self.ca_bundle or True
+
+    @property
+    def openid_configuration(self) -> str | None:
+        """The OpenID configuration document that names the tenant's signing keys (`jwks_uri`)."""
+        if self.openid_configuration_url:
+            return self.openid_configuration_url
+        return DEFAULT_OPENID_CONFIGURATION_URL.format(tenant=self.tenant_id) if self.tenant_id else None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """The settings in `env` (default: os.environ): each row of SETTINGS, then the rules between them."""
+        env = os.environ if env is None else env
+        defaults = cls()
+        values = _storage_fields(env)  # first: without storage nothing runs
+        for setting in SETTINGS:
+            if setting.field not in _READ_BY_RULES:
+                values[setting.field] = setting.read(env, getattr(defaults, setting.field))
+        values["resource_graph_endpoint"] = _resource_graph_endpoint(env, values["arm_endpoint"])
+        values["static_token"] = _static_token(env, values["credential"])
+        values["tenant_id"] = _tenant_id(env, values["webhook_audience"])
+        return cls(**values)
+
+
+# Every setting, each name once: (name, the Settings field it fills, its parser); storage first, then
+# in the order of the fields above. Unset or blank, a setting leaves its field's default. A row marked
+# "rule" is read by the rules after the table: another setting decides its default, or whether it
+# is read or required.
+SETTINGS: tuple[Setting, ...] = (
+    Setting("AzureWebJobsStorage", "storage_connection_string", parse_storage_connection_string),  # rule
+    Setting("AzureWebJobsStorage__accountName", "storage_account_name", parse_storage_account_name),  # rule
+    Setting("AzureWebJobsStorage__tableServiceUri", "storage_table_uri", parse_https_url),  # rule
+    Setting("AzureWebJobsStorage__queueServiceUri", "storage_queue_uri", parse_https_url),  # rule
+    Setting("BACKUPWARDEN_SUBSCRIPTIONS", "subscriptions", parse_subscription_ids),
+    Setting("BACKUPWARDEN_DISCOVERY", "discovery", _choice(DiscoveryMode)),
+    Setting("BACKUPWARDEN_ARM_ENDPOINT", "arm_endpoint", parse_https_url),
+    Setting("BACKUPWARDEN_RESOURCE_GRAPH_ENDPOINT", "resource_graph_endpoint", parse_https_url),  # rule
+    Setting("BACKUPWARDEN_LOG_ANALYTICS_ENDPOINT", "log_analytics_endpoint", parse_https_url),
+    Setting("BACKUPWARDEN_LOGS_INGESTION_ENDPOINT", "logs_ingestion_endpoint", parse_https_url),
+    Setting("BACKUPWARDEN_CREDENTIAL", "credential", _choice(CredentialKind)),
+    Setting("BACKUPWARDEN_STATIC_TOKEN", "static_token", str),  # rule
+    Setting("BACKUPWARDEN_CA_BUNDLE", "ca_bundle", parse_existing_file),
+    Setting("BACKUPWARDEN_GRACE_PERIOD", "grace_period", parse_duration),
+    Setting("BACKUPWARDEN_DRY_RUN", "dry_run", parse_bool),
+    Setting("BACKUPWARDEN_DAILY_BUDGET", "daily_budget", _int_range(1, 9)),
+    Setting("BACKUPWARDEN_MAX_TRIGGERS_PER_RUN", "max_triggers_per_run", _int_range(1, 100_000)),
+    Setting("BACKUPWARDEN_RECOVERY_POINT_EXPIRY_DAYS", "recovery_point_expiry_days", _int_range(1, 9999)),
+    Setting("BACKUPWARDEN_LEDGER_TABLE", "ledger_table", parse_table_name),
+    Setting("SWEEP_SCHEDULE", "sweep_schedule", parse_ncrontab),
+    Setting("BACKUPWARDEN_HTTP_RETRY_TOTAL", "http_retry_total", _int_range(0, 20)),
+    Setting("BACKUPWARDEN_OPERATION_POLL_TIMEOUT_S", "operation_poll_timeout_s", _int_range(1, 3600)),
+    Setting("BACKUPWARDEN_OPERATION_POLL_INTERVAL_S", "operation_poll_interval_s", _float_range(0.01, 60.0)),
+    Setting("BACKUPWARDEN_PROTECT_QUEUE", "protect_queue", parse_queue_name),
+    Setting("BACKUPWARDEN_VAULT_RULES", "vault_rules", parse_vault_rules),
+    Setting("BACKUPWARDEN_PROVISIONING_RECHECK_S", "provisioning_recheck_s", _int_range(1, 3600)),
+    Setting("BACKUPWARDEN_MAX_PROVISIONING_WAITS", "max_provisioning_waits", _int_range(0, 1000)),
+    Setting("BACKUPWARDEN_DCR_IMMUTABLE_ID", "dcr_immutable_id", parse_dcr_immutable_id),
+    Setting("BACKUPWARDEN_LOG_ANALYTICS_WORKSPACE_ID", "workspace_id", parse_guid),
+    Setting("OUTCOMES_SCHEDULE", "outcomes_schedule", parse_ncrontab),
+    Setting("BACKUPWARDEN_OUTBOX_TABLE", "outbox_table", parse_table_name),
+    Setting("BACKUPWARDEN_JOBS_OVERLAP", "jobs_overlap", parse_duration),
+    Setting("BACKUPWARDEN_REMEDIATION_QUEUE", "remediation_queue", parse_queue_name),
+    Setting("BACKUPWARDEN_RETRY_CAP", "retry_cap", _int_range(0, 9)),
+    Setting("BACKUPWARDEN_RETRY_BACKOFF", "retry_backoff", parse_duration),
+    Setting("BACKUPWARDEN_FAILURE_CLASSES", "failure_classes", parse_failure_classes),
+    Setting("BACKUPWARDEN_WEBHOOK_AUDIENCE", "webhook_audience", parse_audience),
+    Setting("BACKUPWARDEN_TENANT_ID", "tenant_id", parse_guid),  # rule
+    Setting("BACKUPWARDEN_OPENID_CONFIGURATION_URL", "openid_configuration_url", parse_https_url),
+    Setting("BACKUPWARDEN_ALERT_DEDUP_TABLE", "alert_dedup_table", parse_table_name),
+    Setting("BACKUPWARDEN_SWEEP_QUEUE", "sweep_queue", parse_queue_name),
+    Setting("BACKUPWARDEN_SWEEP_INLINE_MAX", "sweep_inline_max", _int_range(0, 100_000)),
+    Setting("BACKUPWARDEN_ARM_READ_BUCKET", "arm_read_bucket", parse_bucket),
+    Setting("BACKUPWARDEN_ARM_WRITE_BUCKET", "arm_write_bucket", parse_bucket),
+)
+
+# Every environment name Settings.from_env may read (tests/test_infra.py holds infra/'s app settings
+# and this tuple to what from_env actually reads).
+SETTING_NAMES: tuple[str, ...] = tuple(setting.name for setting in SETTINGS)
+
+
+# --- the rules between settings --------------------------------------------------------------------
+
+_BY_FIELD = {setting.field: setting for setting in SETTINGS}
+_STORAGE_FIELDS = (
+    "storage_connection_string",
+    "storage_account_name",
+    "storage_table_uri",
+    "storage_queue_uri",
+)
+_READ_BY_RULES = frozenset({*_STORAGE_FIELDS, "resource_graph_endpoint", "static_token", "tenant_id"})
+
+
+def _storage_fields(env: Mapping[str, str]) -> dict[str, Any]:
+    """The storage fields from the Functions storage settings.
+
+    `AzureWebJobsStorage` (a connection string) wins; otherwise the identity-based
+    `AzureWebJobsStorage__tableServiceUri` / `__queueServiceUri` / `__accountName` settings apply.
+    """
+    connection, account, table, queue = (_BY_FIELD[name] for name in _STORAGE_FIELDS)
+    connection_string = connection.read(env)
+    if connection_string is not None:
+        return {connection.field: connection_string}
+    account_name = account.read(env)
+    table_uri = table.read(env)
+    queue_uri = queue.read(env)
+    if account_name is not None:
+        table_uri = table_uri or f"https://{account_name}.table.core.windows.net"
+        queue_uri = queue_uri or f"https://{account_name}.queue.core.windows.net"
+    if table_uri is None:
+        raise SettingsError(
+            f"{connection.name}: missing; set a connection string, {DEVELOPMENT_STORAGE} (Azurite), or "
+            f"{account.name} / {table.name} for an identity-based connection"
+        )
+    return {table.field: table_uri, queue.field: queue_uri}
+
+
+def _resource_graph_endpoint(env: Mapping[str, str], arm_endpoint: str) -> str:
+    """Unset, Resource Graph is reached through the ARM endpoint (one setting for a sovereign cloud)."""
+    endpoint: str = _BY_FIELD["resource_graph_endpoint"].read(env, arm_endpoint)
+    return endpoint
+
+
+def _static_token(env: Mapping[str, str], credential: CredentialKind) -> str | None:
+    """The bearer token: required with the static-token credential, ignored otherwise."""
+    if credential is not CredentialKind.STATIC_TOKEN:
+        return None
+    why = f"required when {_BY_FIELD['credential'].name}={CredentialKind.STATIC_TOKEN}"
+    token: str = _BY_FIELD["static_token"].require(env, why)
+    return token
+
+
+def _tenant_id(env: Mapping[str, str], webhook_audience: str | None) -> str | None:
+    """The tenant whose tokens the secure webhook accepts: required once an audience is set."""
+    tenant = _BY_FIELD["tenant_id"]
+    if webhook_audience is None:
+        optional: str | None = tenant.read(env)
+        return optional
+    why = f"required when {_BY_FIELD['webhook_audience'].name} is set (secure webhook)"
+    required: str = tenant.require(env, why)
+    return required

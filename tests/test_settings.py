@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -10,8 +12,11 @@ import pytest
 
 from backupwarden.settings import (
     AZURITE_ACCOUNT_KEY,
+    DEFAULT_OPENID_CONFIGURATION_URL,
+    SETTING_NAMES,
+    SETTINGS,
     CredentialKind,
-    Discovery,
+    DiscoveryMode,
     Settings,
     SettingsError,
     azurite_connection_string,
@@ -21,6 +26,7 @@ from backupwarden.settings import (
 SUB_A = "11111111-1111-4111-8111-111111111111"
 SUB_B = "22222222-2222-4222-8222-222222222222"
 BASE = {"AzureWebJobsStorage": "UseDevelopmentStorage=true"}
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def settings(**env: str) -> Settings:
@@ -30,7 +36,7 @@ def settings(**env: str) -> Settings:
 def test_defaults() -> None:
     parsed = settings()
     assert parsed.subscriptions == ()
-    assert parsed.discovery is Discovery.RESOURCE_GRAPH
+    assert parsed.discovery is DiscoveryMode.RESOURCE_GRAPH
     assert parsed.arm_endpoint == "https://management.azure.com"
     assert parsed.resource_graph_endpoint == "https://management.azure.com"
     assert parsed.log_analytics_endpoint == "https://api.loganalytics.io"
@@ -64,8 +70,8 @@ def test_reads_os_environ_when_no_mapping_given(monkeypatch: pytest.MonkeyPatch)
     ("name", "value", "attribute", "expected"),
     [
         ("BACKUPWARDEN_SUBSCRIPTIONS", f"{SUB_A}, {SUB_B.upper()},{SUB_A},", "subscriptions", (SUB_A, SUB_B)),
-        ("BACKUPWARDEN_DISCOVERY", "vaults", "discovery", Discovery.VAULTS),
-        ("BACKUPWARDEN_DISCOVERY", "Resource-Graph", "discovery", Discovery.RESOURCE_GRAPH),
+        ("BACKUPWARDEN_DISCOVERY", "vaults", "discovery", DiscoveryMode.VAULTS),
+        ("BACKUPWARDEN_DISCOVERY", "Resource-Graph", "discovery", DiscoveryMode.RESOURCE_GRAPH),
         ("BACKUPWARDEN_GRACE_PERIOD", "0", "grace_period", timedelta(0)),
         ("BACKUPWARDEN_GRACE_PERIOD", "30m", "grace_period", timedelta(minutes=30)),
         ("BACKUPWARDEN_DRY_RUN", "true", "dry_run", True),
@@ -253,3 +259,62 @@ def test_parse_duration(text: str, expected: timedelta) -> None:
 def test_parse_duration_rejects(text: str) -> None:
     with pytest.raises(ValueError, match="not a duration"):
         parse_duration(text)
+
+
+def test_the_table_names_each_setting_once_and_fills_every_field_once() -> None:
+    assert len(SETTING_NAMES) == len(set(SETTING_NAMES))
+    filled = [setting.field for setting in SETTINGS if setting.field != "storage_account_name"]
+    assert sorted(filled) == sorted(field.name for field in dataclasses.fields(Settings))
+
+
+def test_missing_storage_is_reported_before_other_settings() -> None:
+    with pytest.raises(SettingsError, match=r"^AzureWebJobsStorage: missing"):
+        Settings.from_env({"BACKUPWARDEN_DAILY_BUDGET": "10"})
+
+
+# How README's settings table words a default where it is not the value in backticks.
+README_WORDING = {
+    "BACKUPWARDEN_SUBSCRIPTIONS": "empty",
+    "BACKUPWARDEN_VAULT_RULES": "`[]`",  # a JSON array
+    "BACKUPWARDEN_RESOURCE_GRAPH_ENDPOINT": "the ARM endpoint",
+    "BACKUPWARDEN_OPENID_CONFIGURATION_URL": f"`{DEFAULT_OPENID_CONFIGURATION_URL}`",
+}
+
+
+def _as_readme_states_it(value: Any) -> str:
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, timedelta):
+        return f"`{_duration_text(value)}`"
+    if isinstance(value, float):
+        return f"`{value:g}`"
+    if isinstance(value, tuple) and len(value) == 2 and all(isinstance(part, float) for part in value):
+        return f"`{value[0]:g}/{value[1]:g}`"  # a token bucket
+    return f"`{value}`"
+
+
+def _duration_text(value: timedelta) -> str:
+    seconds = int(value.total_seconds())
+    units = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+    parts = []
+    for unit, size in units:
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return "".join(parts) or "0"
+
+
+def test_readme_gives_each_setting_its_default() -> None:
+    stated = dict(re.findall(r"^\| `(\w+)`[^|]*\| ([^|]+?) \|", README.read_text(), re.MULTILINE))
+    defaults = Settings()
+    wrong = {}
+    for setting in SETTINGS:
+        if setting.name.startswith("AzureWebJobsStorage"):
+            continue  # a rule between four settings; README words it
+        expected = README_WORDING.get(setting.name) or _as_readme_states_it(getattr(defaults, setting.field))
+        cell = stated.get(setting.name, "(no row)")
+        if cell != expected and not cell.startswith(f"{expected} "):
+            wrong[setting.name] = (cell, expected)
+    assert wrong == {}
