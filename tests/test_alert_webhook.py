@@ -17,11 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from azure.data.tables import TableClient
 from azure.monitor.ingestion import LogsIngestionClient
 from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from backupwarden.adapters.storage.alert_dedup import AlertDedup, dedup_partition_key
+from backupwarden.adapters.storage.queues import WorkQueue
 from backupwarden.domain.alert_rules import BACKUP_FAILED
 from backupwarden.domain.log_schema import JOB_OUTCOMES
 from backupwarden.flows.remediation.intake import (
@@ -29,11 +32,16 @@ from backupwarden.flows.remediation.intake import (
     AlertIntake,
     IntakeStatus,
     IntakeUnavailable,
-    dedup_partition_key,
     read_alert_body,
 )
-from backupwarden.flows.remediation.messages import InvalidWorkItem, RemediationWorkItem
-from backupwarden.settings import AZURITE_ACCOUNT_KEY, AZURITE_ACCOUNT_NAME, Settings, SettingsError
+from backupwarden.flows.remediation.messages import InvalidRemediationWorkItem, RemediationWorkItem
+from backupwarden.settings import (
+    AZURITE_ACCOUNT_KEY,
+    AZURITE_ACCOUNT_NAME,
+    Settings,
+    SettingsError,
+    azurite_connection_string,
+)
 from devtools.demo import DEMO_DCR_ID, DEMO_WORKSPACE_ID, provision_log_analytics
 from emulator import Emulator, EmulatorServer
 from emulator.monitor.models import MonitorBackend
@@ -49,6 +57,7 @@ from tests.alert_webhook_fixtures import (
     webhook_fixture,  # noqa: F401
 )
 from tests.conftest import StaticToken
+from tests.lossy_proxy import LossyProxy
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMON = "azureMonitorCommonAlertSchema"
@@ -393,7 +402,7 @@ def test_a_failed_enqueue_releases_the_claim_so_the_retry_is_not_a_duplicate(web
     notice = read_alert_body(json.dumps(log_alert()).encode())
     with webhook.table() as table, _unreachable_queue(webhook) as broken:
         with pytest.raises(IntakeUnavailable):
-            AlertIntake(table, broken).receive(notice)
+            AlertIntake(AlertDedup(table), WorkQueue(broken)).receive(notice)
         assert list(table.list_entities()) == [], "the claim was released"
 
     retried = webhook.post(json.dumps(log_alert(notice.alert_id)).encode())
@@ -414,6 +423,38 @@ def test_a_storage_failure_is_answered_503(webhook: Webhook, monkeypatch: pytest
     assert webhook.message_count() == 0
 
 
+def _table_port(webhook: Webhook) -> int:
+    found = re.search(r"TableEndpoint=http://127\.0\.0\.1:(\d+)/", webhook.storage)
+    assert found is not None
+    return int(found.group(1))
+
+
+@pytest.mark.parametrize(("condition", "status"), [("Fired", "accepted"), ("Resolved", "recorded")])
+def test_a_notification_whose_record_answer_was_lost_is_still_taken_in_once(
+    webhook: Webhook, condition: str, status: str
+) -> None:
+    notice = read_alert_body(json.dumps(log_alert(condition=condition)).encode())
+    port = _table_port(webhook)
+    with (
+        LossyProxy(port) as proxy,
+        TableClient.from_connection_string(
+            azurite_connection_string(port, port, proxy.port), table_name=webhook.table_name
+        ) as table,
+        QueueClient.from_connection_string(
+            webhook.storage, webhook.queue_name, message_encode_policy=TextBase64EncodePolicy()
+        ) as queue,
+    ):
+        intake = AlertIntake(AlertDedup(table), WorkQueue(queue))
+        table.create_table()
+        proxy.lose_answer(f"POST /{AZURITE_ACCOUNT_NAME}/{webhook.table_name}".encode())
+
+        taken_in = intake.receive(notice)
+
+        assert proxy.lost == 1, "the insert reached Azurite and its answer was dropped"
+        assert (taken_in.value, intake.receive(notice)) == (status, IntakeStatus.DUPLICATE)
+    assert webhook.message_count() == (1 if condition == "Fired" else 0)
+
+
 # --- the work item -------------------------------------------------------------------------------
 def test_a_work_item_round_trips() -> None:
     item = RemediationWorkItem.from_notice(read_alert_body(json.dumps(log_alert()).encode()))
@@ -431,7 +472,7 @@ def test_a_work_item_round_trips() -> None:
     ],
 )
 def test_a_malformed_work_item_is_refused(text: str, message: str) -> None:
-    with pytest.raises(InvalidWorkItem) as raised:
+    with pytest.raises(InvalidRemediationWorkItem) as raised:
         RemediationWorkItem.from_json(text)
     assert str(raised.value).startswith(message)
 
@@ -452,7 +493,7 @@ def test_a_work_item_with_a_bad_field_is_refused(change: dict[str, Any], message
         RemediationWorkItem.from_notice(read_alert_body(json.dumps(log_alert()).encode())).to_json()
     )
 
-    with pytest.raises(InvalidWorkItem) as raised:
+    with pytest.raises(InvalidRemediationWorkItem) as raised:
         RemediationWorkItem.from_json(json.dumps({**good, **change}))
     assert str(raised.value).startswith(message)
 

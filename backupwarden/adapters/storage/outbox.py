@@ -23,11 +23,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from azure.core import MatchConditions
-from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import (
+    AzureError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
+from backupwarden.adapters.storage.tables import ensure_table, write_on_etag
 from backupwarden.domain.log_schema import table_for_stream
+from backupwarden.domain.times import utc_now
 
 TRANSACTION_SIZE = 100  # Table Storage's limit of operations per batch transaction
 _KEY_TIME = "%Y%m%dT%H%M%S%fZ"
@@ -48,22 +54,13 @@ class PendingRecord:
         return str(self.row[table_for_stream(self.stream).id_column])
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 class Outbox:
     def __init__(self, table: TableClient, clock: Callable[[], datetime] = utc_now) -> None:
         self._table = table
         self._clock = clock
 
     def ensure_table(self) -> None:
-        try:
-            self._table.create_table()
-        except ResourceExistsError:
-            pass
-        except AzureError as exc:
-            raise OutboxUnavailable(f"cannot create table {self._table.table_name}") from exc
+        ensure_table(self._table, OutboxUnavailable)
 
     # --- writing ---------------------------------------------------------------------------
     def add(self, stream: str, rows: list[dict[str, Any]], *, skip_shipped: bool = False) -> int:
@@ -241,13 +238,8 @@ class Outbox:
         """Only forward, and only from the value read (a concurrent run that moved it first wins)."""
         entity = {"PartitionKey": "watermark", "RowKey": name, "value": value}
         try:
-            if etag is None:
-                self._table.create_entity(entity)
-            else:
-                self._table.update_entity(
-                    entity, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
-                )
-        except (ResourceExistsError, ResourceNotFoundError):
+            write_on_etag(self._table, entity, etag)
+        except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
             return
         except AzureError as exc:
             if getattr(exc, "status_code", None) == 412:

@@ -17,16 +17,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from azure.core import MatchConditions
 from azure.core.exceptions import (
     AzureError,
     ResourceExistsError,
     ResourceModifiedError,
     ResourceNotFoundError,
 )
-from azure.data.tables import TableClient, UpdateMode
+from azure.data.tables import TableClient
 
 from backupwarden.adapters.storage.ledger import LedgerUnavailable
+from backupwarden.adapters.storage.tables import write_on_etag
 from backupwarden.domain.sweep_rules import TriggerDecision
 
 RUN_COUNTER_PARTITION = "sweeprun"
@@ -81,12 +81,7 @@ class LedgerRunSlots:
         """False when another worker changed the counter since it was read."""
         entity = {"PartitionKey": RUN_COUNTER_PARTITION, "RowKey": self._run_id, "triggered": count}
         try:
-            if etag is None:
-                self._table.create_entity(entity)
-            else:
-                self._table.update_entity(
-                    entity, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
-                )
+            write_on_etag(self._table, entity, etag)
         except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
             return False
         except AzureError as exc:

@@ -1,19 +1,17 @@
 """Taking in alert notifications: read the body, de-duplicate, enqueue a fired alert, record a resolved one.
 
 Action groups retry a notification (on 408, 429, 503, 504 and network errors, up to 5 times), so
-the same (alertId, monitorCondition) can arrive more than once. Each is taken in once, through one
-Table entity per notification: PartitionKey = sha256 of the alertId (Table keys forbid the `/` of
-an alert id), RowKey = the monitor condition.
+the same (alertId, monitorCondition) can arrive more than once; each is taken in once, through the
+de-duplication table (backupwarden/adapters/storage/alert_dedup.py).
 
 Crash safety ("save in progress first, delete on failure", with expiry):
-1. claim: create the entity as `pending` (expires after PENDING_TTL). A create conflict means
-   another delivery got there first: `enqueued`/`recorded` -> duplicate (202); `pending` and not
-   expired -> that delivery is still enqueuing (503: the action group retries, and the retry then
-   sees `enqueued`); `pending` and expired -> its holder died, take it over (ETag-conditioned).
-2. enqueue the work item. If that fails, delete the claim and answer 503, so the action group's
-   retry is not mistaken for a duplicate. If the process dies before the delete, the claim
+1. claim the notification as `pending`. Taken in before -> duplicate (202); another delivery is
+   still enqueuing it -> 503 (the action group retries, and the retry then sees `enqueued`); a
+   pending claim past its expiry is taken over (its holder died).
+2. enqueue the work item. If that fails, release the claim and answer 503, so the action group's
+   retry is not mistaken for a duplicate. If the process dies before the release, the claim
    expires and the next retry takes it over.
-3. mark the entity `enqueued`.
+3. mark the claim `enqueued`.
 A notification may therefore be enqueued twice (a crash after step 2, a lost answer to a send
 that succeeded, an expired claim taken over while its holder still runs). That is harmless:
 remediation acts on a VM only through the ledger, one action per (VM, action, day).
@@ -21,50 +19,35 @@ remediation acts on a VM only through the ledger, one action per (VM, action, da
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import logging
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from azure.core import MatchConditions
-from azure.core.exceptions import (
-    AzureError,
-    ResourceExistsError,
-    ResourceModifiedError,
-    ResourceNotFoundError,
+from backupwarden.adapters.azure.errors import AzureCallError
+from backupwarden.adapters.storage.alert_dedup import (
+    AlertDedup,
+    DedupError,
+    DedupUnavailable,
+    NotificationClaim,
+    NotificationInFlight,
 )
-from azure.data.tables import TableClient, UpdateMode
-from azure.storage.queue import QueueClient
-
-from backupwarden.adapters.azure.clients import AzureClients
+from backupwarden.adapters.storage.queues import WorkQueue
 from backupwarden.domain.alerts import AlertNotice, InvalidAlert, read_alert
 from backupwarden.flows.remediation.messages import RemediationWorkItem
-from backupwarden.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 256 * 1024
 MAX_WORK_ITEM_BYTES = 48_000  # a queue message holds 64 KiB, and base64 makes 4 bytes of 3
 MAX_ID_LENGTH = 1024  # real alert ids and rule names are a few hundred characters at most
-PENDING_TTL = timedelta(seconds=30)  # the webhook answers within a second; a claim this old is dead
 FIRED = "Fired"
-_CLAIM_ROUNDS = 3
 
 
 class IntakeStatus(StrEnum):
     ACCEPTED = "accepted"  # fired: a remediation work item is on the queue
     DUPLICATE = "duplicate"  # this notification was taken in before
     RECORDED = "recorded"  # resolved: noted, nothing to do
-
-
-class _EntryState(StrEnum):
-    PENDING = "pending"
-    ENQUEUED = "enqueued"
-    RECORDED = "recorded"
 
 
 class IntakeUnavailable(Exception):
@@ -122,167 +105,57 @@ def _check_storable(notice: AlertNotice) -> None:
             )
 
 
-def dedup_partition_key(alert_id: str) -> str:
-    return hashlib.sha256(alert_id.encode("utf-8", errors="surrogatepass")).hexdigest()
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 class AlertIntake:
-    def __init__(
-        self,
-        dedup_table: TableClient,
-        queue: QueueClient,
-        *,
-        clock: Callable[[], datetime] = utc_now,
-        pending_ttl: timedelta = PENDING_TTL,
-    ) -> None:
-        self._table = dedup_table
+    def __init__(self, dedup: AlertDedup, queue: WorkQueue) -> None:
+        self._dedup = dedup
         self._queue = queue
-        self._clock = clock
-        self._pending_ttl = pending_ttl
 
     def receive(self, notice: AlertNotice) -> IntakeStatus:
         """Takes one notification in; raises IntakeUnavailable or AlertInFlight (both worth a retry)."""
+        try:
+            status = self._take_in(notice)
+        except DedupUnavailable as exc:
+            raise IntakeUnavailable(
+                f"cannot record the notification in {self._dedup.table_name}: {exc}"
+            ) from exc
+        except NotificationInFlight as exc:
+            raise AlertInFlight(str(exc)) from exc
+        logger.info("alert notification taken in", extra={**_fields(notice), "status": status.value})
+        return status
+
+    def _take_in(self, notice: AlertNotice) -> IntakeStatus:
         if notice.monitor_condition != FIRED:
-            created = self._create(self._entity(notice, _EntryState.RECORDED)) is not None
-            status = IntakeStatus.RECORDED if created else IntakeStatus.DUPLICATE
-            _log(notice, status)
-            return status
-        etag = self._claim(notice)
-        if etag is None:
-            _log(notice, IntakeStatus.DUPLICATE)
+            return IntakeStatus.RECORDED if self._dedup.record(notice) else IntakeStatus.DUPLICATE
+        claim = self._dedup.claim(notice)
+        if claim is None:
             return IntakeStatus.DUPLICATE
-        self._enqueue_or_release(notice, etag)
-        self._mark_enqueued(notice, etag)
-        _log(notice, IntakeStatus.ACCEPTED)
+        self._enqueue_or_release(notice, claim)
+        self._mark_enqueued(notice, claim)
         return IntakeStatus.ACCEPTED
 
-    # --- the claim ---------------------------------------------------------------------------
-    def _claim(self, notice: AlertNotice) -> str | None:
-        """The ETag of our pending claim, or None when the notification was taken in before."""
-        for _ in range(_CLAIM_ROUNDS):
-            etag = self._create(self._entity(notice, _EntryState.PENDING))
-            if etag is not None:
-                return etag
-            existing = self._get(notice)
-            if existing is None:
-                continue  # released between our create and our read: create again
-            if existing.get("status") != _EntryState.PENDING:
-                return None
-            if _as_utc(existing["expires"]) > self._clock():
-                raise AlertInFlight(f"{notice.dedup_key[:300]} is being enqueued by another call")
-            etag = self._take_over(notice, existing)
-            if etag is not None:
-                return etag
-        raise AlertInFlight(f"notification {notice.dedup_key[:300]} changed under every claim attempt")
-
-    def _take_over(self, notice: AlertNotice, existing: Any) -> str | None:
-        logger.warning("took over an expired claim on an alert notification", extra=_fields(notice))
+    def _enqueue_or_release(self, notice: AlertNotice, claim: NotificationClaim) -> None:
         try:
-            result = self._table.update_entity(
-                self._entity(notice, _EntryState.PENDING),
-                mode=UpdateMode.REPLACE,
-                etag=existing.metadata["etag"],
-                match_condition=MatchConditions.IfNotModified,
-            )
-        except ResourceNotFoundError:
-            return None
-        except ResourceModifiedError:
-            raise AlertInFlight(f"notification {notice.dedup_key[:300]} was claimed concurrently") from None
-        except AzureError as exc:
-            raise IntakeUnavailable("cannot claim the alert notification") from exc
-        return str(result["etag"])
-
-    # --- the work ----------------------------------------------------------------------------
-    def _enqueue_or_release(self, notice: AlertNotice, etag: str) -> None:
-        try:
-            self._send(RemediationWorkItem.from_notice(notice).to_json())
-        except AzureError as exc:
-            self._release(notice, etag)
+            self._queue.send(RemediationWorkItem.from_notice(notice).to_json())
+        except AzureCallError as exc:
+            self._release(notice, claim)
             raise IntakeUnavailable("cannot enqueue the remediation work item") from exc
 
-    def _send(self, message: str) -> None:
+    def _release(self, notice: AlertNotice, claim: NotificationClaim) -> None:
         try:
-            self._queue.send_message(message)
-        except ResourceNotFoundError:
-            with contextlib.suppress(ResourceExistsError):
-                self._queue.create_queue()
-            self._queue.send_message(message)
-
-    def _release(self, notice: AlertNotice, etag: str) -> None:
-        try:
-            self._table.delete_entity(
-                dedup_partition_key(notice.alert_id),
-                notice.monitor_condition,
-                etag=etag,
-                match_condition=MatchConditions.IfNotModified,
-            )
-        except AzureError:
+            self._dedup.release(claim)
+        except DedupError:
             logger.warning(
                 "cannot release the claim on an alert notification; it expires",
-                extra={**_fields(notice), "expires_in_s": self._pending_ttl.total_seconds()},
+                extra={**_fields(notice), "expires_in_s": self._dedup.pending_ttl.total_seconds()},
                 exc_info=True,
             )
 
-    def _mark_enqueued(self, notice: AlertNotice, etag: str) -> None:
-        entity = {
-            "PartitionKey": dedup_partition_key(notice.alert_id),
-            "RowKey": notice.monitor_condition,
-            "status": _EntryState.ENQUEUED.value,
-            "updated": self._clock(),
-        }
+    def _mark_enqueued(self, notice: AlertNotice, claim: NotificationClaim) -> None:
         try:
-            self._table.update_entity(
-                entity, mode=UpdateMode.MERGE, etag=etag, match_condition=MatchConditions.IfNotModified
-            )
-        except AzureError:
+            self._dedup.mark_enqueued(claim)
+        except DedupError:
             # The work item is on the queue; at worst a retry after the claim expired enqueues it again.
             logger.warning("cannot mark an alert notification enqueued", extra=_fields(notice), exc_info=True)
-
-    # --- storage -------------------------------------------------------------------------------
-    def _entity(self, notice: AlertNotice, state: _EntryState) -> dict[str, Any]:
-        now = self._clock()
-        return {
-            "PartitionKey": dedup_partition_key(notice.alert_id),
-            "RowKey": notice.monitor_condition,
-            "alert_id": notice.alert_id,
-            "rule": notice.rule,
-            "monitoring_service": notice.monitoring_service,
-            "monitor_condition": notice.monitor_condition,
-            "fired_at": notice.fired_at.isoformat(),  # text: Table dates stop at year 1601
-            "status": state.value,
-            "updated": now,
-            "expires": now + self._pending_ttl if state is _EntryState.PENDING else now,
-        }
-
-    def _create(self, entity: dict[str, Any]) -> str | None:
-        """The new entity's ETag, or None when it already exists."""
-        try:
-            try:
-                return str(self._table.create_entity(entity)["etag"])
-            except ResourceNotFoundError:  # the table itself: created on first use
-                with contextlib.suppress(ResourceExistsError):
-                    self._table.create_table()
-                return str(self._table.create_entity(entity)["etag"])
-        except ResourceExistsError:
-            return None
-        except AzureError as exc:
-            raise IntakeUnavailable(f"cannot record the notification in {self._table.table_name}") from exc
-
-    def _get(self, notice: AlertNotice) -> Any:
-        try:
-            return self._table.get_entity(dedup_partition_key(notice.alert_id), notice.monitor_condition)
-        except ResourceNotFoundError:
-            return None
-        except AzureError as exc:
-            raise IntakeUnavailable("cannot read the alert notification's record") from exc
-
-
-def build_alert_intake(settings: Settings, clients: AzureClients) -> AlertIntake:
-    return AlertIntake(clients.alert_dedup_table(), clients.work_queue(settings.remediation_queue))
 
 
 def _fields(notice: AlertNotice) -> dict[str, str]:
@@ -292,11 +165,3 @@ def _fields(notice: AlertNotice) -> dict[str, str]:
         "monitor_condition": notice.monitor_condition,
         "monitoring_service": notice.monitoring_service,
     }
-
-
-def _log(notice: AlertNotice, status: IntakeStatus) -> None:
-    logger.info("alert notification taken in", extra={**_fields(notice), "status": status.value})
-
-
-def _as_utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -1,6 +1,10 @@
-"""The sweep queue (BACKUPWARDEN_SWEEP_QUEUE) and its poison queue: the only Storage Queue calls of the sweep.
+"""The Storage queues: the sweep queue (BACKUPWARDEN_SWEEP_QUEUE) and its poison queue, and the work
+queues the new-VM trigger and the alert webhook send to (BACKUPWARDEN_PROTECT_QUEUE,
+BACKUPWARDEN_REMEDIATION_QUEUE). The only Storage Queue calls of the app.
 
 Messages are base64 text, as the Functions queue trigger reads them (`host.json` messageEncoding).
+A queue is created when missing: by `ensure` (the composition root runs it once per process),
+and by a send that finds the queue gone.
 """
 
 from __future__ import annotations
@@ -10,13 +14,47 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from azure.core.exceptions import AzureError, ResourceExistsError
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.queue import QueueClient
 
 from backupwarden.adapters.azure.errors import AzureCallError
 
 POISON_SUFFIX = "-poison"  # what the Functions host appends to a queue's name
 SEND_THREADS = 8  # enqueueing is a round trip per message; a plan of thousands sends them in parallel
+
+
+def create_queue(queue: QueueClient) -> None:
+    """Create the queue if it is missing; AzureCallError when Storage fails."""
+    try:
+        with contextlib.suppress(ResourceExistsError):
+            queue.create_queue()
+    except AzureError as exc:
+        raise AzureCallError.from_sdk(f"create queue {queue.queue_name}", exc) from exc
+
+
+class WorkQueue:
+    """A queue of work items, each sent on its own (the new-VM and the remediation queue)."""
+
+    def __init__(self, queue: QueueClient) -> None:
+        self._queue = queue
+
+    @property
+    def name(self) -> str:
+        return str(self._queue.queue_name)
+
+    def ensure(self) -> None:
+        create_queue(self._queue)
+
+    def send(self, body: str, delay_s: int = 0) -> None:
+        """Enqueue `body`, invisible for `delay_s` seconds; AzureCallError when it was not sent."""
+        try:
+            try:
+                self._queue.send_message(body, visibility_timeout=delay_s or None)
+            except ResourceNotFoundError:  # the queue itself: deleted, or never ensured
+                self.ensure()
+                self._queue.send_message(body, visibility_timeout=delay_s or None)
+        except AzureError as exc:
+            raise AzureCallError.from_sdk(f"enqueue work item on {self.name}", exc) from exc
 
 
 @dataclass(frozen=True)
@@ -27,22 +65,16 @@ class ReceivedMessage:
     dequeue_count: int
 
 
-class SweepQueue:
+class SweepQueue(WorkQueue):
+    """The sweep queue: work items sent many at once, and drained here too (the CLI's local drain)."""
+
     def __init__(self, queue: QueueClient, poison: QueueClient) -> None:
-        self._queue = queue
+        super().__init__(queue)
         self._poison = poison
 
-    @property
-    def name(self) -> str:
-        return str(self._queue.queue_name)
-
     def ensure(self) -> None:
-        for queue in (self._queue, self._poison):
-            try:
-                with contextlib.suppress(ResourceExistsError):
-                    queue.create_queue()
-            except AzureError as exc:
-                raise AzureCallError.from_sdk("create sweep queue", exc) from exc
+        super().ensure()
+        create_queue(self._poison)
 
     def send_each(self, bodies: Iterable[str]) -> list[AzureCallError | None]:
         """Send every body; per body None (sent) or why it was not."""
