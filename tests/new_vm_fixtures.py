@@ -30,7 +30,8 @@ from backupwarden.adapters.azure.recovery_services import VaultRef
 from backupwarden.adapters.storage.ledger import Ledger, LedgerRecord
 from backupwarden.app import build_protect_vm
 from backupwarden.domain.vm_events import VmWritten, read_vm_write
-from backupwarden.flows.new_vm.worker import ProtectVm, WorkItem
+from backupwarden.flows.new_vm.messages import WorkItem
+from backupwarden.flows.new_vm.worker import ProtectVm
 from emulator import Emulator, EmulatorServer
 from emulator.compute.models import ComputeBackend
 from emulator.core.realism import LoggedRequest

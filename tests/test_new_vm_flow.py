@@ -22,8 +22,9 @@ from backupwarden.adapters.storage.ledger import LedgerStatus
 from backupwarden.domain.records import Outcome, Result
 from backupwarden.domain.vm_events import VmWritten, read_vm_write
 from backupwarden.flows.backup_now import LEDGER_ACTION as BACKUP
+from backupwarden.flows.new_vm.messages import WorkItem
 from backupwarden.flows.new_vm.worker import LEDGER_ACTION as PROTECT
-from backupwarden.flows.new_vm.worker import TransientFailure, WorkItem
+from backupwarden.flows.new_vm.worker import TransientFailure
 from emulator.core.realism import Fault
 from emulator.recoveryservices.urls import FABRIC
 from tests.new_vm_fixtures import (

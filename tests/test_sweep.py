@@ -21,7 +21,7 @@ from azure.mgmt.recoveryservicesbackup.models import (
 
 from backupwarden.adapters.azure.clients import AzureClients
 from backupwarden.adapters.azure.recovery_services import RecoveryServices
-from backupwarden.app import build_discovery, subscriptions_in_scope
+from backupwarden.app import build_discovery, build_subscription_scope
 from backupwarden.domain.records import Candidate, Outcome, Result
 from backupwarden.flows.run_report import RunReport
 from emulator.core.realism import Fault
@@ -159,7 +159,7 @@ def discovered(bench: SweepBench, strategy: str) -> set[Found]:
     settings = bench.settings(BACKUPWARDEN_DISCOVERY=strategy)
     clients = bench.clients(settings)
     discovery = build_discovery(settings, clients, RecoveryServices(clients.backup), now=bench.emulator.now)
-    found = discovery.find_stuck_initial_backups(subscriptions_in_scope(settings, clients))
+    found = discovery.find_stuck_initial_backups(build_subscription_scope(settings, clients)())
     assert found.failures == []
     keys = {Found.of(c) for c in found.candidates}
     assert len(keys) == len(found.candidates), f"{strategy}: duplicate candidates"
@@ -407,6 +407,7 @@ def test_failed_job_is_retried_only_when_a_retry_can_fix_it(
     sweep_bench: SweepBench, code: str, classes: str, retried: bool
 ) -> None:
     sweep_bench.load(small_scenario(stuck_vm("blocked-01", fail_next={"code": code, "attempts": 5})))
+
     def run() -> Outcome:
         report = sweep_bench.run(BACKUPWARDEN_DAILY_BUDGET="3", BACKUPWARDEN_FAILURE_CLASSES=classes)
         return by_vm_name(report.outcomes)["blocked-01"]

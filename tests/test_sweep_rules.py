@@ -12,6 +12,7 @@ from backupwarden.domain.sweep_rules import (
     SweepPolicy,
     TriggerDecision,
     decide_trigger,
+    refuse_for_today,
     skip_before_verifying,
 )
 
@@ -203,3 +204,27 @@ def test_opt_out_and_running_jobs_are_skipped_before_any_verification_read() -> 
     assert opted_out == TriggerDecision(False, "opted out by tag backupwarden:skip")
     assert running == TriggerDecision(False, "a backup job is already in progress")
     assert skip_before_verifying(_candidate()) is None
+
+
+LEDGER_CASES = [(name, given) for name, given, _, _ in CASES if isinstance(given, dict) and "ledger" in given]
+
+
+@pytest.mark.parametrize(("name", "given"), LEDGER_CASES, ids=[c[0] for c in LEDGER_CASES])
+def test_todays_record_adds_exactly_the_refusals_of_the_full_decision(
+    name: str, given: dict[str, object]
+) -> None:
+    """A trigger decided with no record today needs only `refuse_for_today` once the record exists."""
+    ledger, policy = given["ledger"], given.get("policy", POLICY)
+    assert isinstance(ledger, LedgerView) and isinstance(policy, SweepPolicy)
+    refusal = refuse_for_today(ledger, policy)
+    full = decide(**given)  # type: ignore[arg-type]
+    assert decide(policy=policy).trigger  # the item alone would trigger: only the record refuses
+    if full.trigger:
+        assert refusal is None
+    else:
+        assert refusal == full
+
+
+def test_a_day_without_a_record_adds_no_refusal() -> None:
+    assert refuse_for_today(LedgerView(first_seen=LONG_AGO), POLICY) is None
+    assert refuse_for_today(NO_HISTORY, SweepPolicy(timedelta(hours=1), 1, 1)) is None

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from backupwarden.adapters.storage.sweep_queue import ReceivedMessage, SweepQueue
+from backupwarden.adapters.storage.queues import ReceivedMessage, SweepQueue
 from backupwarden.domain.records import Candidate, Outcome
 from backupwarden.flows.sweep.fanout import (
     MAX_DELIVERIES,

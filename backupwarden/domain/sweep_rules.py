@@ -64,6 +64,17 @@ def decide_trigger(
             False,
             f"within grace period ({_human(policy.grace_period)} after {pending_since:%Y-%m-%dT%H:%MZ})",
         )
+    refusal = refuse_for_today(ledger, policy)
+    if refusal is not None:
+        return refusal
+    if triggered_this_run >= policy.max_triggers_per_run:
+        return TriggerDecision(False, f"per-run cap reached ({policy.max_triggers_per_run} triggers)")
+    return TriggerDecision(True, f"initial backup pending since {pending_since:%Y-%m-%dT%H:%MZ}")
+
+
+def refuse_for_today(ledger: LedgerView, policy: SweepPolicy) -> TriggerDecision | None:
+    """The refusals today's ledger record adds (None: it adds none). A day with no record adds none,
+    so a trigger decided with an empty view needs only these once the record turns out to exist."""
     if ledger.claimed_by_other_run:
         return TriggerDecision(False, "another run is triggering this VM right now")
     if ledger.last_job_status in RUNNING_JOB_STATUSES:
@@ -84,9 +95,7 @@ def decide_trigger(
         return TriggerDecision(
             False, f"daily budget spent ({ledger.attempts_today} of {budget} on-demand backups today)"
         )
-    if triggered_this_run >= policy.max_triggers_per_run:
-        return TriggerDecision(False, f"per-run cap reached ({policy.max_triggers_per_run} triggers)")
-    return TriggerDecision(True, f"initial backup pending since {pending_since:%Y-%m-%dT%H:%MZ}")
+    return None
 
 
 def not_retried_failure(code: str | None, policy: SweepPolicy) -> FailureClass | None:

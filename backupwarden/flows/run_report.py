@@ -44,13 +44,8 @@ class RunReport:
         """The run itself as one decision record: the heartbeat the "automation silent" alert watches."""
         summary = self.summary()
         counts = ", ".join(f"{summary[r.value]} {r.value}" for r in SWEEP_RESULTS)
-        return Outcome(
-            run_id=self.run_id,
-            vm_id="",
-            vault_id="",
-            action=action,
-            result=Result.COMPLETED,
-            reason=f"{self.candidates} candidates: {counts}",
+        return action_outcome(
+            self.run_id, "", "", action, Result.COMPLETED, f"{self.candidates} candidates: {counts}"
         )
 
 

@@ -6,13 +6,15 @@ import json
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from backupwarden.domain.records import Outcome, Result
+from backupwarden.domain.times import utc_now
 from backupwarden.domain.vm_events import MAX_EVENT_BYTES, Ignored, InvalidEvent, read_vm_write
-from backupwarden.flows.new_vm.worker import ACTION, ProtectVm, TransientFailure, WorkItem
-from backupwarden.flows.run_report import RunReport
+from backupwarden.flows.new_vm.messages import WorkItem
+from backupwarden.flows.new_vm.worker import ACTION, ProtectVm, TransientFailure
+from backupwarden.flows.run_report import RunReport, action_outcome
 
 TRANSIENT_RETRIES = 3
 
@@ -35,7 +37,7 @@ def handle_events(
     dry_run: bool,
     recheck_s: float,
     sleep: Callable[[float], None] = time.sleep,
-    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    now: Callable[[], datetime] = utc_now,
 ) -> RunReport:
     """Each distinct VM write once (duplicates collapse by VM and correlation id), to its outcome."""
     report = RunReport(str(uuid.uuid4()), dry_run, now(), candidates=len(events))
@@ -80,12 +82,5 @@ def _to_completion(
 
 def _rejected(run_id: str, event: Any, reason: str) -> Outcome:
     event_id = event.get("id", "") if isinstance(event, dict) else ""
-    return Outcome(
-        run_id=run_id,
-        vm_id="",
-        vault_id="",
-        action=ACTION,
-        result=Result.FAILED,
-        reason=f"rejected event {event_id}: {reason}".replace("  ", " "),
-        error_code="InvalidEvent",
-    )
+    rejected = f"rejected event {event_id}: {reason}".replace("  ", " ")
+    return action_outcome(run_id, "", "", ACTION, Result.FAILED, rejected, error_code="InvalidEvent")

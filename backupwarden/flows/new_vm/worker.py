@@ -7,12 +7,11 @@ redeliveries and order, and however many workers race on the same VM.
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from backupwarden.adapters.azure.errors import AzureCallError
@@ -22,20 +21,18 @@ from backupwarden.adapters.azure.recovery_services import RecoveryServices, Vaul
 from backupwarden.adapters.storage.ledger import AlreadyClaimed, BudgetExhausted, Ledger, LedgerError
 from backupwarden.domain.new_vm_rules import decide_new_vm
 from backupwarden.domain.records import Outcome, Result
+from backupwarden.domain.times import utc_now
 from backupwarden.domain.vault_selection import MappingRule, VmFacts, choose_vault
-from backupwarden.domain.vm_events import VmWritten, parse_vm_id
-from backupwarden.flows.backup_now import BackupTarget, backup_now
+from backupwarden.flows.backup_now import BackupTarget, LedgerGuard, backup_now, guarded_action
+from backupwarden.flows.new_vm.messages import WorkItem
 from backupwarden.flows.run_report import action_outcome
 
 logger = logging.getLogger(__name__)
 
 ACTION = "enable_protection"
 LEDGER_ACTION = "protect"
+PROTECT_ATTEMPTS = 3  # protection PUTs per VM and day
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-
-
-class InvalidWorkItem(ValueError):
-    """A queue message that is not a work item: reported, never retried."""
 
 
 class TransientFailure(Exception):
@@ -44,61 +41,6 @@ class TransientFailure(Exception):
     def __init__(self, outcome: Outcome) -> None:
         super().__init__(outcome.reason)
         self.outcome = outcome
-
-
-@dataclass(frozen=True)
-class WorkItem:
-    vm_id: str
-    subscription_id: str
-    resource_group: str
-    vm_name: str
-    event_id: str
-    correlation_id: str = ""
-    provisioning_waits: int = 0
-
-    @classmethod
-    def from_event(cls, event: VmWritten) -> WorkItem:
-        return cls(
-            event.vm_id,
-            event.subscription_id,
-            event.resource_group,
-            event.vm_name,
-            event.event_id,
-            event.correlation_id,
-        )
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> WorkItem:
-        try:
-            raw = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InvalidWorkItem(f"not JSON: {exc}") from exc
-        if not isinstance(raw, dict):
-            raise InvalidWorkItem("a work item must be a JSON object")
-        try:
-            item = cls(**{key: raw[key] for key in raw if key in cls.__dataclass_fields__})
-        except TypeError as exc:
-            raise InvalidWorkItem(f"missing fields: {exc}") from exc
-        strings = ("vm_id", "subscription_id", "resource_group", "vm_name", "event_id", "correlation_id")
-        if any(not isinstance(getattr(item, name), str) for name in strings):
-            raise InvalidWorkItem(
-                "vm_id, subscription_id, resource_group, vm_name and event_id must be strings"
-            )
-        waits = item.provisioning_waits
-        if not isinstance(waits, int) or isinstance(waits, bool) or waits < 0:
-            raise InvalidWorkItem("provisioning_waits must be a non-negative integer")
-        parts = parse_vm_id(item.vm_id)
-        named = (item.subscription_id, item.resource_group, item.vm_name)
-        if parts is None or [p.lower() for p in parts] != [n.lower() for n in named]:
-            # the worker reads the VM by its parts and protects it by its id: they must agree
-            raise InvalidWorkItem(f"vm_id {item.vm_id[:200]!r} is not the id of the VM the item names")
-        return item
-
-    def waited_once_more(self) -> WorkItem:
-        return replace(self, provisioning_waits=self.provisioning_waits + 1)
 
 
 @dataclass(frozen=True)
@@ -118,7 +60,7 @@ class ProtectVm:
         recovery: RecoveryServices,
         ledger: Ledger,
         config: ProtectConfig,
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        now: Callable[[], datetime] = utc_now,
     ) -> None:
         self._inventory = inventory
         self._protection = protection
@@ -133,13 +75,14 @@ class ProtectVm:
         try:
             outcome = self._handle(item, run_id)
         except AzureCallError as exc:
-            outcome = _outcome(run_id, item.vm_id, "", Result.FAILED, f"{exc.step} failed", exc)
+            reason = f"{exc.step} failed"
+            outcome = action_outcome(run_id, item.vm_id, "", ACTION, Result.FAILED, reason, error=exc)
             if _transient(exc):
                 raise TransientFailure(outcome) from exc
         except LedgerError as exc:
             error = AzureCallError("ledger", type(exc).__name__, str(exc))
             raise TransientFailure(
-                _outcome(run_id, item.vm_id, "", Result.FAILED, "ledger failed", error)
+                action_outcome(run_id, item.vm_id, "", ACTION, Result.FAILED, "ledger failed", error=error)
             ) from exc
         logger.info("new VM outcome", extra=outcome.to_dict())
         return outcome
@@ -164,48 +107,39 @@ class ProtectVm:
         if decision.result is Result.ALREADY_PROTECTED and self._protected_by_us_today(item):
             return self._resume(item, VaultRef.parse(vault_id), run_id)
         if not decision.proceed or vm is None:
-            return _outcome(run_id, item.vm_id, vault_id, decision.result or Result.SKIPPED, decision.reason)
+            result = decision.result or Result.SKIPPED
+            return action_outcome(run_id, item.vm_id, vault_id, ACTION, result, decision.reason)
         facts = VmFacts(item.vm_id, item.subscription_id, vm.location, vm.tags)
         choice = choose_vault(facts, self._inventory.vaults(item.subscription_id), list(self._config.rules))
         if choice.vault is None:
-            return _outcome(run_id, item.vm_id, "", Result.NO_VAULT, choice.reason)
+            return action_outcome(run_id, item.vm_id, "", ACTION, Result.NO_VAULT, choice.reason)
         vault = VaultRef.parse(choice.vault.vault_id)
         where = f"vault {vault.name}, policy {choice.policy} ({choice.reason})"
         if self._config.dry_run:
-            return _outcome(run_id, item.vm_id, vault.id.lower(), Result.DRY_RUN, f"would protect in {where}")
+            reason = f"would protect in {where}"
+            return action_outcome(run_id, item.vm_id, vault.id.lower(), ACTION, Result.DRY_RUN, reason)
         return self._protect(item, vault, choice.policy, where, run_id)
 
     def _protect(self, item: WorkItem, vault: VaultRef, policy: str, where: str, run_id: str) -> Outcome:
         now = self._now()
+        vault_id = vault.id.lower()
+        guard = LedgerGuard(item.vm_id, LEDGER_ACTION, now.date(), run_id, PROTECT_ATTEMPTS, "NewVm")
         try:
-            claim = self._ledger.claim(item.vm_id, LEDGER_ACTION, now.date(), run_id, max_attempts=3)
+            enabled = guarded_action(
+                self._ledger,
+                guard,
+                lambda: self._protection.enable(vault, item.vm_id, item.resource_group, item.vm_name, policy),
+            )
         except AlreadyClaimed as exc:
             if exc.reason == "in_progress":
                 # the holder may have died before its PUT landed: look again later rather than drop the VM
-                return _outcome(
-                    run_id,
-                    item.vm_id,
-                    vault.id.lower(),
-                    Result.REQUEUED,
-                    "another worker is protecting this VM: checking again later",
-                )
-            return _outcome(
-                run_id,
-                item.vm_id,
-                vault.id.lower(),
-                Result.SKIPPED,
-                f"another worker is protecting this VM ({exc.reason})",
-            )
+                reason = "another worker is protecting this VM: checking again later"
+                return action_outcome(run_id, item.vm_id, vault_id, ACTION, Result.REQUEUED, reason)
+            reason = f"another worker is protecting this VM ({exc.reason})"
+            return action_outcome(run_id, item.vm_id, vault_id, ACTION, Result.SKIPPED, reason)
         except BudgetExhausted as exc:
-            return _outcome(
-                run_id, item.vm_id, vault.id.lower(), Result.FAILED, f"gave up enabling protection: {exc}"
-            )
-        try:
-            enabled = self._protection.enable(vault, item.vm_id, item.resource_group, item.vm_name, policy)
-        except AzureCallError as exc:
-            self._ledger.fail(claim, exc.code)
-            raise
-        self._ledger.complete(claim, enabled.job_id or "", enabled.operation_id, triggered_by="NewVm")
+            reason = f"gave up enabling protection: {exc}"
+            return action_outcome(run_id, item.vm_id, vault_id, ACTION, Result.FAILED, reason)
         configured = f"protected in {where}, ConfigureBackup job {enabled.job_id or enabled.operation_id}"
         return self._initial_backup(item, vault, run_id, configured)
 
@@ -222,26 +156,17 @@ class ProtectVm:
             expiry=now + self._config.recovery_point_expiry,
             triggered_by="NewVm",
         )
+        vault_id, reason = vault.id.lower(), f"{done_so_far}; initial backup: {result.reason}"
         if result.result is Result.FAILED and result.error is not None:
-            failed = _outcome(
-                run_id,
-                item.vm_id,
-                vault.id.lower(),
-                Result.FAILED,
-                f"{done_so_far}; initial backup: {result.reason}",
-                result.error,
+            failed = action_outcome(
+                run_id, item.vm_id, vault_id, ACTION, Result.FAILED, reason, error=result.error
             )
             if _transient(result.error):
                 # the ledger has the backup FAILED: a redelivery resumes here, under the daily budget
                 raise TransientFailure(failed)
             return failed
-        return _outcome(
-            run_id,
-            item.vm_id,
-            vault.id.lower(),
-            Result.PROTECTED,
-            f"{done_so_far}; initial backup: {result.reason}",
-            job_id=result.job_id,
+        return action_outcome(
+            run_id, item.vm_id, vault_id, ACTION, Result.PROTECTED, reason, job_id=result.job_id
         )
 
     def _resume(self, item: WorkItem, vault: VaultRef, run_id: str) -> Outcome:
@@ -262,15 +187,3 @@ def _transient(error: AzureCallError) -> bool:
 
 def _ready(vm: Any) -> bool:
     return str(vm.provisioning_state).lower() == "succeeded"
-
-
-def _outcome(
-    run_id: str,
-    vm_id: str,
-    vault_id: str,
-    result: Result,
-    reason: str,
-    error: AzureCallError | None = None,
-    job_id: str | None = None,
-) -> Outcome:
-    return action_outcome(run_id, vm_id, vault_id, ACTION, result, reason, error=error, job_id=job_id)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from backupwarden.domain.alerts import AlertNotice
+from backupwarden.domain.times import iso_z, parse_time
 
 FIELDS = (
     "alert_id",
@@ -26,7 +27,7 @@ FIELDS = (
 )
 
 
-class InvalidWorkItem(ValueError):
+class InvalidRemediationWorkItem(ValueError):
     """A queue message that is not a remediation work item: reported, never retried."""
 
 
@@ -43,16 +44,11 @@ class RemediationWorkItem:
 
     @classmethod
     def from_notice(cls, notice: AlertNotice) -> RemediationWorkItem:
-        return cls(
-            alert_id=notice.alert_id,
-            rule=notice.rule,
-            monitoring_service=notice.monitoring_service,
-            fired_at=notice.fired_at,
-            window_start=notice.window_start,
-            window_end=notice.window_end,
-            dimensions=notice.dimensions,
-            target_ids=notice.target_ids,
-        )
+        return cls(**{name: getattr(notice, name) for name in FIELDS})
+
+    def notice(self) -> AlertNotice:
+        """The fired alert this item stands for, as remediation reads it."""
+        return AlertNotice(monitor_condition="Fired", **{name: getattr(self, name) for name in FIELDS})
 
     def dimension(self, name: str) -> str | None:
         """The first value of a dimension, by case-insensitive name."""
@@ -64,9 +60,9 @@ class RemediationWorkItem:
                 "alert_id": self.alert_id,
                 "rule": self.rule,
                 "monitoring_service": self.monitoring_service,
-                "fired_at": _iso(self.fired_at),
-                "window_start": _iso(self.window_start) if self.window_start else None,
-                "window_end": _iso(self.window_end) if self.window_end else None,
+                "fired_at": iso_z(self.fired_at),
+                "window_start": iso_z(self.window_start) if self.window_start else None,
+                "window_end": iso_z(self.window_end) if self.window_end else None,
                 "dimensions": [{"name": name, "value": value} for name, value in self.dimensions],
                 "target_ids": list(self.target_ids),
             },
@@ -78,12 +74,12 @@ class RemediationWorkItem:
         try:
             raw = json.loads(text)
         except (ValueError, RecursionError) as exc:
-            raise InvalidWorkItem(f"not JSON: {exc}") from None
+            raise InvalidRemediationWorkItem(f"not JSON: {exc}") from None
         if not isinstance(raw, dict):
-            raise InvalidWorkItem("a remediation work item must be a JSON object")
+            raise InvalidRemediationWorkItem("a remediation work item must be a JSON object")
         missing = [name for name in FIELDS if name not in raw]
         if missing:
-            raise InvalidWorkItem(f"missing fields: {', '.join(missing)}")
+            raise InvalidRemediationWorkItem(f"missing fields: {', '.join(missing)}")
         return cls(
             alert_id=_text(raw, "alert_id"),
             rule=_text(raw, "rule"),
@@ -96,30 +92,25 @@ class RemediationWorkItem:
         )
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def _text(raw: dict[str, Any], name: str) -> str:
     value = raw[name]
     if not isinstance(value, str) or not value.strip():
-        raise InvalidWorkItem(f"{name} must be a non-empty string")
+        raise InvalidRemediationWorkItem(f"{name} must be a non-empty string")
     return value
 
 
 def _time(value: Any, name: str) -> datetime:
     if not isinstance(value, str):
-        raise InvalidWorkItem(f"{name} must be an ISO-8601 time")
+        raise InvalidRemediationWorkItem(f"{name} must be an ISO-8601 time")
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parse_time(value)
     except ValueError:
-        raise InvalidWorkItem(f"{name} is not an ISO-8601 time: {value[:60]!r}") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        raise InvalidRemediationWorkItem(f"{name} is not an ISO-8601 time: {value[:60]!r}") from None
 
 
 def _dimensions(value: Any) -> tuple[tuple[str, str], ...]:
     if not isinstance(value, list):
-        raise InvalidWorkItem("dimensions must be a list of {name, value}")
+        raise InvalidRemediationWorkItem("dimensions must be a list of {name, value}")
     pairs = []
     for entry in value:
         if (
@@ -127,12 +118,12 @@ def _dimensions(value: Any) -> tuple[tuple[str, str], ...]:
             or not isinstance(entry.get("name"), str)
             or not isinstance(entry.get("value"), str)
         ):
-            raise InvalidWorkItem("dimensions: each needs a string name and value")
+            raise InvalidRemediationWorkItem("dimensions: each needs a string name and value")
         pairs.append((entry["name"], entry["value"]))
     return tuple(pairs)
 
 
 def _strings(value: Any, name: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise InvalidWorkItem(f"{name} must be a list of strings")
+        raise InvalidRemediationWorkItem(f"{name} must be a list of strings")
     return tuple(value)

@@ -14,7 +14,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from backupwarden.adapters.azure.errors import AzureCallError
@@ -34,7 +34,8 @@ from backupwarden.domain.remediation_rules import (
     RetryHistory,
     decide_remediation,
 )
-from backupwarden.flows.backup_now import BackupTarget, backup_now, reopen_after_failed_job
+from backupwarden.domain.times import parse_time, utc_now
+from backupwarden.flows.backup_now import BackupTarget, backup_now, reopen_failed_trigger, todays_trigger
 from backupwarden.flows.remediation.messages import RemediationWorkItem
 from backupwarden.flows.run_report import RunReport, action_outcome
 
@@ -60,7 +61,7 @@ class Remediation:
         recovery: RecoveryServices,
         ledger: Ledger,
         config: RemediationConfig,
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        now: Callable[[], datetime] = utc_now,
     ) -> None:
         self._logs = logs
         self._recovery = recovery
@@ -70,40 +71,33 @@ class Remediation:
 
     def handle_item(self, item: RemediationWorkItem, run_id: str | None = None) -> list[Outcome]:
         """A work item the webhook enqueued (only Fired alerts are)."""
-        notice = AlertNotice(
-            alert_id=item.alert_id,
-            rule=item.rule,
-            monitor_condition="Fired",
-            monitoring_service=item.monitoring_service,
-            fired_at=item.fired_at,
-            window_start=item.window_start,
-            window_end=item.window_end,
-            dimensions=item.dimensions,
-            target_ids=item.target_ids,
-        )
-        return self.handle(notice, run_id)
+        return self.handle(item.notice(), run_id)
 
     def handle(self, alert: AlertNotice, run_id: str | None = None) -> list[Outcome]:
         run_id = run_id or str(uuid.uuid4())
         if alert.monitor_condition != "Fired":
             return [
-                self._outcome(
-                    run_id, "", "", Result.SKIPPED, f"alert {alert.alert_id} resolved: recorded only"
+                action_outcome(
+                    run_id, "", "", ACTION, Result.SKIPPED, f"alert {alert.alert_id} resolved: recorded only"
                 )
             ]
         rule = BACKUP_FAILED if alert.monitoring_service == AZURE_BACKUP else rule_named(alert.rule)
         if rule is None:
             return [
-                self._outcome(
-                    run_id, "", "", Result.ESCALATED, f"alert rule {alert.rule[:200]!r} is not ours"
+                action_outcome(
+                    run_id, "", "", ACTION, Result.ESCALATED, f"alert rule {alert.rule[:200]!r} is not ours"
                 )
             ]
         if not rule.remediates:
-            return [self._outcome(run_id, "", "", Result.ESCALATED, f"{rule.name}: {rule.description}")]
+            return [
+                action_outcome(run_id, "", "", ACTION, Result.ESCALATED, f"{rule.name}: {rule.description}")
+            ]
         failures = self._failures(alert, rule)
         if not failures:
             return [
-                self._outcome(run_id, "", "", Result.SKIPPED, "no failure in the alert's window any more")
+                action_outcome(
+                    run_id, "", "", ACTION, Result.SKIPPED, "no failure in the alert's window any more"
+                )
             ]
         outcomes = []
         for failure in failures:
@@ -111,8 +105,14 @@ class Remediation:
                 outcomes.append(self._remediate(failure, run_id))
             except AzureCallError as exc:
                 outcomes.append(
-                    self._outcome(
-                        run_id, failure.vm_id, failure.vault_id, Result.FAILED, f"{exc.step} failed", exc
+                    action_outcome(
+                        run_id,
+                        failure.vm_id,
+                        failure.vault_id,
+                        ACTION,
+                        Result.FAILED,
+                        f"{exc.step} failed",
+                        error=exc,
                     )
                 )
         return outcomes
@@ -152,16 +152,22 @@ class Remediation:
         )
         vault_id = vault.id.lower()
         if decision.remedy is Remedy.ESCALATE:
-            return self._outcome(
-                run_id, failure.vm_id, vault_id, Result.ESCALATED, decision.reason, code=failure.error_code
+            return action_outcome(
+                run_id,
+                failure.vm_id,
+                vault_id,
+                ACTION,
+                Result.ESCALATED,
+                decision.reason,
+                error_code=failure.error_code,
             )
         if decision.remedy is Remedy.RESOLVED:
-            return self._outcome(run_id, failure.vm_id, vault_id, Result.RESOLVED, decision.reason)
+            return action_outcome(run_id, failure.vm_id, vault_id, ACTION, Result.RESOLVED, decision.reason)
         if decision.remedy is Remedy.NOOP:
-            return self._outcome(run_id, failure.vm_id, vault_id, Result.SKIPPED, decision.reason)
+            return action_outcome(run_id, failure.vm_id, vault_id, ACTION, Result.SKIPPED, decision.reason)
         if self._config.dry_run:
-            return self._outcome(
-                run_id, failure.vm_id, vault_id, Result.DRY_RUN, f"would retry: {decision.reason}"
+            return action_outcome(
+                run_id, failure.vm_id, vault_id, ACTION, Result.DRY_RUN, f"would retry: {decision.reason}"
             )
         return self._retry(
             failure, BackupTarget(failure.vm_id, vault, container, item), decision.reason, run_id, now
@@ -178,10 +184,11 @@ class Remediation:
                 key = f"fix-{failure.job_id.lower()}"
                 fix = self._ledger.claim(failure.vm_id, key, now.date(), run_id, max_attempts=1)
             except (AlreadyClaimed, BudgetExhausted):
-                return self._outcome(
+                return action_outcome(
                     run_id,
                     failure.vm_id,
                     target.vault.id.lower(),
+                    ACTION,
                     Result.SKIPPED,
                     f"failed job {failure.job_id} already remediated",
                 )
@@ -203,7 +210,8 @@ class Remediation:
         self, failure: Failure, target: BackupTarget, reason: str, run_id: str, now: datetime
     ) -> Outcome:
         vault_id = target.vault.id.lower()
-        reopen_after_failed_job(self._ledger, self._recovery, target.vault, failure.vm_id, now)
+        today = todays_trigger(self._ledger, self._recovery, target.vault, failure.vm_id, now)
+        reopen_failed_trigger(self._ledger, today)  # the failed job's key may be claimed for the retry
         try:
             count = self._ledger.claim(
                 failure.vm_id,
@@ -213,7 +221,9 @@ class Remediation:
                 max_attempts=self._config.policy.daily_budget,
             )
         except (AlreadyClaimed, BudgetExhausted) as exc:
-            return self._outcome(run_id, failure.vm_id, vault_id, Result.SKIPPED, f"retry not claimed: {exc}")
+            return action_outcome(
+                run_id, failure.vm_id, vault_id, ACTION, Result.SKIPPED, f"retry not claimed: {exc}"
+            )
         done = backup_now(
             self._ledger,
             self._recovery,
@@ -227,24 +237,26 @@ class Remediation:
         if done.result is Result.TRIGGERED:
             # settled as "may be claimed again": the key counts retries (attempts) up to the budget
             self._ledger.fail(count, f"retried with job {done.job_id or 'unknown'}", job_id=done.job_id)
-            return self._outcome(
+            return action_outcome(
                 run_id,
                 failure.vm_id,
                 vault_id,
+                ACTION,
                 Result.TRIGGERED,
                 f"{reason}; {done.reason}",
                 job_id=done.job_id,
-                code=failure.error_code,
+                error_code=failure.error_code,
             )
         self._ledger.release(count)
-        return self._outcome(
+        return action_outcome(
             run_id,
             failure.vm_id,
             vault_id,
+            ACTION,
             done.result,
             f"{reason}; {done.reason}",
-            done.error,
-            code=failure.error_code,
+            error=done.error,
+            error_code=failure.error_code,
         )
 
     def _live(self, vault: VaultRef, container: str, item: str) -> LiveItem:
@@ -259,7 +271,7 @@ class Remediation:
         return LiveItem(
             exists=True,
             last_backup_status=str(properties.get("lastBackupStatus", "")),
-            last_backup_time=_time(last) if last else None,
+            last_backup_time=parse_time(last) if last else None,
         )
 
     def _history(self, vm_id: str, now: datetime) -> RetryHistory:
@@ -267,21 +279,6 @@ class Remediation:
         if record is None:
             return RetryHistory(retries_today=0)
         return RetryHistory(retries_today=record.attempts, last_retry_at=record.updated)
-
-    def _outcome(
-        self,
-        run_id: str,
-        vm_id: str,
-        vault_id: str,
-        result: Result,
-        reason: str,
-        error: AzureCallError | None = None,
-        job_id: str | None = None,
-        code: str | None = None,
-    ) -> Outcome:
-        return action_outcome(
-            run_id, vm_id, vault_id, ACTION, result, reason, error=error, job_id=job_id, error_code=code
-        )
 
 
 def _failure(row: dict[str, Any], rule: AlertRuleDefinition) -> Failure:
@@ -292,7 +289,7 @@ def _failure(row: dict[str, Any], rule: AlertRuleDefinition) -> Failure:
         vm_id=str(row.get("VmId", "")).lower(),
         vault_id=str(row.get("VaultId", "")).lower(),
         error_code=code,
-        failed_at=_time(row.get("EndTime") or row.get("TimeGenerated")),
+        failed_at=parse_time(row.get("EndTime") or row.get("TimeGenerated")),
         job_id=str(row.get("JobId") or ""),
         recommendation=str(row.get("Recommendation") or ""),
     )
@@ -312,13 +309,6 @@ def _vm_parts(vm_id: str) -> tuple[str, str]:
     parts = vm_id.strip("/").split("/")
     lowered = [p.lower() for p in parts]
     return parts[lowered.index("resourcegroups") + 1], parts[-1]
-
-
-def _time(raw: Any) -> datetime:
-    if isinstance(raw, datetime):
-        return raw if raw.tzinfo else raw.replace(tzinfo=UTC)
-    parsed = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def read_alerts(text: str) -> list[AlertNotice]:
@@ -344,8 +334,8 @@ def remediate_alerts(alerts: list[AlertNotice], remediation: Remediation, *, dry
     Each alert is its own remediation run, as a queue message is: a decision's record id is derived
     from (run, VM, action), so two alerts' decisions about one VM, or about none, must not share a run.
     """
-    report = RunReport(str(uuid.uuid4()), dry_run, datetime.now(UTC), candidates=len(alerts))
+    report = RunReport(str(uuid.uuid4()), dry_run, utc_now(), candidates=len(alerts))
     for alert in alerts:
         report.outcomes.extend(remediation.handle(alert))
-    report.finished = datetime.now(UTC)
+    report.finished = utc_now()
     return report

@@ -3,10 +3,10 @@
 One VM's failure is that VM's outcome; nothing aborts the run. Every trigger goes through the
 ledger, so overlapping runs, retries and the other flows never trigger the same VM twice.
 
-`CandidateHandler` is the per-VM path (verify, ledger view, decide, trigger). `Sweep.run` runs it
-over every candidate in this process; the queue worker (`backupwarden.flows.sweep.fanout`) runs the same
-handler over the candidates of one work item, with `TriggerSlots` counting the per-run cap across
-workers.
+`CandidateHandler` is the per-VM path (verify, read the ledger, decide once, trigger). `Sweep.run`
+runs it over every candidate in this process; the queue worker (`backupwarden.flows.sweep.fanout`)
+runs the same handler over the candidates of one work item, with `TriggerSlots` counting the
+per-run cap across workers.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from backupwarden.adapters.azure.discovery import Discovery, DiscoveryResult
@@ -29,9 +29,17 @@ from backupwarden.domain.sweep_rules import (
     SweepPolicy,
     TriggerDecision,
     decide_trigger,
+    refuse_for_today,
     skip_before_verifying,
 )
-from backupwarden.flows.backup_now import LEDGER_ACTION, BackupTarget, backup_now, reopen_after_failed_job
+from backupwarden.domain.times import utc_now
+from backupwarden.flows.backup_now import (
+    LEDGER_ACTION,
+    BackupTarget,
+    backup_now,
+    reopen_failed_trigger,
+    todays_trigger,
+)
 from backupwarden.flows.run_report import RunReport, action_outcome
 
 logger = logging.getLogger(__name__)
@@ -89,7 +97,7 @@ class Sweep:
         ledger: Ledger,
         subscriptions: Callable[[], list[str]],
         config: SweepConfig,
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        now: Callable[[], datetime] = utc_now,
     ) -> None:
         self._discovery = discovery
         self._recovery = recovery
@@ -119,16 +127,16 @@ class Sweep:
         try:
             found = self._discovery.find_stuck_initial_backups(self._subscriptions())
         except AzureCallError as exc:
+            reason = f"discovery failed at {exc.step}"
             report.outcomes.append(
-                _outcome(report.run_id, "", "", Result.FAILED, f"discovery failed at {exc.step}", exc)
+                action_outcome(report.run_id, "", "", ACTION, Result.FAILED, reason, error=exc)
             )
             return None
         report.candidates = len(found.candidates)
         for scope, error in found.failures:
+            reason = f"{error.step} failed for this scope"
             report.outcomes.append(
-                _outcome(
-                    report.run_id, "", scope, Result.FAILED, f"{error.step} failed for this scope", error
-                )
+                action_outcome(report.run_id, "", scope, ACTION, Result.FAILED, reason, error=error)
             )
         return found
 
@@ -155,84 +163,98 @@ class Sweep:
     ) -> CandidateHandler:
         """The per-VM path for run `run_id`; `slots` default to this process's own count, `policy`
         to the configured one (a work item may carry the planner's cap)."""
-        return CandidateHandler(self, run_id, slots or RunSlots(), policy or self._config.policy)
+        config = self._config if policy is None else replace(self._config, policy=policy)
+        return CandidateHandler(
+            self._recovery, self._ledger, config, run_id=run_id, slots=slots or RunSlots(), now=self._now
+        )
 
 
 class CandidateHandler:
-    """One candidate at a time: verify, read the ledger, decide, trigger. Thread-safe."""
+    """One candidate at a time: verify, read the ledger, decide once, trigger. Thread-safe."""
 
-    def __init__(self, sweep: Sweep, run_id: str, slots: TriggerSlots, policy: SweepPolicy) -> None:
-        self.sweep = sweep
+    def __init__(
+        self,
+        recovery: RecoveryServices,
+        ledger: Ledger,
+        config: SweepConfig,
+        *,
+        run_id: str,
+        slots: TriggerSlots,
+        now: Callable[[], datetime],
+    ) -> None:
         self.run_id = run_id
+        self._recovery = recovery
+        self._ledger = ledger
+        self._config = config
         self._slots = slots
-        self._policy = policy
+        self._now = now
 
     def handle(self, candidate: Candidate, *, redelivered: bool = False) -> Outcome:
         """`redelivered`: an earlier delivery of the same work item may have died holding a claim."""
         try:
             return self._handle(candidate, redelivered)
         except AzureCallError as exc:
-            return self._outcome(candidate, Result.FAILED, f"{exc.step} failed", exc)
+            return self._outcome(candidate, Result.FAILED, f"{exc.step} failed", error=exc)
         except LedgerError as exc:
-            return self._outcome(
-                candidate,
-                Result.FAILED,
-                f"ledger: {exc}",
-                AzureCallError("ledger", type(exc).__name__, str(exc)),
-            )
+            error = AzureCallError("ledger", type(exc).__name__, str(exc))
+            return self._outcome(candidate, Result.FAILED, f"ledger: {exc}", error=error)
 
     def _handle(self, candidate: Candidate, redelivered: bool) -> Outcome:
-        sweep, config = self.sweep, self.sweep._config
         early = skip_before_verifying(candidate)
         if early is not None:
             return self._outcome(candidate, Result.SKIPPED, early.reason)
         vault = VaultRef.parse(candidate.vault_id)
-        try:
-            raw = sweep._recovery.protected_item(vault, candidate.container_name, candidate.item_name)
-        except AzureCallError as exc:
-            if exc.not_found:
-                return self._outcome(candidate, Result.SKIPPED, "protected item no longer exists")
-            raise
-        item = _item_state(raw, candidate.vm_tags)
-        now = sweep._now()
-        if redelivered and not config.dry_run:
+        item = self._verify(candidate, vault)
+        if item is None:
+            return self._outcome(candidate, Result.SKIPPED, "protected item no longer exists")
+        now = self._now()
+        if self._config.dry_run:
+            return self._dry_run(candidate, vault, item, now)
+        if redelivered:
             recovered = self._recover_abandoned_claim(candidate, vault, now)
             if recovered is not None:
                 return recovered
-        first_seen = self._first_seen(candidate, item)
-        if not config.dry_run:
-            fresh = self._decide_as_first_today(candidate, vault, item, first_seen, now)
-            if fresh is not None:
-                return fresh
-        ledger_view = self._ledger_view(candidate, vault, now, first_seen)
-        decision = self._decide(candidate, item, ledger_view, now)
+        return self._decide_and_trigger(candidate, vault, item, now)
+
+    def _verify(self, candidate: Candidate, vault: VaultRef) -> ItemState | None:
+        """The item as the service holds it now; None when it no longer exists."""
+        try:
+            raw = self._recovery.protected_item(vault, candidate.container_name, candidate.item_name)
+        except AzureCallError as exc:
+            if exc.not_found:
+                return None
+            raise
+        return _item_state(raw, candidate.vm_tags)
+
+    def _dry_run(self, candidate: Candidate, vault: VaultRef, item: ItemState, now: datetime) -> Outcome:
+        """Decided with today's record as read; nothing is claimed, reopened or first seen."""
+        today = todays_trigger(self._ledger, self._recovery, vault, candidate.vm_id, now)
+        decision = self._decide(candidate, item, today.ledger_view(first_seen=None, now=now), now)
         if not decision.trigger:
             return self._outcome(candidate, Result.SKIPPED, decision.reason)
-        if config.dry_run:
-            return self._outcome(candidate, Result.DRY_RUN, f"would trigger: {decision.reason}")
-        return self._trigger(candidate, vault, decision.reason, now)
+        return self._outcome(candidate, Result.DRY_RUN, f"would trigger: {decision.reason}")
 
-    def _decide_as_first_today(
-        self,
-        candidate: Candidate,
-        vault: VaultRef,
-        item: ItemState,
-        first_seen: datetime | None,
-        now: datetime,
-    ) -> Outcome | None:
-        """Decide as if the ledger held nothing for the VM today, the common case, and claim on that.
+    def _decide_and_trigger(
+        self, candidate: Candidate, vault: VaultRef, item: ItemState, now: datetime
+    ) -> Outcome:
+        """Decided as the day's first trigger of the VM, the common case; the claim's insert is the
+        ledger read, saving a round trip for a VM the day has not seen.
 
-        Saves the ledger read for a VM the day has not seen: the claim's create is the read. The
-        ledger's records only add refusals, so a refusal here is final; when today's record exists
-        the claim is refused and this returns None: the caller decides again with the record.
+        Today's record can only add refusals (`refuse_for_today`): when the insert finds one, the
+        record is read (a failed job reopened) and only those refusals are checked before triggering.
         """
+        first_seen = self._first_seen(candidate, item)
         decision = self._decide(candidate, item, LedgerView(first_seen=first_seen), now)
         if not decision.trigger:
             return self._outcome(candidate, Result.SKIPPED, decision.reason)
-        claim = self.sweep._ledger.claim_if_new(candidate.vm_id, LEDGER_ACTION, now.date(), self.run_id)
+        claim = self._ledger.claim_if_new(candidate.vm_id, LEDGER_ACTION, now.date(), self.run_id)
         if claim is None:
-            self._slots.give_back()
-            return None
+            today = todays_trigger(self._ledger, self._recovery, vault, candidate.vm_id, now)
+            reopen_failed_trigger(self._ledger, today)
+            refusal = refuse_for_today(today.ledger_view(first_seen=first_seen, now=now), self._config.policy)
+            if refusal is not None:
+                self._slots.give_back()
+                return self._outcome(candidate, Result.SKIPPED, refusal.reason)
         return self._trigger(candidate, vault, decision.reason, now, claim)
 
     def _decide(
@@ -245,29 +267,28 @@ class CandidateHandler:
                 configured_at=candidate.configured_at,
                 triggered_this_run=triggered,
                 now=now,
-                policy=self._policy,
+                policy=self._config.policy,
             )
         )
 
     def _trigger(
-        self, candidate: Candidate, vault: VaultRef, reason: str, now: datetime, claim: Claim | None = None
+        self, candidate: Candidate, vault: VaultRef, reason: str, now: datetime, claim: Claim | None
     ) -> Outcome:
-        sweep, config = self.sweep, self.sweep._config
         target = BackupTarget(candidate.vm_id, vault, candidate.container_name, candidate.item_name)
         done = backup_now(
-            sweep._ledger,
-            sweep._recovery,
+            self._ledger,
+            self._recovery,
             target,
             run_id=self.run_id,
             now=now,
-            daily_budget=self._policy.daily_budget,
-            expiry=now + config.recovery_point_expiry,
+            daily_budget=self._config.policy.daily_budget,
+            expiry=now + self._config.recovery_point_expiry,
             triggered_by="Sweep",
             claim=claim,
         )
         if done.result is not Result.TRIGGERED:
             self._slots.give_back()
-            return self._outcome(candidate, done.result, done.reason, done.error)
+            return self._outcome(candidate, done.result, done.reason, error=done.error)
         return self._outcome(candidate, Result.TRIGGERED, f"{reason}; {done.reason}", job_id=done.job_id)
 
     def _recover_abandoned_claim(
@@ -279,20 +300,19 @@ class CandidateHandler:
         that trigger (the claim is completed with its job; nothing is sent again); otherwise the claim
         is released, costing no attempt, and the item is handled as if new.
         """
-        sweep = self.sweep
-        record = sweep._ledger.record(candidate.vm_id, LEDGER_ACTION, now.date())
+        record = self._ledger.record(candidate.vm_id, LEDGER_ACTION, now.date())
         if record is None or record.status is not LedgerStatus.IN_PROGRESS or record.run_id != self.run_id:
             return None
         claim = record.as_claim()
         job_id = self._running_backup(vault, candidate)
         if job_id is None:
-            sweep._ledger.release(claim)
+            self._ledger.release(claim)
             logger.warning(
                 "released a claim an earlier delivery abandoned before its trigger",
                 extra={"vm_id": candidate.vm_id, "run_id": self.run_id},
             )
             return None
-        sweep._ledger.complete(claim, job_id, triggered_by="Sweep")
+        self._ledger.complete(claim, job_id, triggered_by="Sweep")
         return self._outcome(
             candidate,
             Result.TRIGGERED,
@@ -302,69 +322,32 @@ class CandidateHandler:
 
     def _running_backup(self, vault: VaultRef, candidate: Candidate) -> str | None:
         container = candidate.container_name.lower().removeprefix(CONTAINER_PREFIX)
-        for job in self.sweep._recovery.jobs(vault, RUNNING_BACKUPS_FILTER):
+        for job in self._recovery.jobs(vault, RUNNING_BACKUPS_FILTER):
             properties = job.get("properties") or {}
             if str(properties.get("containerName", "")).lower() == container:
                 return str(job.get("name") or "") or None
         return None
 
     def _first_seen(self, candidate: Candidate, item: ItemState) -> datetime | None:
-        """When the grace period starts for an item whose configuration time discovery does not know."""
+        """When the grace period starts for an item whose configuration time discovery does not know
+        (the ledger records the first sighting, so this is not for a dry run)."""
         if candidate.configured_at is not None or item.protection_state != "IRPending":
             return None
-        return None if self.sweep._config.dry_run else self.sweep._ledger.first_seen(candidate.vm_id)
-
-    def _ledger_view(
-        self, candidate: Candidate, vault: VaultRef, now: datetime, first_seen: datetime | None
-    ) -> LedgerView:
-        sweep = self.sweep
-        today = reopen_after_failed_job(
-            sweep._ledger, sweep._recovery, vault, candidate.vm_id, now, dry_run=sweep._config.dry_run
-        )
-        record = today.record
-        if record is None:
-            return LedgerView(first_seen=first_seen)
-        return LedgerView(
-            attempts_today=record.attempts,
-            last_job_id=record.job_id or None,
-            last_job_status=today.job_status,
-            claimed_by_other_run=record.status is LedgerStatus.IN_PROGRESS and record.expires > now,
-            first_seen=first_seen,
-            last_failure_code=today.failure_code,
-        )
+        return self._ledger.first_seen(candidate.vm_id)
 
     def _outcome(
         self,
         candidate: Candidate,
         result: Result,
         reason: str,
+        *,
         error: AzureCallError | None = None,
         job_id: str | None = None,
     ) -> Outcome:
-        return _outcome(self.run_id, candidate.vm_id, candidate.vault_id, result, reason, error, job_id)
-
-
-def _outcome(
-    run_id: str,
-    vm_id: str,
-    vault_id: str,
-    result: Result,
-    reason: str,
-    error: AzureCallError | None = None,
-    job_id: str | None = None,
-) -> Outcome:
-    return action_outcome(run_id, vm_id, vault_id, ACTION, result, reason, error=error, job_id=job_id)
-
-
-def sweep_outcome(
-    run_id: str,
-    candidate: Candidate,
-    result: Result,
-    reason: str,
-    error: AzureCallError | None = None,
-) -> Outcome:
-    """An outcome of the sweep's action for one candidate (the planner's and the poison queue's)."""
-    return _outcome(run_id, candidate.vm_id, candidate.vault_id, result, reason, error)
+        vm_id, vault_id = candidate.vm_id, candidate.vault_id
+        return action_outcome(
+            self.run_id, vm_id, vault_id, ACTION, result, reason, error=error, job_id=job_id
+        )
 
 
 def _item_state(raw: dict[str, Any], tags: dict[str, str]) -> ItemState:

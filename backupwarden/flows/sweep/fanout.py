@@ -3,16 +3,16 @@
 - `SweepPlanner`: discovery (Resource Graph pages) and the refusals discovery already proves
   (`skip_before_verifying`); what is left is the plan.
 - `SweepFanout.run`: a plan of at most BACKUPWARDEN_SWEEP_INLINE_MAX candidates is handled right
-  here, as `Sweep.run` does; a larger one is cut into work items (`sweep_messages`) and enqueued
+  here, as `Sweep.run` does; a larger one is cut into work items (`flows/sweep/messages.py`) and enqueued
   on BACKUPWARDEN_SWEEP_QUEUE, then drained by the queue-triggered `sweep_worker` functions, or
-  locally with N threads (`sweep_drain.LocalDrain`, the CLI).
+  locally with N threads (`cli/drain.py`'s `LocalDrain`, the CLI).
 - `SweepWorker`: one work item through the same per-VM path as the in-process run
-  (`CandidateHandler`), with the per-run cap counted across workers (`sweep_slots`) when the plan
-  could reach it.
+  (`CandidateHandler`), with the per-run cap counted across workers (`adapters/storage/run_slots.py`)
+  when the plan could reach it.
 
 A worker that dies mid-item leaves the message to come back (the queue's visibility timeout);
-the redelivery sees its own run's claim in the ledger and resolves it from the service's state
-(`CandidateHandler._recover_abandoned_claim`), so the VM is neither lost nor triggered twice.
+the redelivery sees its own run's claim in the ledger and `CandidateHandler` resolves it from the
+service's state, so the VM is neither lost nor triggered twice.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 from backupwarden.adapters.azure.errors import AzureCallError
-from backupwarden.adapters.storage.sweep_queue import SweepQueue
+from backupwarden.adapters.storage.queues import SweepQueue
 from backupwarden.domain.records import Candidate, Outcome, Result
 from backupwarden.domain.sweep_rules import skip_before_verifying
-from backupwarden.flows.run_report import RunReport
-from backupwarden.flows.sweep.candidates import SWEEP_RUN_ACTION, Sweep, TriggerSlots, sweep_outcome
+from backupwarden.flows.run_report import RunReport, action_outcome
+from backupwarden.flows.sweep.candidates import ACTION, SWEEP_RUN_ACTION, Sweep, TriggerSlots
 from backupwarden.flows.sweep.messages import (
     DEFAULT_BATCH_SIZE,
     InvalidSweepWorkItem,
@@ -89,8 +89,11 @@ class SweepPlanner:
             early = skip_before_verifying(candidate)
             if early is None:
                 plan.to_handle.append(candidate)
-            else:
-                report.outcomes.append(sweep_outcome(report.run_id, candidate, Result.SKIPPED, early.reason))
+                continue
+            vm_id, vault_id = candidate.vm_id, candidate.vault_id
+            report.outcomes.append(
+                action_outcome(report.run_id, vm_id, vault_id, ACTION, Result.SKIPPED, early.reason)
+            )
         return plan
 
 
@@ -151,8 +154,11 @@ class SweepFanout:
             errors = [exc] * len(items)
         for item, error in zip(items, errors, strict=True):
             if error is not None:
+                reason = f"{error.step} failed"
                 report.outcomes.extend(
-                    sweep_outcome(report.run_id, c, Result.FAILED, f"{error.step} failed", error)
+                    action_outcome(
+                        report.run_id, c.vm_id, c.vault_id, ACTION, Result.FAILED, reason, error=error
+                    )
                     for c in item.candidates
                 )
         return [item for item, error in zip(items, errors, strict=True) if error is None]
@@ -222,7 +228,7 @@ class SweepWorker:
             "no delivery finished it (a worker crash or timeout)"
         )
         return [
-            sweep_outcome(item.run_id, c, Result.FAILED, reason)
+            action_outcome(item.run_id, c.vm_id, c.vault_id, ACTION, Result.FAILED, reason)
             for c in item.candidates
             if not sweep.triggered_by(item.run_id, c.vm_id)
         ]
@@ -238,9 +244,6 @@ class SweepWorker:
 
 
 def given_up(run_id: str, candidate: Candidate, deliveries: int, error: BaseException) -> Outcome:
-    return sweep_outcome(
-        run_id,
-        candidate,
-        Result.FAILED,
-        f"gave up after {deliveries} deliveries: {type(error).__name__}: {error}",
-    )
+    """A candidate that still raised on the last delivery of its work item."""
+    reason = f"gave up after {deliveries} deliveries: {type(error).__name__}: {error}"
+    return action_outcome(run_id, candidate.vm_id, candidate.vault_id, ACTION, Result.FAILED, reason)

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from backupwarden.domain.records import Candidate
+from backupwarden.domain.times import parse_optional_time
 
 FORMAT_VERSION = 1
 MESSAGE_BUDGET_BYTES = 48_000  # base64 turns 48,000 bytes into 64,000 characters: under 64 KiB
@@ -105,7 +106,6 @@ def candidate_to_dict(candidate: Candidate) -> dict[str, Any]:
 
 
 def candidate_from_dict(raw: dict[str, Any]) -> Candidate:
-    configured = raw.get("configured_at")
     tags = raw.get("vm_tags") or {}
     if not isinstance(tags, dict):
         raise TypeError("vm_tags must be an object")
@@ -116,10 +116,19 @@ def candidate_from_dict(raw: dict[str, Any]) -> Candidate:
         item_name=_text(raw["item_name"]),
         vm_id=_text(raw["vm_id"]),
         vm_name=str(raw.get("vm_name") or ""),
-        configured_at=datetime.fromisoformat(configured) if configured else None,
+        configured_at=_optional_time(raw.get("configured_at")),
         vm_tags={str(k): str(v) for k, v in tags.items()},
         job_in_progress=bool(raw.get("job_in_progress", False)),
     )
+
+
+def _optional_time(value: Any) -> datetime | None:
+    """A time as `candidate_to_dict` writes it; an absent or empty one is None."""
+    if not value:
+        return None
+    if not isinstance(value, str):
+        raise TypeError("fromisoformat: argument must be str")  # as datetime.fromisoformat words it
+    return parse_optional_time(value)
 
 
 def _text(value: Any) -> str:
