@@ -1,40 +1,140 @@
-"""Builds the sweep from settings: the one place that joins adapters, ledger and domain policy."""
+"""The composition root: the one place that builds objects from settings and keeps process caches.
+
+Every trigger, the CLI and the dev tools get their flows from the builders here; nothing here calls
+Azure itself (the flows and adapters it builds do). What a process keeps across function
+invocations (SDK clients, ARM pacers, the tenant's signing keys) lives in one `ProcessCache`.
+"""
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import threading
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
-
-from azure.core.exceptions import AzureError, ResourceExistsError
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 from backupwarden.adapters.azure.clients import AzureClients
 from backupwarden.adapters.azure.discovery import Discovery, ResourceGraphDiscovery, VaultsDiscovery
-from backupwarden.adapters.azure.errors import AzureCallError
 from backupwarden.adapters.azure.inventory import Inventory
 from backupwarden.adapters.azure.logs_ingestion import LogsUploader
 from backupwarden.adapters.azure.logs_query import LogsQuery
+from backupwarden.adapters.azure.pacing import BucketRate, Pacer
 from backupwarden.adapters.azure.protection import Protection
 from backupwarden.adapters.azure.recovery_services import RecoveryServices
+from backupwarden.adapters.azure.resource_graph import query_rows
+from backupwarden.adapters.azure.subscriptions import SubscriptionScope
+from backupwarden.adapters.azure.webhook_token import HttpsJsonFetcher, SigningKeys, WebhookTokenValidator
+from backupwarden.adapters.storage.alert_dedup import AlertDedup
 from backupwarden.adapters.storage.ledger import DEFAULT_IN_PROGRESS_TTL, Ledger
 from backupwarden.adapters.storage.outbox import Outbox
+from backupwarden.adapters.storage.queues import POISON_SUFFIX, SweepQueue, WorkQueue
 from backupwarden.adapters.storage.run_slots import LedgerRunSlots, UncappedSlots
-from backupwarden.adapters.storage.sweep_queue import POISON_SUFFIX, SweepQueue
-from backupwarden.domain.records import Outcome
 from backupwarden.domain.remediation_rules import RemediationPolicy
 from backupwarden.domain.sweep_rules import SweepPolicy
-from backupwarden.flows.new_vm.worker import ProtectConfig, ProtectVm, WorkItem
+from backupwarden.domain.times import utc_now
+from backupwarden.flows.new_vm.messages import WorkItem
+from backupwarden.flows.new_vm.worker import ProtectConfig, ProtectVm
 from backupwarden.flows.outcomes.collector import JobOutcomeCollector
 from backupwarden.flows.outcomes.shipper import Shipper
-from backupwarden.flows.outcomes.shipping import ActionRecorder, OutcomeShipping
+from backupwarden.flows.outcomes.shipping import OutcomeShipping
+from backupwarden.flows.recorder import ActionRecorder
+from backupwarden.flows.remediation.intake import AlertIntake
 from backupwarden.flows.remediation.worker import Remediation, RemediationConfig
 from backupwarden.flows.sweep.candidates import Sweep, SweepConfig, TriggerSlots
 from backupwarden.flows.sweep.fanout import SweepFanout, SweepWorker
 from backupwarden.flows.sweep.messages import DEFAULT_BATCH_SIZE, SweepWorkItem
-from backupwarden.settings import Discovery as DiscoveryKind
-from backupwarden.settings import Settings, SettingsError
+from backupwarden.settings import DiscoveryMode, Settings, SettingsError
+
+T = TypeVar("T")
+
+
+class ProcessCache:
+    """What this process builds once and keeps across function invocations, by (kind, key), under one lock.
+
+    Builders run under the lock: every one of them only constructs objects (no call goes out), so
+    it is held briefly and no two threads build the same thing. A kind given a `limit` keeps that
+    many, the least recently used one beyond it is dropped and closed.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()  # reentrant: a builder may ask for another kind
+        self._kinds: dict[str, OrderedDict[Hashable, Any]] = {}
+
+    def get(self, kind: str, key: Hashable, build: Callable[[], T], *, limit: int | None = None) -> T:
+        with self._lock:
+            kept = self._kinds.setdefault(kind, OrderedDict())
+            if key in kept:
+                kept.move_to_end(key)
+                found: T = kept[key]
+                return found
+            built = kept[key] = build()
+            evicted = kept.popitem(last=False)[1] if limit is not None and len(kept) > limit else None
+        close = getattr(evicted, "close", None)
+        if close is not None:
+            close()  # outside the lock: closing clients closes their connections
+        return built
+
+    def forget(self, kind: str) -> None:
+        """Drop (without closing) everything of a kind: tests start from a fresh process's state."""
+        with self._lock:
+            self._kinds.pop(kind, None)
+
+
+PROCESS = ProcessCache()
+SHARED_CLIENTS_LIMIT = 8  # one in production (settings do not change in a running host); tests use many
+
+
+def shared_clients(settings: Settings) -> AzureClients:
+    """The clients of this process for `settings`, built once and kept across function invocations.
+
+    Building them per invocation would cost every queue message a token request and new TLS
+    connections to ARM and Storage, and repeat each table's create; Azure Functions' guidance is to
+    reuse clients across invocations. Never closed by the caller: they live as long as the process.
+    """
+    key = repr(settings)  # Settings holds a dict, so it is not hashable; its repr is its value
+    return PROCESS.get("clients", key, lambda: build_clients(settings), limit=SHARED_CLIENTS_LIMIT)
+
+
+def build_clients(settings: Settings) -> AzureClients:
+    """Clients of their own (the CLI's, closed by their caller), paced by the process's ARM buckets."""
+    return AzureClients(settings, pacer=process_pacer(settings))
+
+
+def process_pacer(settings: Settings) -> Pacer:
+    """The process's pacer for the settings' ARM endpoint and bucket rates, shared by every client and
+    thread: ARM's buckets are per subscription, not per client."""
+    reads, writes = BucketRate(*settings.arm_read_bucket), BucketRate(*settings.arm_write_bucket)
+    key = (settings.arm_endpoint.lower().rstrip("/"), reads, writes)
+    return PROCESS.get("pacer", key, lambda: Pacer(reads, writes))
+
+
+def forget_shared_pacers() -> None:
+    """Every later pacer starts with full buckets, as in a fresh process (for tests)."""
+    PROCESS.forget("pacer")
+
+
+def build_webhook_validator(settings: Settings) -> WebhookTokenValidator | None:
+    """The secure-webhook token check when BACKUPWARDEN_WEBHOOK_AUDIENCE is set; None when it is not.
+
+    The tenant's signing keys are kept per (OpenID configuration, trust store) across invocations.
+    """
+    if settings.webhook_audience is None:
+        return None
+    if settings.tenant_id is None:  # Settings.from_env refuses this; a hand-made Settings might not
+        raise ValueError("BACKUPWARDEN_TENANT_ID is needed with BACKUPWARDEN_WEBHOOK_AUDIENCE")
+    url = settings.openid_configuration
+    if url is None:
+        raise ValueError("BACKUPWARDEN_TENANT_ID or BACKUPWARDEN_OPENID_CONFIGURATION_URL is needed")
+    verify = settings.connection_verify
+    keys = PROCESS.get("signing keys", (url, verify), lambda: SigningKeys(url, HttpsJsonFetcher(verify)))
+    return WebhookTokenValidator(settings.webhook_audience, settings.tenant_id, keys)
+
+
+def build_subscription_scope(settings: Settings, clients: AzureClients) -> SubscriptionScope:
+    """BACKUPWARDEN_SUBSCRIPTIONS, or every enabled subscription the identity can see."""
+    return SubscriptionScope(settings.subscriptions, clients.subscriptions)
 
 
 def build_sweep(
@@ -42,7 +142,7 @@ def build_sweep(
     clients: AzureClients,
     *,
     dry_run: bool | None = None,
-    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    now: Callable[[], datetime] = utc_now,
     workers: int | None = None,
 ) -> Sweep:
     """`now` is the wall clock in Azure; the demo and the tests pass the emulator's clock.
@@ -62,9 +162,7 @@ def build_sweep(
     )
     if workers is not None:
         config = replace(config, workers=workers)
-    return Sweep(
-        discovery, recovery, ledger, lambda: subscriptions_in_scope(settings, clients), config, now=now
-    )
+    return Sweep(discovery, recovery, ledger, build_subscription_scope(settings, clients), config, now=now)
 
 
 def build_sweep_queue(settings: Settings, clients: AzureClients) -> SweepQueue | None:
@@ -80,7 +178,7 @@ def build_sweep_fanout(
     clients: AzureClients,
     *,
     dry_run: bool | None = None,
-    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    now: Callable[[], datetime] = utc_now,
     workers: int | None = None,
     inline_max: int | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
@@ -98,7 +196,7 @@ def build_sweep_worker(
     settings: Settings,
     clients: AzureClients,
     *,
-    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    now: Callable[[], datetime] = utc_now,
     workers: int | None = None,
 ) -> SweepWorker:
     """The queue worker: one sweep per mode (a work item says whether its run is a dry run)."""
@@ -152,26 +250,12 @@ def build_discovery(
     clients: AzureClients,
     recovery: RecoveryServices,
     *,
-    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    now: Callable[[], datetime] = utc_now,
 ) -> Discovery:
     """The discovery strategy BACKUPWARDEN_DISCOVERY names."""
-    if settings.discovery is DiscoveryKind.VAULTS:
+    if settings.discovery is DiscoveryMode.VAULTS:
         return VaultsDiscovery(clients.recovery_services, clients.compute, recovery, now=now)
     return ResourceGraphDiscovery(clients.resource_graph())
-
-
-def subscriptions_in_scope(settings: Settings, clients: AzureClients) -> list[str]:
-    """The configured subscriptions, or every enabled one the identity can see."""
-    if settings.subscriptions:
-        return list(settings.subscriptions)
-    try:
-        return sorted(
-            str(sub.subscription_id).lower()
-            for sub in clients.subscriptions().subscriptions.list()
-            if (sub.state or "Enabled") == "Enabled"  # a str enum: compare, never str() it
-        )
-    except AzureError as exc:
-        raise AzureCallError.from_sdk("list subscriptions", exc) from exc
 
 
 PROTECT_CLAIM_TTL = timedelta(minutes=15)
@@ -182,7 +266,7 @@ def build_protect_vm(
     clients: AzureClients,
     *,
     dry_run: bool | None = None,
-    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    now: Callable[[], datetime] = utc_now,
 ) -> ProtectVm:
     recovery = _recovery_services(settings, clients)
     protection = Protection(
@@ -204,14 +288,15 @@ def build_protect_vm(
     return ProtectVm(inventory, protection, recovery, ledger, config, now=now)
 
 
+def build_protect_queue(settings: Settings, clients: AzureClients) -> WorkQueue:
+    """BACKUPWARDEN_PROTECT_QUEUE; created (if missing) the first time these clients are asked for it."""
+    queue = WorkQueue(clients.work_queue(settings.protect_queue))
+    clients.ensure_once(f"queue {settings.protect_queue}", queue.ensure)
+    return queue
+
+
 def enqueue_work_item(settings: Settings, clients: AzureClients, item: WorkItem, delay_s: int = 0) -> None:
-    queue = clients.work_queue(settings.protect_queue)
-    with contextlib.suppress(ResourceExistsError):
-        queue.create_queue()
-    try:
-        queue.send_message(item.to_json(), visibility_timeout=delay_s or None)
-    except AzureError as exc:
-        raise AzureCallError.from_sdk("enqueue work item", exc) from exc
+    build_protect_queue(settings, clients).send(item.to_json(), delay_s)
 
 
 def requeue_work_item(settings: Settings, clients: AzureClients, item: WorkItem) -> None:
@@ -219,25 +304,33 @@ def requeue_work_item(settings: Settings, clients: AzureClients, item: WorkItem)
     enqueue_work_item(settings, clients, item, delay_s=settings.provisioning_recheck_s)
 
 
+def build_alert_intake(settings: Settings, clients: AzureClients) -> AlertIntake:
+    """The alert webhook's intake. Its table and queue are created by the first notification that finds
+    them missing, inside the intake, so that a Storage failure then is answered 503 (retried)."""
+    dedup = AlertDedup(clients.alert_dedup_table())
+    return AlertIntake(dedup, WorkQueue(clients.work_queue(settings.remediation_queue)))
+
+
 def build_action_recorder(
-    settings: Settings, clients: AzureClients, *, now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    settings: Settings, clients: AzureClients, *, now: Callable[[], datetime] = utc_now
 ) -> ActionRecorder:
+    """Every decision of a run into the outbox, on its way to BackupAutomationActions_CL."""
     outbox = ensured_outbox(settings, clients, now)
     return ActionRecorder(outbox, now=now)
 
 
 def build_outcome_shipping(
-    settings: Settings, clients: AzureClients, *, now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    settings: Settings, clients: AzureClients, *, now: Callable[[], datetime] = utc_now
 ) -> OutcomeShipping:
     if not settings.dcr_immutable_id:
         raise SettingsError("BACKUPWARDEN_DCR_IMMUTABLE_ID: missing; needed to send records to Log Analytics")
     outbox = ensured_outbox(settings, clients, now)
     ledger = ensured_ledger(settings, clients, now)
     collector = JobOutcomeCollector(
-        clients.resource_graph(),
+        functools.partial(query_rows, clients.resource_graph()),
         ledger,
         outbox,
-        lambda: subscriptions_in_scope(settings, clients),
+        build_subscription_scope(settings, clients),
         overlap=settings.jobs_overlap,
         now=now,
     )
@@ -245,17 +338,13 @@ def build_outcome_shipping(
     return OutcomeShipping(collector, shipper, outbox)
 
 
-def record_actions(
-    settings: Settings,
-    clients: AzureClients,
-    outcomes: list[Outcome],
-    *,
-    source: str,
-    dry_run: bool,
-    now: Callable[[], datetime] = lambda: datetime.now(UTC),
-) -> int:
-    """Every decision of a run into the outbox, on its way to BackupAutomationActions_CL."""
-    return build_action_recorder(settings, clients, now=now).record(outcomes, source=source, dry_run=dry_run)
+def report_query(settings: Settings, clients: AzureClients) -> LogsQuery:
+    """The workspace's query API for the report; SettingsError naming the setting when none is configured."""
+    if not settings.workspace_id:
+        raise SettingsError(
+            "BACKUPWARDEN_LOG_ANALYTICS_WORKSPACE_ID: missing; needed to query Log Analytics for the report"
+        )
+    return LogsQuery(clients.logs_query(), settings.workspace_id)
 
 
 def build_remediation(
@@ -263,7 +352,7 @@ def build_remediation(
     clients: AzureClients,
     *,
     dry_run: bool | None = None,
-    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    now: Callable[[], datetime] = utc_now,
 ) -> Remediation:
     if not settings.workspace_id:
         raise SettingsError(

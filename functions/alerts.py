@@ -23,20 +23,11 @@ import logging
 
 import azure.functions as func
 
-from backupwarden.adapters.azure.clients import shared_clients
-from backupwarden.adapters.azure.webhook_token import (
-    SigningKeysUnavailable,
-    WebhookUnauthorized,
-    require_webhook_token,
-)
+from backupwarden.adapters.azure.webhook_token import SigningKeysUnavailable, WebhookUnauthorized
+from backupwarden.app import build_alert_intake, build_webhook_validator
 from backupwarden.domain.alerts import InvalidAlert
-from backupwarden.flows.remediation.intake import (
-    AlertInFlight,
-    IntakeUnavailable,
-    build_alert_intake,
-    read_alert_body,
-)
-from backupwarden.settings import Settings
+from backupwarden.flows.remediation.intake import AlertInFlight, IntakeUnavailable, read_alert_body
+from functions.context import context
 
 logger = logging.getLogger(__name__)
 
@@ -47,12 +38,13 @@ RETRY_AFTER_S = 30
 
 @bp.route(route="alerts", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 def alert_webhook(req: func.HttpRequest) -> func.HttpResponse:
-    settings = Settings.from_env()
+    ctx = context()
     try:
-        require_webhook_token(settings, req.headers.get("Authorization"))
+        validator = build_webhook_validator(ctx.settings)
+        if validator is not None:  # a secure webhook: BACKUPWARDEN_WEBHOOK_AUDIENCE is set
+            validator.validate(req.headers.get("Authorization"))
         notice = read_alert_body(req.get_body())
-        clients = shared_clients(settings)
-        status = build_alert_intake(settings, clients).receive(notice)
+        status = build_alert_intake(ctx.settings, ctx.clients).receive(notice)
     except WebhookUnauthorized as exc:
         logger.warning("alert webhook: unauthorized", extra={"reason": exc.reason})
         return _answer(401, "unauthorized", exc.reason, {"WWW-Authenticate": 'Bearer error="invalid_token"'})

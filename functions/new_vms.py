@@ -11,12 +11,13 @@ import logging
 
 import azure.functions as func
 
-from backupwarden.adapters.azure.clients import shared_clients
-from backupwarden.app import build_protect_vm, enqueue_work_item, record_actions, requeue_work_item
+from backupwarden.app import build_protect_vm, enqueue_work_item, requeue_work_item
 from backupwarden.domain.records import Result
 from backupwarden.domain.vm_events import Ignored, InvalidEvent, read_vm_write
-from backupwarden.flows.new_vm.worker import InvalidWorkItem, TransientFailure, WorkItem
-from backupwarden.settings import Settings
+from backupwarden.flows.new_vm.messages import InvalidNewVmWorkItem, WorkItem
+from backupwarden.flows.new_vm.worker import ACTION, TransientFailure
+from backupwarden.flows.recorder import unhandled_message
+from functions.context import context, given_up_item, work_item
 
 logger = logging.getLogger(__name__)
 
@@ -50,9 +51,8 @@ def vm_written(event: func.EventGridEvent) -> None:
     if isinstance(parsed, Ignored):
         logger.info("ignored event", extra={"event_id": parsed.event_id, "reason": parsed.reason})
         return
-    settings = Settings.from_env()
-    clients = shared_clients(settings)
-    enqueue_work_item(settings, clients, WorkItem.from_event(parsed))
+    ctx = context()
+    enqueue_work_item(ctx.settings, ctx.clients, WorkItem.from_event(parsed))
     logger.info("enqueued new VM", extra={"vm_id": parsed.vm_id, "event_id": parsed.event_id})
 
 
@@ -60,21 +60,20 @@ def vm_written(event: func.EventGridEvent) -> None:
     arg_name="message", queue_name="%BACKUPWARDEN_PROTECT_QUEUE%", connection="AzureWebJobsStorage"
 )
 def protect_vm(message: func.QueueMessage) -> None:
-    try:
-        item = WorkItem.from_json(message.get_body().decode("utf-8", errors="replace"))
-    except InvalidWorkItem as exc:
-        logger.error("dropped malformed work item", extra={"message_id": message.id, "reason": str(exc)})
+    item = work_item(
+        message, WorkItem.from_json, InvalidNewVmWorkItem, what="work item", action=ACTION, source="Queue"
+    )
+    if item is None:
         return
-    settings = Settings.from_env()
-    clients = shared_clients(settings)
+    ctx = context()
     try:
-        outcome = build_protect_vm(settings, clients).handle(item)
+        outcome = build_protect_vm(ctx.settings, ctx.clients).handle(item)
     except TransientFailure as exc:
         logger.warning("transient failure; the queue will redeliver", extra=exc.outcome.to_dict())
         raise
     if outcome.result is Result.REQUEUED:
-        requeue_work_item(settings, clients, item.waited_once_more())
-    record_actions(settings, clients, [outcome], source="Queue", dry_run=settings.dry_run)
+        requeue_work_item(ctx.settings, ctx.clients, item.waited_once_more())
+    ctx.record([outcome], source="Queue")
     logger.info("protect_vm outcome", extra=outcome.to_dict())
 
 
@@ -82,19 +81,7 @@ def protect_vm(message: func.QueueMessage) -> None:
     arg_name="message", queue_name="%BACKUPWARDEN_PROTECT_QUEUE%-poison", connection="AzureWebJobsStorage"
 )
 def protect_vm_poison(message: func.QueueMessage) -> None:
-    """The queue gave up on a work item: record it as a failed outcome (an escalation)."""
-    body = message.get_body().decode("utf-8", errors="replace")
-    try:
-        vm_id = WorkItem.from_json(body).vm_id
-    except InvalidWorkItem:
-        vm_id = ""
-    logger.error(
-        "protect_vm outcome",
-        extra={
-            "vm_id": vm_id,
-            "action": "enable_protection",
-            "result": Result.FAILED.value,
-            "reason": "gave up after the queue's retries (poison queue)",
-            "message_id": message.id,
-        },
-    )
+    """The queue gave up on a work item: a `failed` outcome for its VM (an escalation)."""
+    item, reason = given_up_item(message, WorkItem.from_json, InvalidNewVmWorkItem)
+    outcome = unhandled_message(ACTION, reason, vm_id=item.vm_id if item else "")
+    context().record_unhandled(message, [outcome], source="Queue", log_message="protect_vm outcome")

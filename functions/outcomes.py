@@ -6,9 +6,8 @@ import logging
 
 import azure.functions as func
 
-from backupwarden.adapters.azure.clients import shared_clients
 from backupwarden.app import build_outcome_shipping
-from backupwarden.settings import Settings
+from functions.context import context
 
 logger = logging.getLogger(__name__)
 
@@ -19,7 +18,6 @@ bp = func.Blueprint()
 def ship_outcomes(timer: func.TimerRequest) -> None:
     if timer.past_due:
         logger.warning("ship_outcomes timer is past due; running now")
-    settings = Settings.from_env()
-    clients = shared_clients(settings)
-    report = build_outcome_shipping(settings, clients).run()
+    ctx = context()
+    report = build_outcome_shipping(ctx.settings, ctx.clients).run()
     logger.info("ship_outcomes summary", extra={"past_due": timer.past_due, **report.to_json()})

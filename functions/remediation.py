@@ -6,11 +6,12 @@ import logging
 
 import azure.functions as func
 
-from backupwarden.adapters.azure.clients import shared_clients
 from backupwarden.adapters.azure.errors import AzureCallError
-from backupwarden.app import build_remediation, record_actions
-from backupwarden.flows.remediation.messages import InvalidWorkItem, RemediationWorkItem
-from backupwarden.settings import Settings
+from backupwarden.app import build_remediation
+from backupwarden.flows.recorder import unhandled_message
+from backupwarden.flows.remediation.messages import InvalidRemediationWorkItem, RemediationWorkItem
+from backupwarden.flows.remediation.worker import ACTION
+from functions.context import context, given_up_item, work_item
 
 logger = logging.getLogger(__name__)
 
@@ -21,17 +22,19 @@ bp = func.Blueprint()
     arg_name="message", queue_name="%BACKUPWARDEN_REMEDIATION_QUEUE%", connection="AzureWebJobsStorage"
 )
 def remediate(message: func.QueueMessage) -> None:
-    try:
-        item = RemediationWorkItem.from_json(message.get_body().decode("utf-8", errors="replace"))
-    except InvalidWorkItem as exc:
-        logger.error(
-            "dropped malformed remediation item", extra={"message_id": message.id, "reason": str(exc)}
-        )
+    item = work_item(
+        message,
+        RemediationWorkItem.from_json,
+        InvalidRemediationWorkItem,
+        what="remediation item",
+        action=ACTION,
+        source="Alert",
+    )
+    if item is None:
         return
-    settings = Settings.from_env()
-    clients = shared_clients(settings)
+    ctx = context()
     try:
-        outcomes = build_remediation(settings, clients).handle_item(item)
+        outcomes = build_remediation(ctx.settings, ctx.clients).handle_item(item)
     except AzureCallError as exc:
         # the alert's rows could not be read: let the queue redeliver (poison after maxDequeueCount)
         logger.warning(
@@ -39,7 +42,7 @@ def remediate(message: func.QueueMessage) -> None:
             extra={"alert_id": item.alert_id, "error": str(exc)},
         )
         raise
-    record_actions(settings, clients, outcomes, source="Alert", dry_run=settings.dry_run)
+    ctx.record(outcomes, source="Alert")
     for outcome in outcomes:
         logger.info("remediation outcome", extra={**outcome.to_dict(), "alert_id": item.alert_id})
 
@@ -48,13 +51,12 @@ def remediate(message: func.QueueMessage) -> None:
     arg_name="message", queue_name="%BACKUPWARDEN_REMEDIATION_QUEUE%-poison", connection="AzureWebJobsStorage"
 )
 def remediate_poison(message: func.QueueMessage) -> None:
-    """The queue gave up on an alert: an escalation a person must see."""
-    logger.error(
-        "remediation outcome",
-        extra={
-            "action": "remediate",
-            "result": "escalated",
-            "message_id": message.id,
-            "reason": "gave up after the queue's retries (poison queue)",
-        },
+    """The queue gave up on an alert: a `failed` outcome (for the alert's VM, when it names one) that a
+    person must see."""
+    item, reason = given_up_item(message, RemediationWorkItem.from_json, InvalidRemediationWorkItem)
+    vm_id = (item.dimension("VmId") or "").lower() if item else ""
+    outcome = unhandled_message(ACTION, reason, vm_id=vm_id)
+    alert_id = item.alert_id if item else ""
+    context().record_unhandled(
+        message, [outcome], source="Alert", log_message="remediation outcome", alert_id=alert_id
     )

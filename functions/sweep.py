@@ -15,11 +15,12 @@ import logging
 
 import azure.functions as func
 
-from backupwarden.adapters.azure.clients import shared_clients
-from backupwarden.app import build_sweep_fanout, build_sweep_worker, record_actions
+from backupwarden.app import build_sweep_fanout, build_sweep_worker
+from backupwarden.flows.recorder import unhandled_message
+from backupwarden.flows.sweep.candidates import ACTION
 from backupwarden.flows.sweep.fanout import SweepItemFailed
 from backupwarden.flows.sweep.messages import InvalidSweepWorkItem, SweepWorkItem
-from backupwarden.settings import Settings
+from functions.context import context, given_up_item, message_text, work_item
 
 logger = logging.getLogger(__name__)
 
@@ -30,12 +31,10 @@ bp = func.Blueprint()
 def sweep(timer: func.TimerRequest) -> None:
     if timer.past_due:
         logger.warning("sweep timer is past due; running now")
-    settings = Settings.from_env()
-    clients = shared_clients(settings)
-    planned = build_sweep_fanout(settings, clients).run()
+    ctx = context()
+    planned = build_sweep_fanout(ctx.settings, ctx.clients).run()
     report = planned.report
-    outcomes = [*report.outcomes, planned.run_record()]
-    record_actions(settings, clients, outcomes, source="Timer", dry_run=report.dry_run)
+    ctx.record([*report.outcomes, planned.run_record()], source="Timer", dry_run=report.dry_run)
     logger.info(
         "sweep run summary",
         extra={
@@ -53,27 +52,29 @@ def sweep(timer: func.TimerRequest) -> None:
     arg_name="message", queue_name="%BACKUPWARDEN_SWEEP_QUEUE%", connection="AzureWebJobsStorage"
 )
 def sweep_worker(message: func.QueueMessage) -> None:
-    try:
-        item = SweepWorkItem.from_json(message.get_body().decode("utf-8", errors="replace"))
-    except InvalidSweepWorkItem as exc:
-        logger.error(
-            "dropped malformed sweep work item", extra={"message_id": message.id, "reason": str(exc)}
-        )
+    item = work_item(
+        message,
+        SweepWorkItem.from_json,
+        InvalidSweepWorkItem,
+        what="sweep work item",
+        action=ACTION,
+        source="Queue",
+    )
+    if item is None:
         return
     deliveries = message.dequeue_count or 1
-    settings = Settings.from_env()
-    clients = shared_clients(settings)
+    ctx = context()
     try:
-        outcomes = build_sweep_worker(settings, clients).handle(item, deliveries)
+        outcomes = build_sweep_worker(ctx.settings, ctx.clients).handle(item, deliveries)
     except SweepItemFailed as exc:
         # what finished is recorded now; the queue delivers the item again for the rest
-        record_actions(settings, clients, exc.outcomes, source="Queue", dry_run=item.dry_run)
+        ctx.record(exc.outcomes, source="Queue", dry_run=item.dry_run)
         logger.warning(
             "sweep work item failed; the queue will deliver it again",
             extra={"run_id": item.run_id, "deliveries": deliveries, "reason": str(exc)},
         )
         raise
-    record_actions(settings, clients, outcomes, source="Queue", dry_run=item.dry_run)
+    ctx.record(outcomes, source="Queue", dry_run=item.dry_run)
     for outcome in outcomes:
         logger.info("sweep outcome", extra=outcome.to_dict())
 
@@ -83,10 +84,10 @@ def sweep_worker(message: func.QueueMessage) -> None:
 )
 def sweep_worker_poison(message: func.QueueMessage) -> None:
     """The queue gave up on a work item: each of its VMs gets a `failed` outcome with the reason."""
-    body = message.get_body().decode("utf-8", errors="replace")
-    settings = Settings.from_env()
-    clients = shared_clients(settings)
-    outcomes = build_sweep_worker(settings, clients).poisoned(body)
-    record_actions(settings, clients, outcomes, source="Queue", dry_run=settings.dry_run)
-    for outcome in outcomes:
-        logger.error("sweep outcome", extra={**outcome.to_dict(), "message_id": message.id})
+    ctx = context()
+    item, reason = given_up_item(message, SweepWorkItem.from_json, InvalidSweepWorkItem)
+    if item is None:
+        outcomes = [unhandled_message(ACTION, reason)]
+    else:
+        outcomes = build_sweep_worker(ctx.settings, ctx.clients).poisoned(message_text(message))
+    ctx.record_unhandled(message, outcomes, source="Queue", log_message="sweep outcome")

@@ -24,7 +24,7 @@ from azure.monitor.query import LogsQueryResult
 from backupwarden import app as wiring
 from backupwarden.adapters.azure.logs_ingestion import LogsUploader
 from backupwarden.adapters.storage.outbox import Outbox
-from backupwarden.app import build_outcome_shipping, record_actions
+from backupwarden.app import build_action_recorder, build_outcome_shipping
 from backupwarden.domain.log_schema import JOB_OUTCOMES
 from backupwarden.domain.records import Outcome
 from backupwarden.flows.outcomes.collector import WATERMARK
@@ -68,9 +68,8 @@ class OutcomeBench(NewVmBench):
 
     def record(self, outcomes: list[Outcome], source: str = "Timer", dry_run: bool = False) -> int:
         settings = self.settings()
-        return record_actions(
-            settings, self.clients(settings), outcomes, source=source, dry_run=dry_run, now=self.emulator.now
-        )
+        recorder = build_action_recorder(settings, self.clients(settings), now=self.emulator.now)
+        return recorder.record(outcomes, source=source, dry_run=dry_run)
 
     def outbox(self) -> Outbox:
         return Outbox(self.clients(self.settings()).outbox_table(), clock=self.emulator.now)

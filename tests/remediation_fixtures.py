@@ -32,7 +32,7 @@ from backupwarden import app as wiring
 from backupwarden.adapters.azure.logs_query import LogsQuery, Timespan
 from backupwarden.adapters.azure.protection import item_names
 from backupwarden.adapters.azure.recovery_services import VaultRef
-from backupwarden.app import build_remediation, build_sweep, record_actions
+from backupwarden.app import build_action_recorder, build_remediation, build_sweep
 from backupwarden.domain.alert_rules import ALERT_RULES, BACKUP_FAILED, AlertRuleDefinition
 from backupwarden.domain.kql import load_kql
 from backupwarden.domain.log_schema import AUTOMATION_ACTIONS
@@ -114,7 +114,8 @@ class RemediationBench(OutcomeBench):
         clients = self.clients(settings)
         report = build_sweep(settings, clients, now=self.emulator.now).run()
         decisions = [*report.outcomes, report.run_record(SWEEP_RUN_ACTION)]
-        record_actions(settings, clients, decisions, source="Timer", dry_run=False, now=self.emulator.now)
+        recorder = build_action_recorder(settings, clients, now=self.emulator.now)
+        recorder.record(decisions, source="Timer", dry_run=False)
         return report
 
     def advance_past_jobs(self) -> None:
@@ -210,9 +211,8 @@ class RemediationBench(OutcomeBench):
         worker = worker or self.remediation(None, **overrides)
         outcomes = [outcome for item in self.work_items() for outcome in worker.handle_item(item)]
         settings = self.settings(**overrides)
-        record_actions(
-            settings, self.clients(settings), outcomes, source="Alert", dry_run=False, now=self.emulator.now
-        )
+        recorder = build_action_recorder(settings, self.clients(settings), now=self.emulator.now)
+        recorder.record(outcomes, source="Alert", dry_run=False)
         return outcomes
 
     def deliver(self, handler: Handler, payload: dict[str, Any]) -> str:

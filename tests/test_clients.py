@@ -18,9 +18,10 @@ from backupwarden.adapters.azure.clients import (
     StaticTokenCredential,
     SteadyEnvironmentSession,
     build_credential,
-    shared_clients,
 )
+from backupwarden.adapters.azure.pacing import BucketRate
 from backupwarden.adapters.storage.ledger import Ledger
+from backupwarden.app import build_clients, forget_shared_pacers, process_pacer, shared_clients
 from backupwarden.settings import Settings, SettingsError
 from emulator import Emulator, EmulatorServer
 from emulator.core.realism import Fault
@@ -235,6 +236,21 @@ def test_shared_clients_are_one_per_settings_and_the_oldest_is_closed_past_the_l
     assert shared_clients(settings) is not first
 
 
+def test_every_client_the_app_builds_paces_with_the_one_pacer_of_the_process(
+    app_env: dict[str, str], settings: Settings
+) -> None:
+    other_tables = Settings.from_env({**app_env, "BACKUPWARDEN_LEDGER_TABLE": "ledgerpaced"})
+    with build_clients(settings) as own, AzureClients(settings) as unmanaged:
+        assert own.pacer is shared_clients(other_tables).pacer is process_pacer(settings)
+        assert unmanaged.pacer is not own.pacer, "clients built outside the app pace on their own"
+        assert own.pacer.rates["write"] == BucketRate(200, 10)
+    slower = Settings.from_env({**app_env, "BACKUPWARDEN_ARM_WRITE_BUCKET": "20/5"})
+    assert process_pacer(slower) is not process_pacer(settings), "other bucket rates, other buckets"
+    assert process_pacer(slower).rates["write"] == BucketRate(20, 5)
+    forget_shared_pacers()
+    assert process_pacer(settings) is not own.pacer, "forgotten: a fresh process's full buckets"
+
+
 def test_ensure_once_runs_once_per_name_and_again_after_a_failure(clients: AzureClients) -> None:
     calls: list[str] = []
 
@@ -249,4 +265,3 @@ def test_ensure_once_runs_once_per_name_and_again_after_a_failure(clients: Azure
         clients.ensure_once("table b", lambda: calls.append("b"))
 
     assert calls == ["failing", "a", "b"]
-

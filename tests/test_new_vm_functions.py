@@ -17,7 +17,8 @@ import pytest
 
 from backupwarden.domain.records import Result
 from backupwarden.domain.vm_events import VmWritten, read_vm_write
-from backupwarden.flows.new_vm.worker import TransientFailure, WorkItem
+from backupwarden.flows.new_vm.messages import WorkItem
+from backupwarden.flows.new_vm.worker import TransientFailure
 from emulator.core.realism import Fault
 from tests.new_vm_fixtures import (
     BACKUP_POST,

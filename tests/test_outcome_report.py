@@ -24,7 +24,7 @@ from azure.data.tables import TableServiceClient
 from backupwarden.adapters.azure.errors import AzureCallError
 from backupwarden.adapters.azure.logs_ingestion import row_json
 from backupwarden.adapters.azure.logs_query import LogsQuery
-from backupwarden.app import build_outcome_shipping
+from backupwarden.app import build_outcome_shipping, report_query
 from backupwarden.cli.main import main
 from backupwarden.domain.kql import KQL_DIR, kql_names, load_kql
 from backupwarden.domain.log_schema import AUTOMATION_ACTIONS, JOB_OUTCOMES, LogTable
@@ -35,7 +35,6 @@ from backupwarden.flows.outcomes.report import (
     VmWithoutRecoveryPoint,
     build_outcome_report,
     render_report_table,
-    report_query,
 )
 from backupwarden.settings import Settings
 from devtools.demo import DEMO_DCR_ID, DEMO_WORKSPACE_ID, provision_log_analytics

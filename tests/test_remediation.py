@@ -445,14 +445,14 @@ def test_an_unreadable_workspace_raises_so_the_queue_redelivers(
     assert bench.actions("Alert") == [], "nothing decided, nothing recorded"
 
 
-def test_the_poison_queue_function_logs_an_escalation(
-    handlers: Functions, caplog: pytest.LogCaptureFixture
+def test_the_poison_queue_function_logs_a_failed_outcome(
+    remediation_bench: RemediationBench, handlers: Functions, caplog: pytest.LogCaptureFixture
 ) -> None:
     handlers["remediate_poison"](func.QueueMessage(id="m-9", body=json.dumps({"alert_id": "a"}).encode()))
 
     [logged] = [r for r in caplog.records if r.getMessage() == "remediation outcome"]
     assert (logged.levelno, logged.result, logged.message_id) == (  # type: ignore[attr-defined]
         logging.ERROR,
-        "escalated",
+        "failed",  # recorded as the protect and sweep poison queues record theirs
         "m-9",
     )

@@ -45,12 +45,11 @@ from backupwarden.adapters.azure.pacing import (
     Pacer,
     PacingPolicy,
     TokenBucket,
-    forget_shared_pacers,
 )
 from backupwarden.adapters.azure.recovery_services import RecoveryServices
 from backupwarden.adapters.storage.ledger import Ledger, LedgerStatus
 from backupwarden.adapters.storage.run_slots import LedgerRunSlots
-from backupwarden.app import build_sweep_fanout, build_sweep_worker
+from backupwarden.app import build_sweep_fanout, build_sweep_worker, forget_shared_pacers
 from backupwarden.cli.drain import DrainConfig, DrainResult, sweep_and_drain
 from backupwarden.domain.records import Outcome, Result
 from backupwarden.flows.backup_now import LEDGER_ACTION

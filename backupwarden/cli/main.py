@@ -10,21 +10,23 @@ import sys
 from collections.abc import Sequence
 from datetime import timedelta
 
-from backupwarden.adapters.azure.clients import AzureClients
 from backupwarden.adapters.azure.errors import AzureCallError
 from backupwarden.app import (
+    build_action_recorder,
+    build_clients,
     build_outcome_shipping,
     build_protect_vm,
     build_remediation,
     build_sweep_fanout,
     build_sweep_worker,
-    record_actions,
+    report_query,
 )
 from backupwarden.cli.drain import DrainConfig, sweep_and_drain
 from backupwarden.domain.alerts import InvalidAlert
+from backupwarden.domain.text_table import text_table
 from backupwarden.domain.vm_events import InvalidEvent
 from backupwarden.flows.new_vm.event_batch import handle_events, read_events
-from backupwarden.flows.outcomes.report import build_outcome_report, render_report_table, report_query
+from backupwarden.flows.outcomes.report import build_outcome_report, render_report_table
 from backupwarden.flows.remediation.worker import read_alerts, remediate_alerts
 from backupwarden.flows.run_report import RunReport
 from backupwarden.settings import Settings, SettingsError, parse_duration
@@ -75,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "report":
         return _report(settings, args.since, args.output)
     if args.command == "ship-outcomes":
-        with AzureClients(settings) as clients:
+        with build_clients(settings) as clients:
             try:
                 shipped = build_outcome_shipping(settings, clients).run()
             except SettingsError as exc:
@@ -91,21 +93,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (OSError, UnicodeDecodeError, InvalidAlert) as exc:
             print(f"error: {args.source}: {exc}", file=sys.stderr)
             return 2
-        with AzureClients(settings) as clients:
+        with build_clients(settings) as clients:
             try:
                 remediation = build_remediation(settings, clients, dry_run=dry_run)
             except SettingsError as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 return 2
             report = remediate_alerts(alerts, remediation, dry_run=bool(dry_run or settings.dry_run))
-            record_actions(settings, clients, report.outcomes, source="Cli", dry_run=report.dry_run)
+            recorder = build_action_recorder(settings, clients)
+            recorder.record(report.outcomes, source="Cli", dry_run=report.dry_run)
     elif args.command == "handle-event":
         try:
             events = read_events(_read_source(args.source))
         except (OSError, UnicodeDecodeError, InvalidEvent) as exc:
             print(f"error: {args.source}: {exc}", file=sys.stderr)
             return 2
-        with AzureClients(settings) as clients:
+        with build_clients(settings) as clients:
             worker = build_protect_vm(settings, clients, dry_run=dry_run)
             report = handle_events(
                 events,
@@ -113,7 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 dry_run=bool(dry_run or settings.dry_run),
                 recheck_s=settings.provisioning_recheck_s,
             )
-            record_actions(settings, clients, report.outcomes, source="Cli", dry_run=report.dry_run)
+            recorder = build_action_recorder(settings, clients)
+            recorder.record(report.outcomes, source="Cli", dry_run=report.dry_run)
     else:
         report, complete = _sweep(settings, dry_run, args.workers)
         if not complete:
@@ -127,13 +131,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _sweep(settings: Settings, dry_run: bool | None, workers: int) -> tuple[RunReport, bool]:
     """Plan; handle a small plan here, or enqueue a large one and drain it with `workers` threads."""
-    with AzureClients(settings) as clients:
+    with build_clients(settings) as clients:
         fanout = build_sweep_fanout(settings, clients, dry_run=dry_run, workers=workers)
         worker = build_sweep_worker(settings, clients, workers=workers)
         planned, drained = sweep_and_drain(fanout, worker, DrainConfig(workers=workers))
         report = planned.report
         decisions = [*report.outcomes, *drained.other_runs, planned.run_record()]
-        record_actions(settings, clients, decisions, source="Cli", dry_run=report.dry_run)
+        build_action_recorder(settings, clients).record(decisions, source="Cli", dry_run=report.dry_run)
     return report, not drained.timed_out
 
 
@@ -145,8 +149,10 @@ def _demo() -> int:
     except ModuleNotFoundError as exc:
         if exc.name not in {"devtools", "devtools.demo"}:
             raise
-        print("error: the demo is a development tool and is not deployed; run `make demo` in a checkout",
-              file=sys.stderr)
+        print(
+            "error: the demo is a development tool and is not deployed; run `make demo` in a checkout",
+            file=sys.stderr,
+        )
         return 2
     return int(demo.run_demo())
 
@@ -172,7 +178,7 @@ def _window(text: str) -> timedelta:
 
 
 def _report(settings: Settings, window: timedelta, output: str) -> int:
-    with AzureClients(settings) as clients:
+    with build_clients(settings) as clients:
         try:
             report = build_outcome_report(report_query(settings, clients), window)
         except SettingsError as exc:
@@ -202,8 +208,7 @@ def render_table(report: RunReport, names: dict[str, str] | None = None) -> str:
             f"{outcome.error_code}: {outcome.error_message}" if outcome.error_code else ""
         )
         rows.append((vm, outcome.result.value, outcome.reason, detail))
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    lines = [f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}".rstrip() for r in rows]
+    lines = [text_table(rows)]
     summary = report.summary()
     lines.append("")
     lines.append(

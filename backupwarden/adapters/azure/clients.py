@@ -13,15 +13,15 @@ Retries (azure-core `RetryPolicy`, read from its source, azure-core 1.41):
 
 Pacing (backupwarden/adapters/azure/pacing.py): every ARM and Resource Graph client carries a `PacingPolicy`
 per try, after the rate-limit logger. Its buckets (BACKUPWARDEN_ARM_READ_BUCKET /
-BACKUPWARDEN_ARM_WRITE_BUCKET) live in one `Pacer` per process, shared by every `AzureClients`
-and thread, since ARM's buckets are per subscription, not per client.
+BACKUPWARDEN_ARM_WRITE_BUCKET) live in the `Pacer` handed in: the composition root (backupwarden/app.py)
+hands every `AzureClients` it builds the one pacer of the process, since ARM's buckets are per
+subscription, not per client. Clients built without one pace with buckets of their own.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar
@@ -45,7 +45,7 @@ from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64E
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from backupwarden.adapters.azure.pacing import BucketRate, Pacer, PacingPolicy, shared_pacer
+from backupwarden.adapters.azure.pacing import BucketRate, Pacer, PacingPolicy
 from backupwarden.settings import CredentialKind, Settings, SettingsError
 
 logger = logging.getLogger(__name__)
@@ -117,7 +117,9 @@ class AzureClients:
     ) -> None:
         self.settings = settings
         self._credential = credential
-        self.pacer = pacer or settings_pacer(settings)
+        self.pacer = pacer or Pacer(
+            BucketRate(*settings.arm_read_bucket), BucketRate(*settings.arm_write_bucket)
+        )
         self._owns_credential = credential is None  # a credential handed in is closed by its owner
         self._clients: dict[tuple[str, str], Any] = {}
         self._ensured: set[str] = set()
@@ -311,31 +313,6 @@ class _NoNetrcAuth(requests.auth.AuthBase):
 _NO_NETRC_AUTH = _NoNetrcAuth()
 
 
-_SHARED_LIMIT = 8  # one in production (settings do not change in a running host); tests use many
-_shared: OrderedDict[str, AzureClients] = OrderedDict()
-_shared_lock = threading.Lock()
-
-
-def shared_clients(settings: Settings) -> AzureClients:
-    """The clients of this process for `settings`, built once and kept across function invocations.
-
-    Building them per invocation would cost every queue message a token request and new TLS
-    connections to ARM and Storage, and repeat each table's create; Azure Functions' guidance is to
-    reuse clients across invocations. Never closed by the caller: they live as long as the process.
-    """
-    key = repr(settings)  # Settings holds a dict, so it is not hashable; its repr is its value
-    with _shared_lock:
-        found = _shared.get(key)
-        if found is not None:
-            _shared.move_to_end(key)
-            return found
-        built = _shared[key] = AzureClients(settings)
-        evicted = _shared.popitem(last=False)[1] if len(_shared) > _SHARED_LIMIT else None
-    if evicted is not None:
-        evicted.close()
-    return built
-
-
 class SteadyEnvironmentSession(requests.Session):
     """A requests session that reads the proxy environment and ~/.netrc once per host, not on every
     request.
@@ -396,13 +373,6 @@ def pooled_transport(connection_verify: str | bool) -> RequestsTransport:
     for scheme in ("https://", "http://"):
         session.mount(scheme, adapter)
     return RequestsTransport(session=session, connection_verify=connection_verify)
-
-
-def settings_pacer(settings: Settings) -> Pacer:
-    """The process-wide pacer for the settings' ARM endpoint and bucket rates."""
-    return shared_pacer(
-        settings.arm_endpoint, BucketRate(*settings.arm_read_bucket), BucketRate(*settings.arm_write_bucket)
-    )
 
 
 def build_retry_policy(retry_total: int) -> RetryPolicy[Any, Any]:

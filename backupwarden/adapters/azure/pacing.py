@@ -13,8 +13,8 @@ until `x-ms-user-quota-resets-after` (hh:mm:ss); at 0 the next query waits for t
 Kind: GET/HEAD/OPTIONS are reads, every other method a write (ARM counts POST actions as writes).
 Requests without `/subscriptions/{id}/` in their path (tenant-level, Logs, Storage) pass unpaced.
 
-One `Pacer` is shared by every client and thread of a process (`shared_pacer`): the buckets are
-per subscription, not per client, and all of them are thread-safe.
+One `Pacer` is shared by every client and thread of a process (the composition root keeps it):
+the buckets are per subscription, not per client, and all of them are thread-safe.
 """
 
 from __future__ import annotations
@@ -275,23 +275,3 @@ def _integer(raw: str | None) -> int | None:
         return int(str(raw).strip()) if raw is not None else None
     except ValueError:
         return None
-
-
-_SHARED: dict[tuple[str, BucketRate, BucketRate], Pacer] = {}
-_SHARED_LOCK = threading.Lock()
-
-
-def shared_pacer(endpoint: str, reads: BucketRate = ARM_READS, writes: BucketRate = ARM_WRITES) -> Pacer:
-    """The process's pacer for an ARM endpoint and bucket rates: one per process, whatever the clients."""
-    key = (endpoint.lower().rstrip("/"), reads, writes)
-    with _SHARED_LOCK:
-        found = _SHARED.get(key)
-        if found is None:
-            found = _SHARED[key] = Pacer(reads, writes)
-        return found
-
-
-def forget_shared_pacers() -> None:
-    """Drop every process-wide pacer (tests start each case with full buckets, like a fresh process)."""
-    with _SHARED_LOCK:
-        _SHARED.clear()

@@ -14,7 +14,8 @@ The function key (auth level FUNCTION) is checked by the Functions host before t
 Keys are fetched over HTTPS through azure-core's pipeline with BACKUPWARDEN_CA_BUNDLE as the trust
 store, cached for KEYS_TTL_S, and refetched once when a token names a key the cache does not hold
 (Entra rolls keys over); unknown keys trigger at most one refetch per UNKNOWN_KEY_REFETCH_S, so a
-stream of forged tokens cannot turn into a stream of fetches.
+stream of forged tokens cannot turn into a stream of fetches. The composition root keeps one
+`SigningKeys` per process (backupwarden/app.py `build_webhook_validator`).
 """
 
 from __future__ import annotations
@@ -31,8 +32,6 @@ from azure.core.exceptions import AzureError
 from azure.core.pipeline.policies import HeadersPolicy, ProxyPolicy, RetryPolicy, UserAgentPolicy
 from azure.core.rest import HttpRequest
 from jwt.exceptions import PyJWKError
-
-from backupwarden.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -246,30 +245,3 @@ def _check_caller(claims: dict[str, Any]) -> None:
     roles = claims.get("roles")
     if not isinstance(roles, list) or WEBHOOK_ROLE not in roles:
         raise WebhookUnauthorized(f"token lacks the app role {WEBHOOK_ROLE}")
-
-
-# --- per-process cache: one key set per (OpenID configuration, trust store) -----------------------
-_signing_keys: dict[tuple[str, str | bool], SigningKeys] = {}
-_signing_keys_lock = threading.Lock()
-
-
-def signing_keys_for(settings: Settings) -> SigningKeys:
-    """The process-wide key cache for the configured tenant (kept across invocations of the function)."""
-    url = settings.openid_configuration
-    if url is None:
-        raise ValueError("BACKUPWARDEN_TENANT_ID or BACKUPWARDEN_OPENID_CONFIGURATION_URL is needed")
-    cache_key = (url, settings.connection_verify)
-    with _signing_keys_lock:
-        if cache_key not in _signing_keys:
-            _signing_keys[cache_key] = SigningKeys(url, HttpsJsonFetcher(settings.connection_verify))
-        return _signing_keys[cache_key]
-
-
-def require_webhook_token(settings: Settings, authorization: str | None) -> None:
-    """Checks the secure-webhook token when an audience is configured; a no-op otherwise."""
-    if settings.webhook_audience is None:
-        return
-    if settings.tenant_id is None:  # Settings.from_env refuses this; a hand-made Settings might not
-        raise ValueError("BACKUPWARDEN_TENANT_ID is needed with BACKUPWARDEN_WEBHOOK_AUDIENCE")
-    keys = signing_keys_for(settings)
-    WebhookTokenValidator(settings.webhook_audience, settings.tenant_id, keys).validate(authorization)

@@ -4,23 +4,23 @@ Resource Graph answers for every vault of every subscription in one paged query,
 vault-by-vault `backupJobs` list costs one request per vault (measured: docs/outcomes.md). It
 lags the service, so each run re-reads an overlap before the watermark; job outcomes already
 shipped are recognised by their id and not sent again.
+
+The query runs through `GraphRows`, the Resource Graph adapter the composition root hands in.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from azure.mgmt.resourcegraph import ResourceGraphClient
-
-from backupwarden.adapters.azure.resource_graph import query_rows
 from backupwarden.adapters.storage.ledger import Ledger
 from backupwarden.adapters.storage.outbox import Outbox
 from backupwarden.domain.log_records import Attribution, FinishedJob, job_outcome_row
 from backupwarden.domain.log_schema import JOB_OUTCOMES
+from backupwarden.domain.times import parse_time, utc_now
 
 WATERMARK = "jobs"
 FIRST_RUN_LOOKBACK = timedelta(days=1)
@@ -45,6 +45,10 @@ recoveryservicesresources
 """
 
 
+GraphRows = Callable[[str, list[str]], Iterable[dict[str, Any]]]
+"""Every row of a Resource Graph query over the given subscriptions, all pages."""
+
+
 @dataclass(frozen=True)
 class Collected:
     found: int
@@ -55,15 +59,15 @@ class Collected:
 class JobOutcomeCollector:
     def __init__(
         self,
-        graph: ResourceGraphClient,
+        graph_rows: GraphRows,
         ledger: Ledger,
         outbox: Outbox,
         subscriptions: Callable[[], list[str]],
         *,
         overlap: timedelta = timedelta(hours=1),
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        now: Callable[[], datetime] = utc_now,
     ) -> None:
-        self._graph = graph
+        self._graph_rows = graph_rows
         self._ledger = ledger
         self._outbox = outbox
         self._subscriptions = subscriptions
@@ -73,7 +77,7 @@ class JobOutcomeCollector:
     def collect(self, watermark: datetime | None) -> Collected:
         since = (watermark or self._now() - FIRST_RUN_LOOKBACK) - self._overlap
         query = FINISHED_JOBS_QUERY.format(since=since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
-        jobs = [finished_job(row) for row in query_rows(self._graph, query, self._subscriptions())]
+        jobs = [finished_job(row) for row in self._graph_rows(query, self._subscriptions())]
         rows = [job_outcome_row(job, self._attribution(job)) for job in jobs]
         added = self._outbox.add(JOB_OUTCOMES.stream, rows, skip_shipped=True)
         newest = max((job.end_time for job in jobs), default=None)
@@ -105,16 +109,9 @@ def finished_job(row: dict[str, Any]) -> FinishedJob:
         vault_id=str(row.get("vaultId", "")),
         subscription_id=subscription,
         region=str(row.get("region") or ""),
-        start_time=_time(properties.get("startTime")),
-        end_time=_time(row.get("endTime") or properties.get("endTime")),
+        start_time=parse_time(properties.get("startTime")),
+        end_time=parse_time(row.get("endTime") or properties.get("endTime")),
         error_code=str(first_error.get("errorCode", "")),
         error_message=str(first_error.get("errorString", "")),
         recommendation=" ".join(str(r) for r in first_error.get("recommendations") or []),
     )
-
-
-def _time(raw: Any) -> datetime:
-    if isinstance(raw, datetime):
-        return raw if raw.tzinfo else raw.replace(tzinfo=UTC)
-    parsed = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

@@ -8,17 +8,14 @@ still without a recovery point, and the time to the first recovery point of VMs 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from backupwarden.adapters.azure.clients import AzureClients
-from backupwarden.adapters.azure.logs_query import LogsQuery, Timespan
+from backupwarden.adapters.azure.logs_query import Timespan
 from backupwarden.domain.kql import load_kql
-from backupwarden.settings import Settings, SettingsError
-
-WORKSPACE_SETTING = "BACKUPWARDEN_LOG_ANALYTICS_WORKSPACE_ID"
+from backupwarden.domain.text_table import text_table
+from backupwarden.domain.times import iso_z, parse_optional_time
 
 
 class QueryRows(Protocol):
@@ -108,13 +105,6 @@ class OutcomeReport:
         }
 
 
-def report_query(settings: Settings, clients: AzureClients) -> LogsQuery:
-    """The workspace's query API; SettingsError naming the setting when no workspace is configured."""
-    if not settings.workspace_id:
-        raise SettingsError(f"{WORKSPACE_SETTING}: missing; needed to query Log Analytics for the report")
-    return LogsQuery(clients.logs_query(), settings.workspace_id)
-
-
 def build_outcome_report(source: QueryRows, window: timedelta) -> OutcomeReport:
     """Run the four report queries over the last `window`; AzureCallError if one fails."""
     statuses = source.rows(load_kql("report_status_counts"), window, "report: jobs by status")
@@ -149,7 +139,7 @@ def _exposed(row: dict[str, Any]) -> VmWithoutRecoveryPoint:
         last_operation=_text(row["LastOperation"]),
         last_status=_text(row["LastStatus"]),
         last_error_code=_text(row["LastErrorCode"]),
-        last_end_time=_time(row["LastEndTime"]),
+        last_end_time=parse_optional_time(row["LastEndTime"]),
     )
 
 
@@ -159,8 +149,8 @@ def _first(row: dict[str, Any]) -> FirstRecoveryPoint:
         vm_id=_text(row["VmId"]),
         vm_name=_text(row["VmName"]),
         vault_id=_text(row["VaultId"]),
-        configured_at=_time(row["ConfiguredAt"]),
-        first_recovery_point_at=_time(row["FirstRecoveryPointAt"]),
+        configured_at=parse_optional_time(row["ConfiguredAt"]),
+        first_recovery_point_at=parse_optional_time(row["FirstRecoveryPointAt"]),
         seconds=None if seconds is None else _count(seconds),
     )
 
@@ -181,18 +171,8 @@ def _array(value: Any) -> list[Any]:
     return list(parsed) if isinstance(parsed, list) else [parsed]
 
 
-def _time(value: Any) -> datetime | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, datetime):
-        moment = value
-    else:
-        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def _iso(moment: datetime | None) -> str | None:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z") if moment else None
+    return iso_z(moment) if moment else None
 
 
 # --- the table -----------------------------------------------------------------------------------
@@ -209,7 +189,7 @@ def render_report_table(report: OutcomeReport) -> str:
 def _status_section(report: OutcomeReport) -> str:
     rows = [("STATUS", "JOBS")] + [(status, str(n)) for status, n in sorted(report.jobs_by_status.items())]
     rows.append(("total", str(report.jobs_total)))
-    return f"== finished jobs in the last {window_text(report.window)}, by status ==\n{_table(rows)}"
+    return f"== finished jobs in the last {window_text(report.window)}, by status ==\n{text_table(rows)}"
 
 
 def _failures_section(report: OutcomeReport) -> str:
@@ -220,7 +200,7 @@ def _failures_section(report: OutcomeReport) -> str:
         (f.error_code or "(none)", str(f.jobs), str(f.vms), ", ".join(f.vm_names), f.recommendation)
         for f in report.failures
     ]
-    return f"{title}\n{_table(rows)}"
+    return f"{title}\n{text_table(rows)}"
 
 
 def _exposed_section(report: OutcomeReport) -> str:
@@ -233,7 +213,7 @@ def _exposed_section(report: OutcomeReport) -> str:
         if vm.last_error_code:
             last = f"{last}: {vm.last_error_code}"
         rows.append((vm.vm_name or vm.vm_id, last, _clock(vm.last_end_time)))
-    return f"{title}\n{_table(rows)}"
+    return f"{title}\n{text_table(rows)}"
 
 
 def _first_section(report: OutcomeReport) -> str:
@@ -246,7 +226,7 @@ def _first_section(report: OutcomeReport) -> str:
         rows.append(
             (vm.vm_name or vm.vm_id, _clock(vm.configured_at), _clock(vm.first_recovery_point_at), elapsed)
         )
-    return f"{title}\n{_table(rows)}"
+    return f"{title}\n{text_table(rows)}"
 
 
 def window_text(window: timedelta) -> str:
@@ -275,8 +255,3 @@ def duration_text(span: timedelta) -> str:
 
 def _clock(moment: datetime | None) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ") if moment else "-"
-
-
-def _table(rows: Sequence[tuple[str, ...]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(f"{cell:<{widths[i]}}" for i, cell in enumerate(row)).rstrip() for row in rows)

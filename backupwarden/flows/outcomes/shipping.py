@@ -1,16 +1,13 @@
-"""One outcomes run: collect finished jobs, ship both tables, then move the watermark; and the action sink."""
+"""One outcomes run: collect finished jobs, ship both tables, then move the watermark."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from backupwarden.adapters.storage.outbox import Outbox
-from backupwarden.domain.log_records import action_row
 from backupwarden.domain.log_schema import AUTOMATION_ACTIONS, JOB_OUTCOMES
-from backupwarden.domain.records import Outcome
 from backupwarden.flows.outcomes.collector import WATERMARK, JobOutcomeCollector
 from backupwarden.flows.outcomes.shipper import Shipper, ShipResult
 
@@ -18,19 +15,6 @@ logger = logging.getLogger(__name__)
 
 # Shipped-job markers only need to outlive every re-read of the overlap; a week is ample.
 MARKER_RETENTION = timedelta(days=7)
-
-
-class ActionRecorder:
-    """Every decision of every flow becomes a BackupAutomationActions_CL record in the outbox."""
-
-    def __init__(self, outbox: Outbox, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-        self._outbox = outbox
-        self._now = now
-
-    def record(self, outcomes: list[Outcome], *, source: str, dry_run: bool) -> int:
-        at = self._now()
-        rows = [action_row(outcome, source=source, dry_run=dry_run, at=at) for outcome in outcomes]
-        return self._outbox.add(AUTOMATION_ACTIONS.stream, rows)
 
 
 @dataclass(frozen=True)
