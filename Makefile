@@ -1,5 +1,6 @@
 # `make demo` and `make test` work on a fresh clone: each sets up what it needs, then runs.
-#   .venv/         Python virtual environment (requirements.txt + requirements-dev.txt)
+#   .venv/         Python virtual environment (requirements.txt + requirements-dev.txt), with the
+#                  checkout installed editable for the `backupwarden` console script (pyproject.toml)
 #   node_modules/  Azurite, the Azure Storage emulator (package.json + package-lock.json)
 #   .venv-iac/     checkov, the IaC scanner tests/test_infra.py runs on infra/ (requirements-iac.txt);
 #                  its own environment because checkov pins a `packaging` that pytest cannot share
@@ -21,12 +22,13 @@ PYTEST_ARGS ?=
 
 venv: $(VENV_STAMP)
 
-$(VENV_STAMP): requirements.txt requirements-dev.txt
+$(VENV_STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@test -n "$(PYTHON)" || { echo "make: python3.11 or python3 is required" >&2; exit 1; }
 	@test -x $(VENV_PYTHON) || $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
 		|| { echo "make: $(PYTHON) is older than Python 3.11" >&2; exit 1; }
 	test -x $(VENV_PYTHON) || $(PYTHON) -m venv $(VENV)
 	$(VENV_PYTHON) -m pip install --disable-pip-version-check --quiet -r requirements-dev.txt
+	$(VENV_PYTHON) -m pip install --disable-pip-version-check --quiet --no-deps -e .
 	touch $@
 
 node_modules: $(NODE_STAMP)
@@ -54,3 +56,4 @@ test: deps iac
 lint: venv
 	$(VENV_PYTHON) -m ruff check .
 	$(VENV_PYTHON) -m mypy
+	$(VENV)/bin/lint-imports

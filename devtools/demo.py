@@ -1,4 +1,5 @@
-"""`python -m backupwarden demo`: the main jobs against the embedded emulator (demo scenario) and Azurite.
+"""`python -m backupwarden demo` (or `python -m devtools.demo`): the main jobs against the embedded emulator
+(demo scenario) and Azurite.
 
 1. The sweep runs exactly as the timer would; the emulated clock then advances until the
    triggered backups finish, and each VM's state is read back through the Recovery Services API.
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+import sys
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,18 +24,21 @@ import azure.functions as func
 from backupwarden.adapters.azure.clients import AzureClients
 from backupwarden.adapters.azure.recovery_services import RecoveryServices, VaultRef
 from backupwarden.app import (
+    build_action_recorder,
+    build_clients,
     build_outcome_shipping,
     build_protect_vm,
     build_remediation,
     build_sweep,
-    record_actions,
+    report_query,
 )
 from backupwarden.domain.alert_rules import ALERT_RULES
 from backupwarden.domain.kql import load_kql
 from backupwarden.domain.log_schema import AUTOMATION_ACTIONS, JOB_OUTCOMES, TABLES
 from backupwarden.domain.records import Outcome, Result
-from backupwarden.flows.new_vm.worker import WorkItem
-from backupwarden.flows.outcomes.report import build_outcome_report, render_report_table, report_query
+from backupwarden.domain.text_table import text_table
+from backupwarden.flows.new_vm.messages import WorkItem
+from backupwarden.flows.outcomes.report import build_outcome_report, render_report_table
 from backupwarden.flows.remediation.messages import RemediationWorkItem
 from backupwarden.flows.run_report import RunReport
 from backupwarden.flows.sweep.candidates import SWEEP_RUN_ACTION
@@ -105,7 +109,7 @@ def run_demo() -> int:
         environment = demo_environment(server.endpoint, server.ca_bundle, azurite.connection_string)
         os.environ.update(environment)  # the Functions handlers read their settings from the environment
         settings = Settings.from_env(environment)
-        with AzureClients(settings) as clients:
+        with build_clients(settings) as clients:
             print(_sweep_phase(emulator, settings, clients))
             print()
             print(_remediation_phase(emulator, settings, clients))
@@ -122,7 +126,8 @@ def _sweep_phase(emulator: Emulator, settings: Settings, clients: AzureClients) 
     before = _states(emulator)
     report = build_sweep(settings, clients, now=emulator.now).run()
     decisions = [*report.outcomes, report.run_record(SWEEP_RUN_ACTION)]  # as the timer records them
-    record_actions(settings, clients, decisions, source="Timer", dry_run=report.dry_run, now=emulator.now)
+    recorder = build_action_recorder(settings, clients, now=emulator.now)
+    recorder.record(decisions, source="Timer", dry_run=report.dry_run)
     emulator.advance(emulator.estate.timings.backup_job_s + 60)
     after = {**_states(emulator), **_verified_states(report.outcomes, RecoveryServices(clients.backup))}
     return _render_sweep(report, emulator, before, after)
@@ -176,7 +181,7 @@ def _render_sweep(
     return "\n".join(
         [
             "== 1. sweep: VMs stuck in 'Initial backup pending' ==",
-            _table(rows),
+            text_table(rows),
             "",
             f"sweep run {report.run_id}: {summary['candidates']} candidates; "
             + ", ".join(f"{summary[k]} {k}" for k in ("triggered", "skipped", "dry_run", "failed")),
@@ -230,9 +235,8 @@ def _remediation_phase(emulator: Emulator, settings: Settings, clients: AzureCli
             for message in queue.receive_messages(max_messages=32):
                 outcomes.extend(worker.handle_item(RemediationWorkItem.from_json(message.content)))
                 queue.delete_message(message)
-            record_actions(
-                settings, clients, outcomes, source="Alert", dry_run=settings.dry_run, now=emulator.now
-            )
+            recorder = build_action_recorder(settings, clients, now=emulator.now)
+            recorder.record(outcomes, source="Alert", dry_run=settings.dry_run)
             attempted.extend(outcomes)
             for outcome in outcomes:
                 rows.append(
@@ -256,7 +260,7 @@ def _remediation_phase(emulator: Emulator, settings: Settings, clients: AzureCli
         [
             "== 2. alerts → alert_webhook → queue → remediation: retry what a retry fixes, escalate ==",
             f"{notified} alert notifications POSTed by the emulator's evaluator to {host.url}",
-            _table(rows),
+            text_table(rows),
             f"after the last round: {final}",
             "(automation-silent fires from round 2 on: the demo runs the sweep once, not every 30 min)",
         ]
@@ -294,7 +298,8 @@ def _new_vm_phase(emulator: Emulator, settings: Settings, clients: AzureClients)
     for message in queue.receive_messages(max_messages=32):
         outcomes.append(worker.handle(WorkItem.from_json(message.content)))
         queue.delete_message(message)
-    record_actions(settings, clients, outcomes, source="Cli", dry_run=settings.dry_run, now=emulator.now)
+    recorder = build_action_recorder(settings, clients, now=emulator.now)
+    recorder.record(outcomes, source="Cli", dry_run=settings.dry_run)
     emulator.advance(emulator.estate.timings.backup_job_s + 60)
     after = _verified_states(outcomes, RecoveryServices(clients.backup))
     rows = [("VM", "REGION", "OUTCOME", "WHY", "AFTER")]
@@ -315,7 +320,7 @@ def _new_vm_phase(emulator: Emulator, settings: Settings, clients: AzureClients)
             "== 3. new VMs: Event Grid -> vm_written -> queue -> protect_vm ==",
             f"{len(NEW_VMS)} VMs created, {len(published)} events published "
             f"(a create can emit a duplicate pair); {len(outcomes)} work items handled",
-            _table(rows),
+            text_table(rows),
         ]
     )
 
@@ -350,6 +355,5 @@ def _grid_event(event: dict[str, Any]) -> func.EventGridEvent:
     )
 
 
-def _table(rows: Sequence[tuple[str, ...]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(f"{cell:<{widths[i]}}" for i, cell in enumerate(row)).rstrip() for row in rows)
+if __name__ == "__main__":
+    sys.exit(run_demo())

@@ -15,11 +15,12 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from backupwarden.settings import azurite_connection_string
-
 ROOT = Path(__file__).resolve().parents[1]
 AZURITE_BIN = ROOT / "node_modules" / ".bin" / "azurite"
 _LISTENING = re.compile(r"Azurite (Blob|Queue|Table) service is successfully listening at http://[^:]+:(\d+)")
+# Azurite's well-known development account (public, in Microsoft's Azurite documentation; not a secret).
+ACCOUNT_NAME = "devstoreaccount1"
+ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
 
 class AzuriteError(RuntimeError):
@@ -40,7 +41,7 @@ class Azurite:
     def connection_string(self) -> str:
         if set(self.ports) != {"blob", "queue", "table"}:
             raise AzuriteError("Azurite is not running")
-        return azurite_connection_string(self.ports["blob"], self.ports["queue"], self.ports["table"])
+        return connection_string(self.ports["blob"], self.ports["queue"], self.ports["table"])
 
     def start(self) -> Azurite:
         if not self.executable.exists():
@@ -95,11 +96,21 @@ class Azurite:
             "--loose",
             "--skipApiVersionCheck",  # the Python SDKs may send a newer x-ms-version than Azurite knows
             "--inMemoryPersistence",
-            "--extentMemoryLimit", "256",
+            "--extentMemoryLimit",
+            "256",
             "--disableTelemetry",
-            "--blobHost", "127.0.0.1", "--blobPort", "0",
-            "--queueHost", "127.0.0.1", "--queuePort", "0",
-            "--tableHost", "127.0.0.1", "--tablePort", "0",
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            "0",
+            "--queueHost",
+            "127.0.0.1",
+            "--queuePort",
+            "0",
+            "--tableHost",
+            "127.0.0.1",
+            "--tablePort",
+            "0",
         ]
 
     def _wait_for_ports(self, log_path: Path) -> dict[str, int]:
@@ -117,6 +128,17 @@ class Azurite:
             f"Azurite did not report its ports within {self.startup_timeout_s:.0f} s:\n"
             f"{log_path.read_text(errors='replace')}"
         )
+
+
+def connection_string(blob_port: int, queue_port: int, table_port: int) -> str:
+    """The connection string of an Azurite on loopback with the well-known account."""
+    base = "http://127.0.0.1"
+    return (
+        f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT_NAME};AccountKey={ACCOUNT_KEY};"
+        f"BlobEndpoint={base}:{blob_port}/{ACCOUNT_NAME};"
+        f"QueueEndpoint={base}:{queue_port}/{ACCOUNT_NAME};"
+        f"TableEndpoint={base}:{table_port}/{ACCOUNT_NAME};"
+    )
 
 
 def _wait_until_answering(port: int, timeout_s: float) -> None:

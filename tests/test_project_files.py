@@ -1,28 +1,27 @@
-"""The Functions app's own files agree with the code: host.json, the example settings, README, .funcignore."""
+"""The project's own files agree with the code: host.json, the example settings, README, .funcignore, and the
+console script pyproject.toml declares (installed by `make venv`)."""
 
 from __future__ import annotations
 
 import importlib
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import azure.functions as func
 
-from backupwarden.settings import Settings
+from backupwarden.settings import SETTING_NAMES, Settings
+from emulator.azurite import connection_string
 
 ROOT = Path(__file__).resolve().parents[1]
-SETTING_NAME = re.compile(r'"((?:BACKUPWARDEN_[A-Z0-9_]+)|SWEEP_SCHEDULE|AzureWebJobsStorage(?:__\w+)?)"')
 
 
 def _setting_names() -> set[str]:
-    """Every setting name `backupwarden/settings.py` reads (its quoted names)."""
-    source = (ROOT / "backupwarden" / "settings.py").read_text()
-    names = set(SETTING_NAME.findall(source))
-    identity_suffixes = ("accountName", "tableServiceUri", "queueServiceUri")  # built with f-strings there
-    names |= {f"AzureWebJobsStorage__{suffix}" for suffix in identity_suffixes}
-    return names
+    """Every setting name `Settings.from_env` reads (the settings table's names)."""
+    return set(SETTING_NAMES)
 
 
 def _example_values() -> dict[str, str]:
@@ -67,7 +66,7 @@ def test_ci_runs_make_test() -> None:
 
 def test_funcignore_keeps_local_tools_out_of_the_deployment() -> None:
     ignored = set((ROOT / ".funcignore").read_text().split())
-    assert {"emulator/", "tests/", "node_modules/", ".venv/", "local.settings.json"} <= ignored
+    assert {"emulator/", "tests/", "devtools/", "node_modules/", ".venv/", "local.settings.json"} <= ignored
     assert not ignored & {"backupwarden/", "functions/", "function_app.py", "host.json", "requirements.txt"}
 
 
@@ -77,3 +76,29 @@ def test_function_app_indexes_with_its_blueprints() -> None:
     app = importlib.reload(function_app).app  # get_functions() runs once an app; other tests index it too
     assert isinstance(app, func.FunctionApp)
     assert all(function.get_function_name() for function in app.get_functions())
+
+
+def test_the_emulators_azurite_is_what_development_storage_means() -> None:
+    # The emulator keeps its own copy of Azurite's well-known account; the app's must stay the same.
+    settings = Settings.from_env({"AzureWebJobsStorage": "UseDevelopmentStorage=true"})
+    assert settings.storage_connection_string == connection_string(10000, 10001, 10002)
+
+
+def test_the_console_script_lists_the_commands(tmp_path: Path) -> None:
+    script = Path(sys.executable).with_name("backupwarden")
+    assert script.exists(), f"{script} is missing: `make venv` installs it (pip install -e .)"
+    done = subprocess.run([str(script), "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    for command in ("sweep", "remediate", "handle-event", "ship-outcomes", "report", "demo"):
+        assert command in done.stdout
+
+
+def test_the_console_script_finds_the_demo_outside_the_checkout(tmp_path: Path) -> None:
+    # `backupwarden demo` looks up devtools.demo at run time; the editable install puts the checkout
+    # on the interpreter's path, as `python -m` does from the checkout's root.
+    find_the_demo = "import importlib.util; print(importlib.util.find_spec('devtools.demo').origin)"
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", find_the_demo], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert Path(done.stdout.strip()) == ROOT / "devtools" / "demo.py"
