@@ -1,6 +1,14 @@
 """New VMs: event-to-backup-job latency and the automation's own overhead (docs/benchmarks.md).
 
 `.venv/bin/python -m bench.new_vm [--vms 200] [--subscriptions 4] [--workers 16] [--time-scale 60] ...`
+(`--vms 40 --step-s 4` for a quick check)
+
+One run, in three parts, so that the figures measure the path and not the machine:
+- calibration: a fixed pure-Python workload timed in this process (bench/calibration.py), before and
+  after, quoted beside the figures as the machine's speed;
+- capacity: steps of VMs at rising arrival rates until the workers saturate (bench/new_vm_capacity.py);
+- the measured run: `--vms` VMs created evenly at half that capacity (or at `--rate` VMs/s), whose
+  figures are the table below. The estate keeps the ramp's VMs; each batch's VMs have their own names.
 
 What runs, the way production runs it:
 - the emulator as `python -m emulator serve` in its own process (ARM does not share our interpreter
@@ -9,13 +17,13 @@ What runs, the way production runs it:
   throttling on; timings: container refresh 15 s, configure protection 35 s, backup operation 0 s,
   `Retry-After: 60` (emulated seconds; the emulator sends them as real seconds);
 - `--subscriptions` subscriptions, each with one vault per region its VMs use; Azurite for the ledger;
-- `--vms` VMs created through the emulator's admin API, evenly spread over `--arrival-window`
-  emulated seconds. Each create publishes the duplicate `ResourceWriteSuccess` pair, which the
-  emulator's Event Grid delivers to a webhook here, as it would to the Event Grid trigger;
+- VMs created through the emulator's admin API, evenly at a batch's rate (real VMs/s). Each create
+  publishes the duplicate `ResourceWriteSuccess` pair, which the emulator's Event Grid delivers to a
+  webhook here, as it would to the Event Grid trigger;
 - every delivered event, duplicates included, is parsed as the trigger parses it and becomes the
   WorkItem JSON the Storage queue would carry, on an in-process queue served by `--workers` threads
   (the queue trigger's batch concurrency). Each worker does what `functions.new_vms.protect_vm` does
-  per message: fresh `AzureClients`, `build_protect_vm`, `ProtectVm.handle`, `record_actions`. A
+  per message: fresh `AzureClients`, `build_protect_vm`, `ProtectVm.handle`, `ActionRecorder.record`. A
   requeued item comes back after BACKUPWARDEN_PROVISIONING_RECHECK_S, a transient failure after the
   queue's visibility timeout (1 min; at most 5 deliveries), both scaled;
 - settings are production's, their durations scaled like the emulator's clock: the operation poll
@@ -36,13 +44,15 @@ Definitions, all in real (unscaled) seconds:
 - overhead(VM) = latency - service: Event Grid delivery, the wait in the queue, polls later than the
   operation's end, ledger round trips, client setup, TLS, CPU time. The table splits it into
   delivery (event time to webhook), queue wait (webhook to a worker starting the item), poll slack
-  (per operation, from its end to the arrival of the poll that saw it ended) and the rest.
-Percentiles are nearest-rank over the VMs. Duplicates count VMs whose protected item was PUT more
-than once, or whose backup was POSTed more than once, in the emulator's request log (429s excluded:
-the service never acted on them).
+  (per operation, from its end to the arrival of the poll that saw it ended) and the rest;
+  processing overhead = overhead - queue wait: what the path itself adds.
+Percentiles are nearest-rank over the measured VMs. Duplicates count VMs, the ramp's included, whose
+protected item was PUT more than once, or whose backup was POSTed more than once, in the emulator's
+request log (429s excluded: the service never acted on them).
 
 The last stdout line is one JSON object: events, p50/p99 overhead, duplicate PUTs and triggers,
-p50/p99 latency, ARM requests and 429s.
+p50/p99 latency, ARM requests and 429s (of the measured run), p50/p99 queue wait and processing
+overhead, capacity_vms_per_s, measured_rate (VMs/s as created) and calibration.
 """
 
 from __future__ import annotations
@@ -62,9 +72,11 @@ from datetime import datetime
 from typing import Any
 
 from backupwarden.adapters.azure.clients import AzureClients
-from backupwarden.app import build_protect_vm, record_actions
-from backupwarden.flows.new_vm.worker import WorkItem
+from backupwarden.app import build_action_recorder, build_protect_vm
+from backupwarden.flows.new_vm.messages import WorkItem
 from backupwarden.settings import Settings
+from bench.calibration import Calibration, calibrate
+from bench.new_vm_capacity import Load, Ramp, RampConfig, find_capacity, load_of, percentile, render_ramp
 from bench.new_vm_harness import (
     ClockMap,
     EmulatorProcess,
@@ -115,10 +127,12 @@ class BenchConfig:
     regions: int = 2
     workers: int = 16
     time_scale: float = 60.0
-    arrival_window_s: float = 2400.0  # emulated: 40 s real at the default time scale
+    rate: float | None = None  # VMs/s of the measured run; None: half the capacity the ramp finds
+    ramp: RampConfig = field(default_factory=RampConfig)
+    calibration_repetitions: int = 5  # before the run and again after it
     latency_ms: float = 40.0
     poll_interval_s: float | None = None  # real; None = the production default scaled by time_scale
-    timeout_s: float = 120.0  # real, to wait for the last events and work items
+    timeout_s: float = 120.0  # real, per batch, to wait for its last events and work items
 
 
 # --- the estate ---------------------------------------------------------------------------------
@@ -130,18 +144,23 @@ class PlannedVm:
     location: str
 
 
-def plan_vms(config: BenchConfig) -> list[PlannedVm]:
-    """VMs round-robin over subscriptions and regions, so each vault gets its share."""
+def plan_vms(config: BenchConfig, tag: str, count: int) -> list[PlannedVm]:
+    """A batch of VMs named after its tag, round-robin over subscriptions and regions, so each vault
+    gets its share."""
     regions = REGIONS[: config.regions]
     return [
         PlannedVm(
             subscription_id(i % config.subscriptions),
             f"rg-new-{i % config.subscriptions}",
-            f"vm-new-{i:04d}",
+            f"vm-{tag}-{i:04d}",
             regions[(i // config.subscriptions) % len(regions)],
         )
-        for i in range(config.vms)
+        for i in range(count)
     ]
+
+
+def vm_name(vm_id: str) -> str:
+    return vm_id.rsplit("/", 1)[-1]
 
 
 def latency_model(config: BenchConfig) -> dict[str, Any]:
@@ -247,6 +266,11 @@ class VmFigures:
     def rest_s(self) -> float:
         return self.overhead_s - self.delivery_s - self.queue_wait_s - self.poll_slack_s
 
+    @property
+    def processing_s(self) -> float:
+        """The overhead the path itself adds: all of it but the wait for a free worker."""
+        return self.overhead_s - self.queue_wait_s
+
 
 def vm_figures(
     handled: Sequence[Handled], received: Sequence[Received], model: ServiceModel, clock: ClockMap
@@ -334,34 +358,70 @@ class Writes:
         return sum(1 for n in self.posts.values() if n > 1)
 
 
-def percentile(values: Sequence[float], p: float) -> float:
-    """Nearest rank: the smallest value with at least p % of the values at or below it."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)] if ordered else float("nan")
-
-
 # --- the run ------------------------------------------------------------------------------------
 @dataclass
 class RunResult:
     config: BenchConfig
     poll_interval_s: float
-    events: int
+    before: Calibration  # the machine's speed before the run
+    after: Calibration  # and after it
+    ramp: Ramp | None  # None when --rate set the measured run's rate
+    measured: Load  # the measured run's rate, queue and workers
+    events: int  # of the measured run
     figures: list[VmFigures]
     missing: list[str]
     outcomes: Counter[str]
     transient_failures: int
     poisoned: int
-    requests: int
+    requests: int  # of the measured run
     throttled_429: int
-    writes: Writes
+    writes: Writes  # the whole run's, ramp included
     wall_s: float
     round_trip_beyond_delay_s: float  # median over the requests of every handle
-    worker_busy: float  # share of the workers' time spent in handle calls, first to last
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def calibration(self) -> Calibration:
+        return self.before + self.after
+
+    @property
+    def ramp_missing(self) -> int:
+        """Ramp VMs without their initial backup job."""
+        return sum(step.vms - step.with_job for step in self.ramp.steps) if self.ramp else 0
+
+
+@dataclass
+class Batches:
+    """Creates batches of VMs at a rate and waits for the queue to drain after each: the ramp's steps,
+    then the measured run."""
+
+    config: BenchConfig
+    emulator: EmulatorProcess
+    inbox: EventInbox
+    work: WorkQueue
+    created: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def run(self, tag: str, vms: int, rate: float) -> tuple[set[str], Load]:
+        """The batch's VM names and what it did to the queue."""
+        plan = plan_vms(self.config, tag, vms)
+        created = create_vms(self.emulator, plan, rate)
+        self.created += vms
+        self.notes += _drain(self.inbox, self.work, 2 * self.created, self.config.timeout_s)
+        names = {vm.name for vm in plan}
+        return names, load_of(rate, created, calls_of(names, self.work.handled), self.config.workers)
+
+    def load(self, tag: str, vms: int, rate: float) -> Load:
+        return self.run(tag, vms, rate)[1]
+
+
+def calls_of(names: set[str], handled: Sequence[Handled]) -> list[Handled]:
+    return [call for call in list(handled) if vm_name(call.item.vm_id) in names]
 
 
 def run(config: BenchConfig) -> RunResult:
     began = time.monotonic()
+    before = calibrate(config.calibration_repetitions)
     recorder = RequestRecorder()
     recheck_s = Settings().provisioning_recheck_s
     work = WorkQueue(config.workers, recheck_s / config.time_scale, VISIBILITY_TIMEOUT_S / config.time_scale)
@@ -374,43 +434,53 @@ def run(config: BenchConfig) -> RunResult:
         settings = bench_settings(config, demo_settings(emulator.endpoint, emulator.ca_bundle, storage))
         clock = ClockMap.of(emulator)
         warm_up(settings, clock, emulator, config.subscriptions)
+        batches = Batches(config, emulator, inbox, work)
         with work.running(protect_worker(settings, recorder, clock.emulated_now)):
-            create_vms(emulator, plan_vms(config), config.arrival_window_s / config.time_scale)
-            notes = _drain(inbox, work, 2 * config.vms, config.timeout_s)
-        log = emulator.admin("GET", "/_emulator/requests")["requests"]
-    entries = [e for e in log if not e["route"].startswith("/_emulator/")]
+            ramp = None if config.rate else find_capacity(config.ramp, batches.load)
+            ramp_log = requests_log(emulator)
+            emulator.admin("DELETE", "/_emulator/requests")
+            rate = config.rate or (ramp.capacity / 2 if ramp else math.nan)
+            if not math.isfinite(rate) or rate <= 0:
+                raise RuntimeError(f"the ramp found no capacity to measure at: {ramp}")
+            names, measured = batches.run("m", config.vms, rate)
+        log = requests_log(emulator)
+    after = calibrate(config.calibration_repetitions)
     model = ServiceModel(Latency.from_dict(latency_model(config)), config.time_scale)
-    figures, missing = vm_figures(work.handled, inbox.received, model, clock)
+    handled = calls_of(names, work.handled)
+    received = [r for r in inbox.received if vm_name(r.vm_id) in names]
+    figures, missing = vm_figures(handled, received, model, clock)
+    notes = batches.notes
     earliest = min((f.delivery_s for f in figures), default=0.0)
     if earliest < -0.005:
         notes.append(f"the clock mapping is off: an event arrived {-earliest:.3f} s before its eventTime")
-    writes = Writes.of(entries)
     return RunResult(
         config=config,
         poll_interval_s=settings.operation_poll_interval_s,
-        events=len(inbox.received),
+        before=before,
+        after=after,
+        ramp=ramp,
+        measured=measured,
+        events=len(received),
         figures=figures,
         missing=missing,
-        outcomes=Counter(h.outcome.result.value for h in work.handled),
-        transient_failures=sum(1 for h in work.handled if h.transient),
+        outcomes=Counter(h.outcome.result.value for h in handled),
+        transient_failures=sum(1 for h in handled if h.transient),
         poisoned=len(work.poisoned),
-        requests=len(entries),
-        throttled_429=sum(1 for e in entries if e["status"] == 429),
-        writes=writes,
+        requests=len(log),
+        throttled_429=sum(1 for e in log if e["status"] == 429),
+        writes=Writes.of(ramp_log + log),
         wall_s=time.monotonic() - began,
         round_trip_beyond_delay_s=statistics.median(
-            [gap for call in work.handled for gap in model.round_trips_beyond_delay_s(call)] or [math.nan]
+            [gap for call in handled for gap in model.round_trips_beyond_delay_s(call)] or [math.nan]
         ),
-        worker_busy=worker_busy(work.handled, config.workers),
         notes=notes,
     )
 
 
-def worker_busy(handled: Sequence[Handled], workers: int) -> float:
-    if not handled:
-        return math.nan
-    span = max(h.finished for h in handled) - min(h.started for h in handled)
-    return sum(h.finished - h.started for h in handled) / (workers * span) if span > 0 else math.nan
+def requests_log(emulator: EmulatorProcess) -> list[dict[str, Any]]:
+    """The ARM requests the emulator served since its log was last cleared (its admin API left out)."""
+    log = emulator.admin("GET", "/_emulator/requests")["requests"]
+    return [e for e in log if not e["route"].startswith("/_emulator/")]
 
 
 def bench_settings(config: BenchConfig, settings: Settings) -> Settings:
@@ -430,20 +500,22 @@ def warm_up(settings: Settings, clock: ClockMap, emulator: EmulatorProcess, subs
     """Import and connect once (SDK models, TLS, the ledger table), then forget those requests."""
     with AzureClients(settings) as clients:
         build_protect_vm(settings, clients, now=clock.emulated_now)  # creates the ledger table
-        record_actions(settings, clients, [], source="Queue", dry_run=False, now=clock.emulated_now)
+        build_action_recorder(settings, clients, now=clock.emulated_now)  # creates the outbox table
         for index in range(subscriptions):
             list(clients.recovery_services(subscription_id(index)).vaults.list_by_subscription_id())
     emulator.admin("DELETE", "/_emulator/requests")
 
 
-def create_vms(emulator: EmulatorProcess, plan: Sequence[PlannedVm], window_real_s: float) -> None:
-    """Create the VMs evenly over the window (real seconds); each create publishes its events."""
-    spacing = window_real_s / max(1, len(plan))
+def create_vms(emulator: EmulatorProcess, plan: Sequence[PlannedVm], rate: float) -> list[float]:
+    """Create the VMs evenly at `rate` VMs/s; each create publishes its events. Returns the moments
+    (time.monotonic()) each create was sent."""
     start = time.monotonic()
+    created = []
     for index, vm in enumerate(plan):
-        wait = start + index * spacing - time.monotonic()
+        wait = start + index / rate - time.monotonic()
         if wait > 0:
             time.sleep(wait)
+        created.append(time.monotonic())
         emulator.admin(
             "POST",
             "/_emulator/vms",
@@ -454,6 +526,7 @@ def create_vms(emulator: EmulatorProcess, plan: Sequence[PlannedVm], window_real
                 "location": vm.location,
             },
         )
+    return created
 
 
 def _drain(inbox: EventInbox, work: WorkQueue, events: int, timeout_s: float) -> list[str]:
@@ -477,18 +550,28 @@ ROWS: list[tuple[str, Callable[[VmFigures], float]]] = [
     ("  queue wait", lambda f: f.queue_wait_s),
     ("  poll slack", lambda f: f.poll_slack_s),
     ("  rest (ledger, clients, TLS, CPU)", lambda f: f.rest_s),
+    ("processing overhead (no queue wait)", lambda f: f.processing_s),
 ]
 
 
 def render(result: RunResult) -> str:
-    config, figures, writes = result.config, result.figures, result.writes
+    config, figures, writes, measured = result.config, result.figures, result.writes, result.measured
     vaults = config.subscriptions * config.regions
     lines = [
+        f"machine, before the run: {result.before.describe()}",
+        f"machine, after the run:  {result.after.describe()}",
+        "",
+    ]
+    if result.ramp is not None:
+        lines += [*render_ramp(result.ramp), ""]
+    chosen = "half the capacity" if result.ramp is not None else "--rate"
+    lines += [
         f"New VMs: {config.vms} VMs ({result.events} events, duplicates included), {config.subscriptions} "
         f"subscriptions x {config.regions} regions ({vaults} vaults), {config.workers} workers",
-        f"time scale {config.time_scale:g}, arrivals over {config.arrival_window_s:g} emulated s, latency "
-        f"{config.latency_ms:g} ms/request ({max(SLOW_ROUTES_MS.values())} ms discovery), operation polls "
-        f"every {result.poll_interval_s * 1000:.0f} ms at most",
+        f"created at {measured.asked_rate:.2f} VMs/s ({chosen}; {measured.arrival_rate:.2f} as created), "
+        f"time scale {config.time_scale:g}, latency {config.latency_ms:g} ms/request "
+        f"({max(SLOW_ROUTES_MS.values())} ms discovery), operation polls every "
+        f"{result.poll_interval_s * 1000:.0f} ms at most",
         "",
         f"{'per VM, real seconds':<36}{'p50':>8}{'p99':>8}{'max':>8}",
     ]
@@ -501,6 +584,7 @@ def render(result: RunResult) -> str:
     p99 = percentile([f.overhead_s for f in figures], 99)
     verdict = "met" if p99 <= TARGET_P99_OVERHEAD_S else "MISSED"
     missing = f" (missing: {', '.join(result.missing[:3])})" if result.missing else ""
+    ramp_vms = sum(step.vms for step in result.ramp.steps) if result.ramp else 0
     lines += [
         "",
         f"VMs with their initial backup job: {len(figures)} of {config.vms}{missing}; taken by the "
@@ -509,8 +593,11 @@ def render(result: RunResult) -> str:
         f"ARM requests: {result.requests} ({per_vm:.1f} per VM on its critical path), "
         f"429s: {result.throttled_429}; a request's round trip beyond its latency-model delay: "
         f"{result.round_trip_beyond_delay_s * 1000:.0f} ms (median)",
-        f"workers busy {result.worker_busy:.0%} of the time from the first item to the last",
-        f"protection PUTs: {sum(writes.puts.values())} for {len(writes.puts)} VMs, backup POSTs: "
+        f"workers busy {measured.busy:.0%} of the time from the first item to the last; "
+        f"queue wait p90 of every delivery {measured.wait_p90_s:.3f} s",
+        f"the whole run ({config.vms + ramp_vms} VMs, the ramp's {ramp_vms} included, "
+        f"{result.ramp_missing} of them without their backup job): protection PUTs "
+        f"{sum(writes.puts.values())} for {len(writes.puts)} VMs, backup POSTs "
         f"{sum(writes.posts.values())} for {len(writes.posts)} VMs; duplicate PUTs: {writes.duplicate_puts}, "
         f"duplicate triggers: {writes.duplicate_triggers}",
         f"target overhead p99 <= {TARGET_P99_OVERHEAD_S:g} s: {verdict} ({p99:.3f} s); "
@@ -521,45 +608,80 @@ def render(result: RunResult) -> str:
 
 
 def summary(result: RunResult) -> dict[str, Any]:
-    overheads = [f.overhead_s for f in result.figures]
-    latencies = [f.latency_s for f in result.figures]
+    def figure(p: float, value: Callable[[VmFigures], float]) -> float:
+        return round(percentile([value(f) for f in result.figures], p), 3)
+
+    calibration = result.calibration
     return {
         "events": result.events,
-        "p50_overhead_s": round(percentile(overheads, 50), 3),
-        "p99_overhead_s": round(percentile(overheads, 99), 3),
+        "p50_overhead_s": figure(50, lambda f: f.overhead_s),
+        "p99_overhead_s": figure(99, lambda f: f.overhead_s),
         "duplicate_puts": result.writes.duplicate_puts,
         "duplicate_triggers": result.writes.duplicate_triggers,
-        "p50_latency_s": round(percentile(latencies, 50), 3),
-        "p99_latency_s": round(percentile(latencies, 99), 3),
+        "p50_latency_s": figure(50, lambda f: f.latency_s),
+        "p99_latency_s": figure(99, lambda f: f.latency_s),
         "requests": result.requests,
         "throttled_429": result.throttled_429,
+        "p50_queue_wait_s": figure(50, lambda f: f.queue_wait_s),
+        "p99_queue_wait_s": figure(99, lambda f: f.queue_wait_s),
+        "p50_processing_overhead_s": figure(50, lambda f: f.processing_s),
+        "p99_processing_overhead_s": figure(99, lambda f: f.processing_s),
+        "capacity_vms_per_s": round(result.ramp.capacity, 2) if result.ramp else None,
+        "capacity_is_lower_bound": result.ramp.saturated_at is None if result.ramp else None,
+        "measured_rate": round(result.measured.arrival_rate, 2),
+        "calibration": {
+            "ops_per_s": round(calibration.median),
+            "vs_reference": round(calibration.ratio, 2),
+            "before_ops_per_s": round(result.before.median),
+            "after_ops_per_s": round(result.after.median),
+            "load_average": [round(result.before.load_average, 2), round(result.after.load_average, 2)],
+        },
     }
 
 
 def parse_args(argv: Sequence[str] | None) -> BenchConfig:
-    default = BenchConfig()
+    default, ramp = BenchConfig(), RampConfig()
     summary_line = (__doc__ or "").split("\n")[0]
     parser = argparse.ArgumentParser(prog="python -m bench.new_vm", description=summary_line)
     add = parser.add_argument
-    add("--vms", type=int, default=default.vms)
+    add("--vms", type=int, default=default.vms, help="VMs in the measured run")
     add("--subscriptions", type=int, default=default.subscriptions)
     add("--regions", type=int, choices=range(1, len(REGIONS) + 1), default=default.regions)
     add("--workers", type=int, default=default.workers, help="the queue trigger's batch concurrency")
     add("--time-scale", type=float, default=default.time_scale, help="emulated seconds per real second")
-    add("--arrival-window", type=float, default=default.arrival_window_s, help="emulated s to create VMs in")
+    add("--rate", type=float, default=None, help="VMs/s of the measured run, no ramp")
+    add("--first-rate", type=float, default=ramp.first_rate, help="VMs/s of the ramp's first step")
+    add("--max-rate", type=float, default=ramp.max_rate, help="VMs/s at which the ramp stops")
+    add("--step-s", type=float, default=ramp.step_s, help="real s of arrivals per ramp step")
+    add("--saturation-wait", type=float, default=ramp.saturation_wait_s, help="s of queue wait p90")
+    add("--calibration-repetitions", type=int, default=default.calibration_repetitions)
     add("--latency-ms", type=float, default=default.latency_ms, help="default delay per ARM request")
     add("--poll-interval", type=float, default=None, help="real s; default: production's / time scale")
-    add("--timeout", type=float, default=default.timeout_s, help="real s to wait for the last work")
+    add("--timeout", type=float, default=default.timeout_s, help="real s to wait for a batch's last work")
     args = parser.parse_args(argv)
-    if min(args.vms, args.subscriptions, args.workers) < 1 or args.time_scale <= 0:
-        parser.error("--vms, --subscriptions, --workers and --time-scale must be positive")
+    positive = (args.vms, args.subscriptions, args.workers, args.calibration_repetitions)
+    if min(positive) < 1 or min(args.time_scale, args.first_rate, args.step_s) <= 0:
+        parser.error(
+            "--vms, --subscriptions, --workers, --calibration-repetitions, --time-scale, --first-rate "
+            "and --step-s must be positive"
+        )
+    if args.max_rate < args.first_rate or (args.rate is not None and args.rate <= 0):
+        parser.error("--max-rate must be at least --first-rate, and --rate positive")
     return BenchConfig(
         vms=args.vms,
         subscriptions=args.subscriptions,
         regions=args.regions,
         workers=args.workers,
         time_scale=args.time_scale,
-        arrival_window_s=args.arrival_window,
+        rate=args.rate,
+        ramp=replace(
+            ramp,
+            first_rate=args.first_rate,
+            max_rate=args.max_rate,
+            step_s=args.step_s,
+            saturation_wait_s=args.saturation_wait,
+        ),
+        calibration_repetitions=args.calibration_repetitions,
         latency_ms=args.latency_ms,
         poll_interval_s=args.poll_interval,
         timeout_s=args.timeout,
@@ -573,8 +695,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(render(result))
     print(json.dumps(summary(result)))
     writes = result.writes
-    complete = not result.missing and not writes.duplicate_puts and not writes.duplicate_triggers
-    return 0 if complete else 1
+    complete = not result.missing and not result.ramp_missing
+    return 0 if complete and not writes.duplicate_puts and not writes.duplicate_triggers else 1
 
 
 if __name__ == "__main__":

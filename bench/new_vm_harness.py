@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import queue
 import shutil
 import subprocess
@@ -14,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -26,10 +27,11 @@ from azure.core.pipeline import PipelineRequest, PipelineResponse
 from azure.core.pipeline.policies import SansIOHTTPPolicy
 
 from backupwarden.adapters.azure.clients import AzureClients
-from backupwarden.app import build_protect_vm, record_actions
+from backupwarden.app import build_action_recorder, build_protect_vm, process_pacer
 from backupwarden.domain.records import Outcome, Result
 from backupwarden.domain.vm_events import InvalidEvent, VmWritten, read_vm_write
-from backupwarden.flows.new_vm.worker import TransientFailure, WorkItem
+from backupwarden.flows.new_vm.messages import WorkItem
+from backupwarden.flows.new_vm.worker import TransientFailure
 from backupwarden.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -142,7 +144,7 @@ class RecordedClients(AzureClients):
     """The production client factory with the recorder added to every ARM client's pipeline."""
 
     def __init__(self, settings: Settings, recorder: RequestRecorder) -> None:
-        super().__init__(settings)
+        super().__init__(settings, pacer=process_pacer(settings))  # one pacer per process, as in Azure
         self._recorder = recorder
 
     def _common_kwargs(self) -> dict[str, Any]:
@@ -234,6 +236,12 @@ class Handled:
     started: float
     finished: float
     sent: tuple[SentRequest, ...]
+    visible: float = math.nan  # when its message became visible on the queue (the queue sets it)
+
+    @property
+    def waited_s(self) -> float:
+        """In the queue: from the message becoming visible to a worker starting it."""
+        return self.started - self.visible
 
 
 class WorkQueue:
@@ -245,7 +253,7 @@ class WorkQueue:
         self._workers = workers
         self._requeue_delay_s = requeue_delay_s  # a REQUEUED item's new message is invisible this long
         self._redelivery_delay_s = redelivery_delay_s  # a failed delivery's visibility timeout
-        self._messages: queue.Queue[tuple[str, int] | None] = queue.Queue()
+        self._messages: queue.Queue[tuple[str, int, float] | None] = queue.Queue()
         self._outstanding = 0
         self._cond = threading.Condition()
 
@@ -269,9 +277,12 @@ class WorkQueue:
         with self._cond:
             self._outstanding += 1
         if delay_s > 0:
-            threading.Timer(delay_s, self._messages.put, [(message, deliveries)]).start()
+            threading.Timer(delay_s, self._make_visible, [message, deliveries]).start()
         else:
-            self._messages.put((message, deliveries))
+            self._make_visible(message, deliveries)
+
+    def _make_visible(self, message: str, deliveries: int) -> None:
+        self._messages.put((message, deliveries, time.monotonic()))
 
     def wait_until_idle(self, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
@@ -285,16 +296,18 @@ class WorkQueue:
 
     def _work(self, handle: Callable[[WorkItem], Handled]) -> None:
         while (message := self._messages.get()) is not None:
-            text, deliveries = message
+            text, deliveries, visible = message
             try:
-                self._deliver(handle, WorkItem.from_json(text), deliveries + 1)
+                self._deliver(handle, WorkItem.from_json(text), deliveries + 1, visible)
             finally:
                 with self._cond:
                     self._outstanding -= 1
                     self._cond.notify_all()
 
-    def _deliver(self, handle: Callable[[WorkItem], Handled], item: WorkItem, deliveries: int) -> None:
-        handled = handle(item)
+    def _deliver(
+        self, handle: Callable[[WorkItem], Handled], item: WorkItem, deliveries: int, visible: float
+    ) -> None:
+        handled = replace(handle(item), visible=visible)
         with self._cond:
             self.handled.append(handled)
         if handled.outcome.result is Result.REQUEUED:
@@ -321,7 +334,8 @@ def protect_worker(
                 outcome, transient = exc.outcome, True
             finished = time.monotonic()
             if not transient:
-                record_actions(settings, clients, [outcome], source="Queue", dry_run=False, now=now)
+                actions = build_action_recorder(settings, clients, now=now)
+                actions.record([outcome], source="Queue", dry_run=False)
         return Handled(item, outcome, transient, started, finished, tuple(sent))
 
     return handle
