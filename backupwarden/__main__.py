@@ -7,4 +7,4 @@ import sys
 from backupwarden.cli.main import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(prog="python -m backupwarden"))

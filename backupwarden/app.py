@@ -34,7 +34,7 @@ from backupwarden.adapters.storage.run_slots import LedgerRunSlots, UncappedSlot
 from backupwarden.domain.remediation_rules import RemediationPolicy
 from backupwarden.domain.sweep_rules import SweepPolicy
 from backupwarden.domain.times import utc_now
-from backupwarden.flows.new_vm.messages import WorkItem
+from backupwarden.flows.new_vm.messages import NewVmWorkItem
 from backupwarden.flows.new_vm.worker import ProtectConfig, ProtectVm
 from backupwarden.flows.outcomes.collector import JobOutcomeCollector
 from backupwarden.flows.outcomes.shipper import Shipper
@@ -295,11 +295,13 @@ def build_protect_queue(settings: Settings, clients: AzureClients) -> WorkQueue:
     return queue
 
 
-def enqueue_work_item(settings: Settings, clients: AzureClients, item: WorkItem, delay_s: int = 0) -> None:
+def enqueue_work_item(
+    settings: Settings, clients: AzureClients, item: NewVmWorkItem, delay_s: int = 0
+) -> None:
     build_protect_queue(settings, clients).send(item.to_json(), delay_s)
 
 
-def requeue_work_item(settings: Settings, clients: AzureClients, item: WorkItem) -> None:
+def requeue_work_item(settings: Settings, clients: AzureClients, item: NewVmWorkItem) -> None:
     """Check a still-provisioning VM again later: a new message, invisible for the recheck delay."""
     enqueue_work_item(settings, clients, item, delay_s=settings.provisioning_recheck_s)
 

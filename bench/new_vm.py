@@ -21,7 +21,7 @@ What runs, the way production runs it:
   publishes the duplicate `ResourceWriteSuccess` pair, which the emulator's Event Grid delivers to a
   webhook here, as it would to the Event Grid trigger;
 - every delivered event, duplicates included, is parsed as the trigger parses it and becomes the
-  WorkItem JSON the Storage queue would carry, on an in-process queue served by `--workers` threads
+  NewVmWorkItem JSON the Storage queue would carry, on an in-process queue served by `--workers` threads
   (the queue trigger's batch concurrency). Each worker does what `functions.new_vms.protect_vm` does
   per message: fresh `AzureClients`, `build_protect_vm`, `ProtectVm.handle`, `ActionRecorder.record`. A
   requeued item comes back after BACKUPWARDEN_PROVISIONING_RECHECK_S, a transient failure after the
@@ -73,7 +73,7 @@ from typing import Any
 
 from backupwarden.adapters.azure.clients import AzureClients
 from backupwarden.app import build_action_recorder, build_protect_vm
-from backupwarden.flows.new_vm.messages import WorkItem
+from backupwarden.flows.new_vm.messages import NewVmWorkItem
 from backupwarden.settings import Settings
 from bench.calibration import Calibration, calibrate
 from bench.new_vm_capacity import Load, Ramp, RampConfig, find_capacity, load_of, percentile, render_ramp
@@ -427,7 +427,7 @@ def run(config: BenchConfig) -> RunResult:
     work = WorkQueue(config.workers, recheck_s / config.time_scale, VISIBILITY_TIMEOUT_S / config.time_scale)
     with (
         Azurite() as azurite,
-        EventInbox(lambda written: work.put(WorkItem.from_event(written).to_json())) as inbox,
+        EventInbox(lambda written: work.put(NewVmWorkItem.from_event(written).to_json())) as inbox,
         EmulatorProcess(bench_scenario(config, inbox.url), config.time_scale) as emulator,
     ):
         storage = azurite.connection_string

@@ -30,7 +30,7 @@ from backupwarden.adapters.azure.clients import AzureClients
 from backupwarden.app import build_action_recorder, build_protect_vm, process_pacer
 from backupwarden.domain.records import Outcome, Result
 from backupwarden.domain.vm_events import InvalidEvent, VmWritten, read_vm_write
-from backupwarden.flows.new_vm.messages import WorkItem
+from backupwarden.flows.new_vm.messages import NewVmWorkItem
 from backupwarden.flows.new_vm.worker import TransientFailure
 from backupwarden.settings import Settings
 
@@ -230,7 +230,7 @@ def parse_event_time(event: dict[str, Any]) -> datetime:
 class Handled:
     """One `handle` of one work item by one worker."""
 
-    item: WorkItem
+    item: NewVmWorkItem
     outcome: Outcome
     transient: bool  # the worker raised TransientFailure: the queue redelivers the message
     started: float
@@ -249,7 +249,7 @@ class WorkQueue:
 
     def __init__(self, workers: int, requeue_delay_s: float, redelivery_delay_s: float) -> None:
         self.handled: list[Handled] = []
-        self.poisoned: list[WorkItem] = []
+        self.poisoned: list[NewVmWorkItem] = []
         self._workers = workers
         self._requeue_delay_s = requeue_delay_s  # a REQUEUED item's new message is invisible this long
         self._redelivery_delay_s = redelivery_delay_s  # a failed delivery's visibility timeout
@@ -258,7 +258,7 @@ class WorkQueue:
         self._cond = threading.Condition()
 
     @contextmanager
-    def running(self, handle: Callable[[WorkItem], Handled]) -> Iterator[WorkQueue]:
+    def running(self, handle: Callable[[NewVmWorkItem], Handled]) -> Iterator[WorkQueue]:
         threads = [
             threading.Thread(target=self._work, args=(handle,), name=f"worker-{n}", daemon=True)
             for n in range(self._workers)
@@ -294,18 +294,18 @@ class WorkQueue:
                 self._cond.wait(left)
             return True
 
-    def _work(self, handle: Callable[[WorkItem], Handled]) -> None:
+    def _work(self, handle: Callable[[NewVmWorkItem], Handled]) -> None:
         while (message := self._messages.get()) is not None:
             text, deliveries, visible = message
             try:
-                self._deliver(handle, WorkItem.from_json(text), deliveries + 1, visible)
+                self._deliver(handle, NewVmWorkItem.from_json(text), deliveries + 1, visible)
             finally:
                 with self._cond:
                     self._outstanding -= 1
                     self._cond.notify_all()
 
     def _deliver(
-        self, handle: Callable[[WorkItem], Handled], item: WorkItem, deliveries: int, visible: float
+        self, handle: Callable[[NewVmWorkItem], Handled], item: NewVmWorkItem, deliveries: int, visible: float
     ) -> None:
         handled = replace(handle(item), visible=visible)
         with self._cond:
@@ -321,10 +321,10 @@ class WorkQueue:
 
 def protect_worker(
     settings: Settings, recorder: RequestRecorder, now: Callable[[], datetime]
-) -> Callable[[WorkItem], Handled]:
+) -> Callable[[NewVmWorkItem], Handled]:
     """What the queue trigger runs for one message (functions.new_vms.protect_vm), recorded."""
 
-    def handle(item: WorkItem) -> Handled:
+    def handle(item: NewVmWorkItem) -> Handled:
         started = time.monotonic()
         transient = False
         with recorder.recording() as sent, RecordedClients(settings, recorder) as clients:

@@ -16,7 +16,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from datetime import datetime, timedelta
+from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 import azure.functions as func
@@ -32,12 +33,13 @@ from backupwarden.app import (
     build_sweep,
     report_query,
 )
-from backupwarden.domain.alert_rules import ALERT_RULES
+from backupwarden.domain.alert_rules import ALERT_RULES, AlertRuleDefinition
 from backupwarden.domain.kql import load_kql
 from backupwarden.domain.log_schema import AUTOMATION_ACTIONS, JOB_OUTCOMES, TABLES
 from backupwarden.domain.records import Outcome, Result
 from backupwarden.domain.text_table import text_table
-from backupwarden.flows.new_vm.messages import WorkItem
+from backupwarden.domain.times import parse_time
+from backupwarden.flows.new_vm.messages import NewVmWorkItem
 from backupwarden.flows.outcomes.report import build_outcome_report, render_report_table
 from backupwarden.flows.remediation.messages import RemediationWorkItem
 from backupwarden.flows.run_report import RunReport
@@ -195,11 +197,14 @@ REMEDIATION_ROUNDS = 3
 
 
 def provision_alert_rules(
-    emulator: Emulator, webhook_url: str, workspace_id: str = DEMO_WORKSPACE_ID
+    emulator: Emulator,
+    webhook_url: str | None,
+    workspace_id: str = DEMO_WORKSPACE_ID,
+    rules: Sequence[AlertRuleDefinition] = ALERT_RULES,
 ) -> None:
     """What infra/app/alerts.bicep deploys, in the emulator: the rules of alert_rules.py, same KQL files."""
     monitor = emulator.backend(MonitorBackend)
-    for rule in ALERT_RULES:
+    for rule in rules:
         monitor.add_alert_rule(
             {
                 "name": rule.name,
@@ -296,7 +301,7 @@ def _new_vm_phase(emulator: Emulator, settings: Settings, clients: AzureClients)
     worker = build_protect_vm(settings, clients, now=emulator.now)
     outcomes: list[Outcome] = []
     for message in queue.receive_messages(max_messages=32):
-        outcomes.append(worker.handle(WorkItem.from_json(message.content)))
+        outcomes.append(worker.handle(NewVmWorkItem.from_json(message.content)))
         queue.delete_message(message)
     recorder = build_action_recorder(settings, clients, now=emulator.now)
     recorder.record(outcomes, source="Cli", dry_run=settings.dry_run)
@@ -350,7 +355,7 @@ def _grid_event(event: dict[str, Any]) -> func.EventGridEvent:
         topic=str(event.get("topic", "")),
         subject=str(event.get("subject", "")),
         event_type=str(event["eventType"]),
-        event_time=datetime.fromisoformat(str(event["eventTime"]).replace("Z", "+00:00")),
+        event_time=parse_time(event["eventTime"]),
         data_version=str(event.get("dataVersion", "")),
     )
 

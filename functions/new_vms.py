@@ -14,7 +14,7 @@ import azure.functions as func
 from backupwarden.app import build_protect_vm, enqueue_work_item, requeue_work_item
 from backupwarden.domain.records import Result
 from backupwarden.domain.vm_events import Ignored, InvalidEvent, read_vm_write
-from backupwarden.flows.new_vm.messages import InvalidNewVmWorkItem, WorkItem
+from backupwarden.flows.new_vm.messages import InvalidNewVmWorkItem, NewVmWorkItem
 from backupwarden.flows.new_vm.worker import ACTION, TransientFailure
 from backupwarden.flows.recorder import unhandled_message
 from functions.context import context, given_up_item, work_item
@@ -52,7 +52,7 @@ def vm_written(event: func.EventGridEvent) -> None:
         logger.info("ignored event", extra={"event_id": parsed.event_id, "reason": parsed.reason})
         return
     ctx = context()
-    enqueue_work_item(ctx.settings, ctx.clients, WorkItem.from_event(parsed))
+    enqueue_work_item(ctx.settings, ctx.clients, NewVmWorkItem.from_event(parsed))
     logger.info("enqueued new VM", extra={"vm_id": parsed.vm_id, "event_id": parsed.event_id})
 
 
@@ -61,7 +61,12 @@ def vm_written(event: func.EventGridEvent) -> None:
 )
 def protect_vm(message: func.QueueMessage) -> None:
     item = work_item(
-        message, WorkItem.from_json, InvalidNewVmWorkItem, what="work item", action=ACTION, source="Queue"
+        message,
+        NewVmWorkItem.from_json,
+        InvalidNewVmWorkItem,
+        what="work item",
+        action=ACTION,
+        source="Queue",
     )
     if item is None:
         return
@@ -82,6 +87,6 @@ def protect_vm(message: func.QueueMessage) -> None:
 )
 def protect_vm_poison(message: func.QueueMessage) -> None:
     """The queue gave up on a work item: a `failed` outcome for its VM (an escalation)."""
-    item, reason = given_up_item(message, WorkItem.from_json, InvalidNewVmWorkItem)
+    item, reason = given_up_item(message, NewVmWorkItem.from_json, InvalidNewVmWorkItem)
     outcome = unhandled_message(ACTION, reason, vm_id=item.vm_id if item else "")
     context().record_unhandled(message, [outcome], source="Queue", log_message="protect_vm outcome")

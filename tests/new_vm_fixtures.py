@@ -30,7 +30,7 @@ from backupwarden.adapters.azure.recovery_services import VaultRef
 from backupwarden.adapters.storage.ledger import Ledger, LedgerRecord
 from backupwarden.app import build_protect_vm
 from backupwarden.domain.vm_events import VmWritten, read_vm_write
-from backupwarden.flows.new_vm.messages import WorkItem
+from backupwarden.flows.new_vm.messages import NewVmWorkItem
 from backupwarden.flows.new_vm.worker import ProtectVm
 from emulator import Emulator, EmulatorServer
 from emulator.compute.models import ComputeBackend
@@ -131,11 +131,11 @@ class NewVmBench(SweepBench):
             if str(event["data"].get("resourceUri", "")).lower() == vm_id.lower()
         ]
 
-    def work_item(self, vm_id: str) -> WorkItem:
+    def work_item(self, vm_id: str) -> NewVmWorkItem:
         """The work item `vm_written` makes of the VM's first event."""
         parsed = read_vm_write(self.events_for(vm_id)[0])
         assert isinstance(parsed, VmWritten), parsed
-        return WorkItem.from_event(parsed)
+        return NewVmWorkItem.from_event(parsed)
 
     # --- the app ------------------------------------------------------------------------------
     def env(self, **overrides: str) -> dict[str, str]:

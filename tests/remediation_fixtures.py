@@ -34,14 +34,13 @@ from backupwarden.adapters.azure.protection import item_names
 from backupwarden.adapters.azure.recovery_services import VaultRef
 from backupwarden.app import build_action_recorder, build_remediation, build_sweep
 from backupwarden.domain.alert_rules import ALERT_RULES, BACKUP_FAILED, AlertRuleDefinition
-from backupwarden.domain.kql import load_kql
 from backupwarden.domain.log_schema import AUTOMATION_ACTIONS
 from backupwarden.domain.records import Outcome
 from backupwarden.flows.remediation.messages import RemediationWorkItem
 from backupwarden.flows.remediation.worker import Remediation
 from backupwarden.flows.run_report import RunReport
 from backupwarden.flows.sweep.candidates import SWEEP_RUN_ACTION
-from devtools.demo import DEMO_WORKSPACE_ID
+from devtools.demo import DEMO_WORKSPACE_ID, provision_alert_rules
 from devtools.function_host import FunctionHttpHost
 from emulator import Emulator, EmulatorServer
 from emulator.monitor.models import MonitorBackend
@@ -138,22 +137,8 @@ class RemediationBench(OutcomeBench):
 
     # --- alerts ----------------------------------------------------------------------------------
     def add_rules(self, webhook_url: str | None, *rules: AlertRuleDefinition) -> None:
-        """As provision_alert_rules (infra/app/alerts.bicep) deploys them; default all of ALERT_RULES."""
-        for rule in rules or ALERT_RULES:
-            self.monitor.add_alert_rule(
-                {
-                    "name": rule.name,
-                    "workspace": DEMO_WORKSPACE_ID,
-                    "query": load_kql(rule.kql_name),
-                    "frequency_s": rule.frequency.total_seconds(),
-                    "window_s": rule.window.total_seconds(),
-                    "threshold": {"operator": rule.operator, "value": rule.threshold},
-                    "dimensions": list(rule.dimensions),
-                    "severity": rule.severity,
-                    "description": rule.description,
-                    "webhook_url": webhook_url,
-                }
-            )
+        """As infra/app/alerts.bicep deploys them (the demo's provisioning); default all of ALERT_RULES."""
+        provision_alert_rules(self.emulator, webhook_url, DEMO_WORKSPACE_ID, rules or ALERT_RULES)
 
     def evaluate(self) -> list[dict[str, Any]]:
         """The rules evaluated now; returns the notifications, after their webhook deliveries ended."""

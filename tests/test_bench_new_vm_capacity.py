@@ -7,7 +7,7 @@ import math
 import pytest
 
 from backupwarden.domain.records import Outcome, Result
-from backupwarden.flows.new_vm.messages import WorkItem
+from backupwarden.flows.new_vm.messages import NewVmWorkItem
 from bench.calibration import REFERENCE_OPS_PER_S, Calibration, calibrate, workload
 from bench.new_vm_capacity import Load, RampConfig, find_capacity, load_of, rate_of
 from bench.new_vm_harness import Handled
@@ -17,7 +17,7 @@ VM = "/subscriptions/s/resourcegroups/rg/providers/microsoft.compute/virtualmach
 
 def call(vm: int, *, visible: float, started: float, finished: float, job: bool) -> Handled:
     vm_id = VM.format(vm)
-    item = WorkItem(vm_id, "s", "rg", f"vm-{vm}", f"event-{vm}")
+    item = NewVmWorkItem(vm_id, "s", "rg", f"vm-{vm}", f"event-{vm}")
     result = Result.PROTECTED if job else Result.REQUEUED
     outcome = Outcome("run", vm_id, "vault", "protect", result, "", job_id="job" if job else None)
     return Handled(item, outcome, False, started, finished, (), visible)

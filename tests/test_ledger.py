@@ -289,9 +289,9 @@ def test_concurrent_retries_after_failure_have_exactly_one_winner(make_ledger: C
 
 
 def test_first_seen_is_set_once(ledger: Ledger, clock: ManualClock) -> None:
-    first = ledger.first_seen(VM)
+    first = ledger.note_first_seen(VM)
     clock.advance(timedelta(hours=5))
-    assert ledger.first_seen(VM.lower()) == first == datetime(2026, 3, 14, 9, 0, tzinfo=UTC)
+    assert ledger.note_first_seen(VM.lower()) == first == datetime(2026, 3, 14, 9, 0, tzinfo=UTC)
     assert ledger.record(VM, "backup", DAY) is None  # the seen entity is no claim
 
 

@@ -22,7 +22,7 @@ from backupwarden.adapters.storage.ledger import LedgerStatus
 from backupwarden.domain.records import Outcome, Result
 from backupwarden.domain.vm_events import VmWritten, read_vm_write
 from backupwarden.flows.backup_now import LEDGER_ACTION as BACKUP
-from backupwarden.flows.new_vm.messages import WorkItem
+from backupwarden.flows.new_vm.messages import NewVmWorkItem
 from backupwarden.flows.new_vm.worker import LEDGER_ACTION as PROTECT
 from backupwarden.flows.new_vm.worker import TransientFailure
 from emulator.core.realism import Fault
@@ -41,13 +41,13 @@ Bench = NewVmBench
 REFRESH_RESULT = f"{FABRIC}/operationResults/{{operationId}}"
 
 
-def items_of_events(bench: Bench, vm_id: str) -> list[WorkItem]:
+def items_of_events(bench: Bench, vm_id: str) -> list[NewVmWorkItem]:
     """One work item per published event of the VM, in publishing order."""
     items = []
     for event in bench.events_for(vm_id):
         parsed = read_vm_write(event)
         assert isinstance(parsed, VmWritten)
-        items.append(WorkItem.from_event(parsed))
+        items.append(NewVmWorkItem.from_event(parsed))
     return items
 
 
@@ -452,7 +452,9 @@ def test_a_vm_with_mixed_case_names_is_protected(new_vm_bench: Bench) -> None:
     item = new_vm_bench.work_item(vm)
     assert (item.resource_group, item.vm_name) == ("RG-Mixed", "Web-40")
 
-    outcome = new_vm_bench.worker().handle(WorkItem.from_json(item.to_json()))  # through the queue's form
+    outcome = new_vm_bench.worker().handle(
+        NewVmWorkItem.from_json(item.to_json())
+    )  # through the queue's form
 
     assert outcome.result is Result.PROTECTED, outcome
     assert new_vm_bench.protected_item(vm)["properties"]["friendlyName"] == "Web-40"

@@ -17,7 +17,7 @@ import pytest
 
 from backupwarden.domain.records import Result
 from backupwarden.domain.vm_events import VmWritten, read_vm_write
-from backupwarden.flows.new_vm.messages import WorkItem
+from backupwarden.flows.new_vm.messages import NewVmWorkItem
 from backupwarden.flows.new_vm.worker import TransientFailure
 from emulator.core.realism import Fault
 from tests.new_vm_fixtures import (
@@ -62,7 +62,7 @@ def logged(caplog: pytest.LogCaptureFixture, message: str) -> list[logging.LogRe
 def expected_body(event: Event) -> str:
     parsed = read_vm_write(event)
     assert isinstance(parsed, VmWritten)
-    return WorkItem.from_event(parsed).to_json()
+    return NewVmWorkItem.from_event(parsed).to_json()
 
 
 # --- vm_written ----------------------------------------------------------------------------------
@@ -78,7 +78,7 @@ def test_vm_written_enqueues_one_work_item_for_a_vm_write(
 
     bodies = bench.visible_bodies()  # base64 on the wire, as the queue trigger expects
     assert bodies == [expected_body(event)]
-    item = WorkItem.from_json(bodies[0])
+    item = NewVmWorkItem.from_json(bodies[0])
     assert (item.vm_id, item.event_id, item.provisioning_waits) == (vm, event["id"], 0)
     assert not bench.requests(), "the trigger only validates and enqueues: no Azure call"
 
@@ -222,7 +222,7 @@ def test_protect_vm_requeues_a_provisioning_vm_with_a_visibility_delay(
         bodies = new_vm_bench.visible_bodies()
     assert time.monotonic() - requeued_at >= 0.9
     [body] = bodies
-    assert WorkItem.from_json(body) == WorkItem.from_json(message.content).waited_once_more()
+    assert NewVmWorkItem.from_json(body) == NewVmWorkItem.from_json(message.content).waited_once_more()
     assert not new_vm_bench.changing_writes()
 
 

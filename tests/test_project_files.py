@@ -89,8 +89,17 @@ def test_the_console_script_lists_the_commands(tmp_path: Path) -> None:
     assert script.exists(), f"{script} is missing: `make venv` installs it (pip install -e .)"
     done = subprocess.run([str(script), "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: backupwarden ")
     for command in ("sweep", "remediate", "handle-event", "ship-outcomes", "report", "demo"):
         assert command in done.stdout
+
+
+def test_python_m_backupwarden_names_itself_so_in_its_usage() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "backupwarden", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: python -m backupwarden ")
 
 
 def test_the_console_script_finds_the_demo_outside_the_checkout(tmp_path: Path) -> None:

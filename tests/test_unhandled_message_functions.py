@@ -18,7 +18,7 @@ import pytest
 
 from backupwarden.domain.log_schema import AUTOMATION_ACTIONS
 from backupwarden.domain.records import Candidate
-from backupwarden.flows.new_vm.messages import WorkItem
+from backupwarden.flows.new_vm.messages import NewVmWorkItem
 from backupwarden.flows.remediation.messages import RemediationWorkItem
 from backupwarden.flows.sweep.messages import SweepWorkItem
 from functions.context import GAVE_UP
@@ -40,7 +40,7 @@ def logged(caplog: pytest.LogCaptureFixture, message: str) -> list[logging.LogRe
 
 
 def protect_item() -> str:
-    return WorkItem(
+    return NewVmWorkItem(
         vm_id=VM_ID, subscription_id=PROD, resource_group="rg-app", vm_name="web-07", event_id="e1"
     ).to_json()
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from backupwarden.domain.records import Candidate
-from backupwarden.flows.new_vm.messages import InvalidNewVmWorkItem, WorkItem
+from backupwarden.flows.new_vm.messages import InvalidNewVmWorkItem, NewVmWorkItem
 from backupwarden.flows.remediation.messages import InvalidRemediationWorkItem, RemediationWorkItem
 from backupwarden.flows.sweep.messages import InvalidSweepWorkItem, SweepWorkItem
 
@@ -23,7 +23,7 @@ SWEEP_JSON = (
     '"vault_id":"vault","container_name":"c","item_name":"i","vm_id":"vm","vm_name":"n",'
     '"configured_at":"2026-11-25T12:30:00+00:00","vm_tags":{"a":"b"},"job_in_progress":true}]}'
 )
-NEW_VM = WorkItem(VM, SUB, "g", "x", "e", "c", 2)
+NEW_VM = NewVmWorkItem(VM, SUB, "g", "x", "e", "c", 2)
 NEW_VM_JSON = (
     '{"correlation_id": "c", "event_id": "e", "provisioning_waits": 2, "resource_group": "g", '
     f'"subscription_id": "{SUB}", "vm_id": "{VM}", "vm_name": "x"}}'
@@ -44,7 +44,7 @@ REMEDIATION_JSON = (
     ids=["sweep", "new VM", "remediation"],
 )
 def test_a_work_item_is_queued_as_this_json_and_read_back_equal(
-    item: SweepWorkItem | WorkItem | RemediationWorkItem, text: str
+    item: SweepWorkItem | NewVmWorkItem | RemediationWorkItem, text: str
 ) -> None:
     assert item.to_json() == text
     assert type(item).from_json(text) == item
@@ -52,7 +52,7 @@ def test_a_work_item_is_queued_as_this_json_and_read_back_equal(
 
 def test_each_message_type_refuses_with_its_own_error() -> None:
     refusals = []
-    for read in (SweepWorkItem.from_json, WorkItem.from_json, RemediationWorkItem.from_json):
+    for read in (SweepWorkItem.from_json, NewVmWorkItem.from_json, RemediationWorkItem.from_json):
         with pytest.raises(ValueError) as raised:
             read("[]")
         refusals.append(type(raised.value))

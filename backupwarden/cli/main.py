@@ -34,10 +34,9 @@ from backupwarden.settings import Settings, SettingsError, parse_duration
 DEFAULT_SWEEP_WORKERS = 8
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m backupwarden", description="Make sure every Azure VM is backed up."
-    )
+def main(argv: Sequence[str] | None = None, prog: str = "backupwarden") -> int:
+    """The `backupwarden` console script; `python -m backupwarden` passes its own `prog`."""
+    parser = argparse.ArgumentParser(prog=prog, description="Make sure every Azure VM is backed up.")
     commands = parser.add_subparsers(dest="command", required=True)
     sweep = commands.add_parser("sweep", help="trigger the initial backup of VMs stuck in IRPending")
     sweep.add_argument("--dry-run", action="store_true", help="decide and report, but trigger nothing")

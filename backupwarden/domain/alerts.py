@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
+
+from backupwarden.domain.times import parse_time
 
 COMMON_SCHEMA = "azureMonitorCommonAlertSchema"
 LOG_ALERTS = "Log Alerts V2"
@@ -135,8 +137,6 @@ def _time(raw: Any, where: str) -> datetime:
     if not isinstance(raw, str):
         raise InvalidAlert(f"{where} must be an ISO-8601 time")
     try:
-        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-        # in UTC from here on; an offset can push a time past year 1 or 9999
-        return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    except (ValueError, OverflowError):
+        return parse_time(raw)
+    except ValueError:
         raise InvalidAlert(f"{where} is not an ISO-8601 time: {raw[:60]!r}") from None

@@ -24,6 +24,7 @@ from backupwarden.adapters.azure.errors import AzureCallError
 from backupwarden.adapters.azure.recovery_services import RecoveryServices, VaultRef
 from backupwarden.adapters.azure.resource_graph import query_rows
 from backupwarden.domain.records import Candidate
+from backupwarden.domain.times import parse_optional_time, utc_now
 
 PROTECTED_ITEM_TYPE = "microsoft.recoveryservices/vaults/backupfabrics/protectioncontainers/protecteditems"
 # Resource Graph keeps backup jobs 14 days (azure-facts §4); the vaults strategy looks back no further
@@ -85,7 +86,7 @@ class ResourceGraphDiscovery:
                     item_name=str(row["itemName"]),
                     vm_id=str(row["vmId"]).lower(),
                     vm_name=str(row.get("vmName") or ""),
-                    configured_at=_parse_time(row.get("configuredAt")),
+                    configured_at=parse_optional_time(row.get("configuredAt")),
                     vm_tags=_tags(row.get("vmTags")),
                     job_in_progress=int(row.get("runningBackups") or 0) > 0,
                 )
@@ -101,7 +102,7 @@ class VaultsDiscovery:
         vaults_client_for: Callable[[str], RecoveryServicesClient],
         compute_client_for: Callable[[str], ComputeManagementClient],
         recovery: RecoveryServices,
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        now: Callable[[], datetime] = utc_now,
     ) -> None:
         self._vaults_client_for = vaults_client_for
         self._compute_client_for = compute_client_for
@@ -178,7 +179,7 @@ class VaultsDiscovery:
         )
         configured: dict[str, datetime] = {}
         for job in self._recovery.jobs(vault, window):
-            ended = _parse_time(job["properties"].get("endTime"))
+            ended = parse_optional_time(job["properties"].get("endTime"))
             container = _container(job)
             if ended is not None and (container not in configured or ended > configured[container]):
                 configured[container] = ended
@@ -192,15 +193,6 @@ def _container(job: dict[str, Any]) -> str:
 def _odata_time(moment: datetime) -> str:
     """The job filter's date format, as the Azure CLI sends it."""
     return moment.astimezone(UTC).strftime("%Y-%m-%d %I:%M:%S %p")
-
-
-def _parse_time(raw: Any) -> datetime | None:
-    if raw in (None, ""):
-        return None
-    if isinstance(raw, datetime):
-        return raw if raw.tzinfo else raw.replace(tzinfo=UTC)
-    parsed = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _tags(raw: Any) -> dict[str, str]:

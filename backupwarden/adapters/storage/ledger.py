@@ -289,7 +289,7 @@ class Ledger:
         record = self.record(vm_id, action, day)
         return 0 if record is None else record.attempts
 
-    def first_seen(self, vm_id: str) -> datetime:
+    def note_first_seen(self, vm_id: str) -> datetime:
         """When backupwarden first saw this VM (recorded now if never before)."""
         now = self._clock()
         entity: dict[str, Any] = {

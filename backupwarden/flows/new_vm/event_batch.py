@@ -12,7 +12,7 @@ from typing import Any
 from backupwarden.domain.records import Outcome, Result
 from backupwarden.domain.times import utc_now
 from backupwarden.domain.vm_events import MAX_EVENT_BYTES, Ignored, InvalidEvent, read_vm_write
-from backupwarden.flows.new_vm.messages import WorkItem
+from backupwarden.flows.new_vm.messages import NewVmWorkItem
 from backupwarden.flows.new_vm.worker import ACTION, ProtectVm, TransientFailure
 from backupwarden.flows.run_report import RunReport, action_outcome
 
@@ -54,14 +54,14 @@ def handle_events(
             continue
         seen.add(parsed.dedup_key)
         report.outcomes.append(
-            _to_completion(worker, WorkItem.from_event(parsed), report.run_id, recheck_s, sleep)
+            _to_completion(worker, NewVmWorkItem.from_event(parsed), report.run_id, recheck_s, sleep)
         )
     report.finished = now()
     return report
 
 
 def _to_completion(
-    worker: ProtectVm, item: WorkItem, run_id: str, recheck_s: float, sleep: Callable[[float], None]
+    worker: ProtectVm, item: NewVmWorkItem, run_id: str, recheck_s: float, sleep: Callable[[float], None]
 ) -> Outcome:
     """What the queue would do: recheck a provisioning VM later, retry transient failures a few times."""
     transient_left = TRANSIENT_RETRIES

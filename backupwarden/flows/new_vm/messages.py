@@ -17,7 +17,7 @@ class InvalidNewVmWorkItem(ValueError):
 
 
 @dataclass(frozen=True)
-class WorkItem:
+class NewVmWorkItem:
     vm_id: str
     subscription_id: str
     resource_group: str
@@ -27,7 +27,7 @@ class WorkItem:
     provisioning_waits: int = 0
 
     @classmethod
-    def from_event(cls, event: VmWritten) -> WorkItem:
+    def from_event(cls, event: VmWritten) -> NewVmWorkItem:
         return cls(
             event.vm_id,
             event.subscription_id,
@@ -41,7 +41,7 @@ class WorkItem:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> WorkItem:
+    def from_json(cls, text: str) -> NewVmWorkItem:
         try:
             raw = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -67,5 +67,5 @@ class WorkItem:
             raise InvalidNewVmWorkItem(f"vm_id {item.vm_id[:200]!r} is not the id of the VM the item names")
         return item
 
-    def waited_once_more(self) -> WorkItem:
+    def waited_once_more(self) -> NewVmWorkItem:
         return replace(self, provisioning_waits=self.provisioning_waits + 1)

@@ -24,7 +24,7 @@ from backupwarden.domain.records import Outcome, Result
 from backupwarden.domain.times import utc_now
 from backupwarden.domain.vault_selection import MappingRule, VmFacts, choose_vault
 from backupwarden.flows.backup_now import BackupTarget, LedgerGuard, backup_now, guarded_action
-from backupwarden.flows.new_vm.messages import WorkItem
+from backupwarden.flows.new_vm.messages import NewVmWorkItem
 from backupwarden.flows.run_report import action_outcome
 
 logger = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ class ProtectVm:
         self._config = config
         self._now = now
 
-    def handle(self, item: WorkItem, run_id: str | None = None) -> Outcome:
+    def handle(self, item: NewVmWorkItem, run_id: str | None = None) -> Outcome:
         """One VM to its outcome. Raises TransientFailure when a retry may succeed."""
         run_id = run_id or str(uuid.uuid4())
         try:
@@ -87,7 +87,7 @@ class ProtectVm:
         logger.info("new VM outcome", extra=outcome.to_dict())
         return outcome
 
-    def _handle(self, item: WorkItem, run_id: str) -> Outcome:
+    def _handle(self, item: NewVmWorkItem, run_id: str) -> Outcome:
         vm = self._inventory.vm(item.subscription_id, item.resource_group, item.vm_name)
         status = (
             self._protection.status(item.subscription_id, vm.location, item.vm_id)
@@ -120,7 +120,7 @@ class ProtectVm:
             return action_outcome(run_id, item.vm_id, vault.id.lower(), ACTION, Result.DRY_RUN, reason)
         return self._protect(item, vault, choice.policy, where, run_id)
 
-    def _protect(self, item: WorkItem, vault: VaultRef, policy: str, where: str, run_id: str) -> Outcome:
+    def _protect(self, item: NewVmWorkItem, vault: VaultRef, policy: str, where: str, run_id: str) -> Outcome:
         now = self._now()
         vault_id = vault.id.lower()
         guard = LedgerGuard(item.vm_id, LEDGER_ACTION, now.date(), run_id, PROTECT_ATTEMPTS, "NewVm")
@@ -143,7 +143,7 @@ class ProtectVm:
         configured = f"protected in {where}, ConfigureBackup job {enabled.job_id or enabled.operation_id}"
         return self._initial_backup(item, vault, run_id, configured)
 
-    def _initial_backup(self, item: WorkItem, vault: VaultRef, run_id: str, done_so_far: str) -> Outcome:
+    def _initial_backup(self, item: NewVmWorkItem, vault: VaultRef, run_id: str, done_so_far: str) -> Outcome:
         now = self._now()
         container, item_name = item_names(item.resource_group, item.vm_name)
         result = backup_now(
@@ -169,7 +169,7 @@ class ProtectVm:
             run_id, item.vm_id, vault_id, ACTION, Result.PROTECTED, reason, job_id=result.job_id
         )
 
-    def _resume(self, item: WorkItem, vault: VaultRef, run_id: str) -> Outcome:
+    def _resume(self, item: NewVmWorkItem, vault: VaultRef, run_id: str) -> Outcome:
         """Protected by an earlier run of ours today: make sure its initial backup was triggered."""
         outcome = self._initial_backup(item, vault, run_id, "protected earlier today by backupwarden")
         if outcome.result is Result.PROTECTED and outcome.job_id is None:
@@ -177,7 +177,7 @@ class ProtectVm:
             return replace(outcome, result=Result.ALREADY_PROTECTED)
         return outcome
 
-    def _protected_by_us_today(self, item: WorkItem) -> bool:
+    def _protected_by_us_today(self, item: NewVmWorkItem) -> bool:
         return self._ledger.record(item.vm_id, LEDGER_ACTION, self._now().date()) is not None
 
 

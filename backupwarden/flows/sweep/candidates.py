@@ -333,7 +333,7 @@ class CandidateHandler:
         (the ledger records the first sighting, so this is not for a dry run)."""
         if candidate.configured_at is not None or item.protection_state != "IRPending":
             return None
-        return self._ledger.first_seen(candidate.vm_id)
+        return self._ledger.note_first_seen(candidate.vm_id)
 
     def _outcome(
         self,
