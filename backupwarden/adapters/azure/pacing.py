@@ -10,6 +10,9 @@ each request when a token is there, so 429s stay rare. The local buckets follow 
 Resource Graph has no buckets but a per-user quota window: `x-ms-user-quota-remaining` queries
 until `x-ms-user-quota-resets-after` (hh:mm:ss); at 0 the next query waits for the reset.
 
+Header names are read from azure-core's response headers, which compare them case-insensitively
+(RFC 9110 §5.1): real Azure over HTTP/2 and proxies send them lower-case.
+
 Kind: GET/HEAD/OPTIONS are reads, every other method a write (ARM counts POST actions as writes).
 Requests without `/subscriptions/{id}/` in their path (tenant-level, Logs, Storage) pass unpaced.
 

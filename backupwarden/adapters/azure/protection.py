@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any, cast
 
 from azure.core.exceptions import AzureError
+from azure.core.utils import case_insensitive_dict
 from azure.mgmt.recoveryservicesbackup import RecoveryServicesBackupClient
 from azure.mgmt.recoveryservicesbackup.models import (
     AzureIaaSComputeVMProtectedItem,
@@ -21,8 +22,10 @@ from backupwarden.adapters.azure.recovery_services import (
     FABRIC,
     RecoveryServices,
     VaultRef,
-    last_segment,
+    operation_id,
     poll_delay_s,
+    response_headers,
+    retry_after_hint_s,
 )
 
 IAAS_VM_FILTER = "backupManagementType eq 'AzureIaasVM'"
@@ -92,7 +95,7 @@ class Protection:
                 source_resource_id=vm_id, policy_id=f"{vault.id}/backupPolicies/{policy}"
             )
         )
-        captured: dict[str, str] = {}
+        captured: MutableMapping[str, str] = case_insensitive_dict()  # the 202's headers
         try:
             client.protected_items.begin_create_or_update(
                 vault.name,
@@ -106,14 +109,9 @@ class Protection:
             )
         except AzureError as exc:
             raise AzureCallError.from_sdk("enable protection", exc) from exc
-        url = captured.get("Azure-AsyncOperation") or captured.get("Location")
-        if not url:
-            raise AzureCallError(
-                "enable protection", "MissingOperationHeader", "the PUT answer had no operation URL"
-            )
-        operation_id = last_segment(url)
-        job_id = self._recovery.wait_for_job_id(vault, operation_id, _seconds(captured.get("Retry-After")))
-        return EnabledProtection(operation_id, job_id)
+        operation = operation_id(captured, "enable protection")
+        job_id = self._recovery.wait_for_job_id(vault, operation, retry_after_hint_s(captured))
+        return EnabledProtection(operation, job_id)
 
     def _protectable(self, client: RecoveryServicesBackupClient, vault: VaultRef, vm_id: str) -> bool:
         try:
@@ -133,28 +131,28 @@ class Protection:
     def _refresh_containers(self, client: RecoveryServicesBackupClient, vault: VaultRef) -> None:
         """POST refreshContainers, then poll its operation result until 204 (bounded by the poll timeout)."""
         try:
-            headers: dict[str, str] = cast(Any, client.protection_containers.refresh)(
+            headers: MutableMapping[str, str] = cast(Any, client.protection_containers.refresh)(
                 vault.name,
                 vault.resource_group,
                 FABRIC,
-                cls=lambda response, _body, _headers: dict(response.http_response.headers),
+                cls=lambda response, _body, _headers: response_headers(response),
             )
         except AzureError as exc:
             raise AzureCallError.from_sdk("refresh containers", exc) from exc
-        operation_id = last_segment(str(headers.get("Location", "")))
+        operation = operation_id(headers, "refresh containers")
         deadline = time.monotonic() + self._poll_timeout_s
         while True:
             try:
-                answer: tuple[int, dict[str, str]] = cast(
+                answer: tuple[int, MutableMapping[str, str]] = cast(
                     Any, client.protection_container_refresh_operation_results.get
                 )(
                     vault.name,
                     vault.resource_group,
                     FABRIC,
-                    operation_id,
+                    operation,
                     cls=lambda response, _body, _headers: (
                         response.http_response.status_code,
-                        dict(response.http_response.headers),
+                        response_headers(response),
                     ),
                 )
             except AzureError as exc:
@@ -167,12 +165,5 @@ class Protection:
                 raise AzureCallError(
                     "refresh containers", "PollTimeout", "container refresh did not finish in time"
                 )
-            retry_after_s = _seconds(poll_headers.get("Retry-After"))
+            retry_after_s = retry_after_hint_s(poll_headers)
             self._sleep(min(poll_delay_s(retry_after_s, self._poll_interval_s), remaining))
-
-
-def _seconds(raw: str | None) -> float:
-    try:
-        return float(raw) if raw else 0.0
-    except ValueError:
-        return 0.0

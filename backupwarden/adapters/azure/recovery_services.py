@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 from urllib.parse import urlparse
 
 from azure.core.exceptions import AzureError
+from azure.core.utils import case_insensitive_dict
 from azure.mgmt.recoveryservicesbackup import RecoveryServicesBackupClient
 from azure.mgmt.recoveryservicesbackup.models import BackupRequestResource, IaasVMBackupRequest
 
@@ -139,19 +140,19 @@ class RecoveryServices:
             properties=IaasVMBackupRequest(recovery_point_expiry_time_in_utc=expiry)
         )
         try:
-            headers = client.backups.trigger(
+            headers: MutableMapping[str, str] = cast(Any, client.backups.trigger)(
                 vault.name,
                 vault.resource_group,
                 FABRIC,
                 container,
                 item,
                 request,
-                cls=lambda pipeline_response, _body, _headers: pipeline_response.http_response.headers,
+                cls=lambda pipeline_response, _body, _headers: response_headers(pipeline_response),
             )
         except AzureError as exc:
             raise AzureCallError.from_sdk("trigger backup", exc) from exc
-        operation_id = _operation_id(headers)
-        return TriggeredBackup(operation_id, self.wait_for_job_id(vault, operation_id, _retry_after(headers)))
+        operation = operation_id(headers, "trigger backup")
+        return TriggeredBackup(operation, self.wait_for_job_id(vault, operation, retry_after_hint_s(headers)))
 
     def wait_for_job_id(self, vault: VaultRef, operation_id: str, retry_after_s: float) -> str | None:
         """Read the operation until it reports a job; None when it is still running at the poll timeout."""
@@ -187,20 +188,34 @@ def last_segment(url: str) -> str:
     return str(urlparse(url).path).rstrip("/").rsplit("/", 1)[-1]
 
 
-def _operation_id(headers: Any) -> str:
+def response_headers(pipeline_response: Any) -> MutableMapping[str, str]:
+    """An answer's headers in azure-core's case-insensitive mapping, for reading after the call.
+
+    Header names are case-insensitive (RFC 9110 §5.1) and lower-case over HTTP/2 (RFC 9113 §8.2.1),
+    as in the azure-cli recordings: a plain `dict` copy would miss `location` when asked for
+    `Location`.
+    """
+    return case_insensitive_dict(pipeline_response.http_response.headers)
+
+
+def operation_id(headers: Mapping[str, str], action: str) -> str:
+    """The id of the operation a 202 answer started, from its Azure-AsyncOperation or Location URL.
+
+    `headers` must compare names case-insensitively (`response_headers`)."""
     for name in ("Azure-AsyncOperation", "Location"):
-        url = headers.get(name) if headers is not None else None
+        url = headers.get(name)
         if url:
             return last_segment(url)
     raise AzureCallError(
-        "trigger backup",
+        action,
         "MissingOperationHeader",
-        "the service accepted the backup but sent neither Location nor Azure-AsyncOperation",
+        "the service answered 202 with neither Azure-AsyncOperation nor Location",
     )
 
 
-def _retry_after(headers: Any) -> float:
+def retry_after_hint_s(headers: Mapping[str, str]) -> float:
+    """A 202's Retry-After in seconds (0 when absent or not a number), for `poll_delay_s`."""
     try:
-        return float(headers.get("Retry-After", 0)) if headers is not None else 0.0
-    except (TypeError, ValueError):
+        return float(headers.get("Retry-After") or 0)
+    except ValueError:
         return 0.0
