@@ -1,7 +1,9 @@
 """Azurite, the Azure Storage emulator (npm package, installed by `make` into node_modules/), on free ports.
 
 Started with port 0 for blob, queue and table; Azurite prints the ports it bound, which are
-read back from its output, so two runs never race for a port.
+read back from its output, so two runs never race for a port. With `persistent=True` the data
+lives on disk in the work directory, so `restart()` (stop, then start on the same ports and
+data) shows a client what a storage outage and recovery look like, with nothing lost.
 """
 
 from __future__ import annotations
@@ -28,12 +30,20 @@ class AzuriteError(RuntimeError):
 
 
 class Azurite:
-    """Blob + queue + table emulation, in memory, on loopback; `connection_string` reaches all three."""
+    """Blob + queue + table emulation on loopback; `connection_string` reaches all three.
 
-    def __init__(self, executable: Path = AZURITE_BIN, startup_timeout_s: float = 30.0) -> None:
+    In memory unless `persistent`; only a persistent Azurite can `restart()` (an in-memory one would
+    come back empty, which real storage never does).
+    """
+
+    def __init__(
+        self, executable: Path = AZURITE_BIN, startup_timeout_s: float = 30.0, *, persistent: bool = False
+    ) -> None:
         self.executable = executable
         self.startup_timeout_s = startup_timeout_s
+        self.persistent = persistent
         self.ports: dict[str, int] = {}
+        self.restarts = 0
         self._process: subprocess.Popen[bytes] | None = None
         self._workdir: Path | None = None
 
@@ -50,10 +60,34 @@ class Azurite:
                 "which install it with npm from package.json (or run `npm ci` in the repository root)."
             )
         self._workdir = Path(tempfile.mkdtemp(prefix="backupwarden-azurite-"))
-        log_path = self._workdir / "azurite.log"
+        self._launch({"blob": 0, "queue": 0, "table": 0})
+        return self
+
+    def restart(self) -> Azurite:
+        """Stop Azurite and start it again on the same ports with the same data (persistent only)."""
+        if not self.persistent:
+            raise AzuriteError("only a persistent Azurite (persistent=True) keeps its data over a restart")
+        if self._process is None or self._workdir is None:
+            raise AzuriteError("Azurite is not running")
+        ports = dict(self.ports)
+        self._terminate()
+        self.restarts += 1
+        self._launch(ports)
+        return self
+
+    def stop(self) -> None:
+        self._terminate()
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+        self.ports = {}
+
+    def _launch(self, ports: dict[str, int]) -> None:
+        assert self._workdir is not None
+        log_path = self._workdir / f"azurite-{self.restarts}.log"
         with log_path.open("wb") as log:
             self._process = subprocess.Popen(
-                [str(self.executable), *self._arguments()],
+                [str(self.executable), *self._arguments(ports)],
                 cwd=self._workdir,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -65,9 +99,8 @@ class Azurite:
         except BaseException:
             self.stop()
             raise
-        return self
 
-    def stop(self) -> None:
+    def _terminate(self) -> None:
         process, self._process = self._process, None
         if process is not None and process.poll() is None:
             process.terminate()
@@ -76,10 +109,6 @@ class Azurite:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=10)
-        if self._workdir is not None:
-            shutil.rmtree(self._workdir, ignore_errors=True)
-            self._workdir = None
-        self.ports = {}
 
     def __enter__(self) -> Azurite:
         return self.start()
@@ -89,28 +118,31 @@ class Azurite:
     ) -> None:
         self.stop()
 
-    @staticmethod
-    def _arguments() -> list[str]:
+    def _arguments(self, ports: dict[str, int]) -> list[str]:
+        assert self._workdir is not None
+        storage = (
+            ["--location", str(self._workdir / "data")]
+            if self.persistent
+            else ["--inMemoryPersistence", "--extentMemoryLimit", "256"]
+        )
         return [
             "--silent",
             "--loose",
             "--skipApiVersionCheck",  # the Python SDKs may send a newer x-ms-version than Azurite knows
-            "--inMemoryPersistence",
-            "--extentMemoryLimit",
-            "256",
+            *storage,
             "--disableTelemetry",
             "--blobHost",
             "127.0.0.1",
             "--blobPort",
-            "0",
+            str(ports["blob"]),
             "--queueHost",
             "127.0.0.1",
             "--queuePort",
-            "0",
+            str(ports["queue"]),
             "--tableHost",
             "127.0.0.1",
             "--tablePort",
-            "0",
+            str(ports["table"]),
         ]
 
     def _wait_for_ports(self, log_path: Path) -> dict[str, int]:

@@ -1,6 +1,6 @@
 """Scenario documents (YAML or JSON) turned into emulator state.
 
-A scenario declares the clock, service timings, realism (latency, throttling, faults), the
+A scenario declares the clock, service timings, realism (latency, throttling, faults, a profile), the
 estate (subscriptions → vaults with policies, VMs with their protection state) and the
 sections other services read (`monitor`, `eventgrid`, `resource_graph`). `generate` expands
 a large synthetic estate without listing every VM. See docs/emulator.md for the format.
@@ -31,6 +31,7 @@ from emulator.estate import (
     Vault,
     VirtualMachine,
 )
+from emulator.profiles import with_profile
 
 if TYPE_CHECKING:
     from emulator.core.app import Emulator
@@ -89,6 +90,10 @@ def apply_scenario(emulator: Emulator, scenario: dict[str, Any]) -> None:
     """Load `scenario` into a freshly reset emulator (caller holds the lock)."""
     if not isinstance(scenario, dict):
         raise ScenarioError("scenario must be a mapping")
+    try:
+        scenario = with_profile(scenario)
+    except ValueError as exc:
+        raise ScenarioError(f"realism.profile: {exc}") from exc
     sections = {getattr(backend, "scenario_section", None) for backend in emulator.backends()}
     _check_keys(scenario, TOP_LEVEL_KEYS | {str(s) for s in sections if s}, "scenario")
     clock = _mapping(scenario.get("clock"), "clock")
@@ -103,14 +108,14 @@ def apply_scenario(emulator: Emulator, scenario: dict[str, Any]) -> None:
     if scenario.get("generate"):
         _load_generated(emulator, _mapping(scenario["generate"], "generate"), start)
     for backend in emulator.backends():
-        _configure_backend(backend, scenario)
+        configure_backend(backend, scenario)
     for backend in emulator.backends():
         loaded = getattr(backend, "scenario_loaded", None)
         if loaded is not None:
             loaded()
 
 
-def _configure_backend(backend: Any, scenario: dict[str, Any]) -> None:
+def configure_backend(backend: Any, scenario: dict[str, Any]) -> None:
     """Hand a service its own section (`recoveryservices`, `monitor`, `eventgrid`, `resource_graph`)."""
     configure = getattr(backend, "configure", None)
     section_name = getattr(backend, "scenario_section", None)
@@ -190,7 +195,11 @@ def _sequence(raw: Any, where: str) -> list[Any]:
 
 
 def _apply_realism(emulator: Emulator, raw: dict[str, Any]) -> None:
-    _check_keys(raw, {"throttle", "latency", "faults"}, "realism")
+    _check_keys(raw, {"profile", "throttle", "latency", "faults", "lowercase_headers"}, "realism")
+    lowercase = raw.get("lowercase_headers", False)
+    if not isinstance(lowercase, bool):
+        raise ScenarioError("realism.lowercase_headers must be true or false")
+    emulator.lowercase_headers = lowercase
     throttle = _mapping(raw.get("throttle"), "realism.throttle")
     _check_keys(throttle, {"enabled", "read", "write"}, "realism.throttle")
     emulator.throttle.enabled = bool(throttle.get("enabled", True))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from emulator import profiles
 from emulator.core.app import Call, Reply
 from emulator.core.errors import BadRequest
 from emulator.core.realism import Fault, Latency
@@ -30,6 +31,16 @@ def load_scenario(call: Call) -> Reply:
     return Reply(204)
 
 
+def apply_profile(call: Call) -> Reply:
+    """Body: {"name": "unkind"}: switch a realism profile on, keeping the estate."""
+    name = call.json_object().get("name")
+    try:
+        profiles.apply_profile(call.emulator, str(name))
+    except (ScenarioError, ValueError) as exc:
+        raise BadRequest(str(exc), code="InvalidProfile") from exc
+    return Reply(204)
+
+
 def get_clock(call: Call) -> Reply:
     return Reply(200, {"now": call.emulator.now().isoformat(), "scale": call.emulator.clock.scale})
 
@@ -49,7 +60,10 @@ def get_faults(call: Call) -> Reply:
 def set_faults(call: Call) -> Reply:
     raw = call.json_object().get("faults")
     if not isinstance(raw, list):
-        raise BadRequest("'faults' must be a list of {path, status, method?, rate?, count?, retry_after_s?}.")
+        raise BadRequest(
+            "'faults' must be a list of {path, status, method?, rate?, count?, retry_after_s?, burst?, "
+            "lose_answer?}."
+        )
     try:
         call.emulator.faults.set([Fault.from_dict(_mapping(f, "faults[]")) for f in raw])
     except (KeyError, ValueError, TypeError) as exc:

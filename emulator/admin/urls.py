@@ -12,6 +12,7 @@ def routes() -> list[Route]:
     return [
         _admin("POST", "/_emulator/reset", r.reset),
         _admin("PUT", "/_emulator/scenario", r.load_scenario),
+        _admin("PUT", "/_emulator/profile", r.apply_profile),
         _admin("GET", "/_emulator/clock", r.get_clock),
         _admin("POST", "/_emulator/clock/advance", r.advance_clock),
         _admin("GET", "/_emulator/faults", r.get_faults),

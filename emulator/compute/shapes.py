@@ -89,6 +89,7 @@ def _os_profile(vm: VirtualMachine) -> dict[str, Any]:
             "provisionVMAgent": True,
             "enableAutomaticUpdates": True,
             "patchSettings": {"patchMode": "AutomaticByOS", "assessmentMode": "ImageDefault"},
+            "enableVMAgentPlatformUpdates": False,
         }
     else:
         profile["linuxConfiguration"] = {

@@ -7,6 +7,7 @@ the service backends of the `Emulator`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import socket
@@ -117,6 +118,8 @@ class Emulator:
         self.faults = Faults()
         self.latency = Latency()
         self.requests = RequestLog()
+        # Send every response header name lower-case, as HTTP/2 does (RFC 9113 §8.2.1).
+        self.lowercase_headers = False
         self.estate = Estate()
         self.router = Router()
         self._backends: dict[type, Any] = {}
@@ -146,6 +149,7 @@ class Emulator:
             self.faults.clear()
             self.latency = Latency()
             self.requests.clear()
+            self.lowercase_headers = False
             self._build_backends()
 
     def now(self) -> datetime:
@@ -250,6 +254,9 @@ class Emulator:
                 extra_headers[f"x-ms-ratelimit-remaining-subscription-{header}"] = str(remaining)
             fault = self.faults.pick(call.method, call.path)
             if fault is not None:
+                if fault.lose_answer:
+                    _serve_and_forget(route, call)
+                    return Reply(500), True
                 if fault.status == 0:
                     return Reply(500), True
                 raise InjectedFault(fault.status, fault.retry_after_s)
@@ -262,6 +269,12 @@ class Emulator:
             **reply.headers,
         }
         return reply, False
+
+
+def _serve_and_forget(route: Route, call: Call) -> None:
+    """The service acts on the request; whatever it answers, error or not, never reaches the client."""
+    with contextlib.suppress(ServiceError):
+        route.handler(call)
 
 
 def _read_body(environ: dict[str, Any]) -> bytes:
@@ -291,12 +304,17 @@ def _render(reply: Reply, start_response: StartResponse) -> list[bytes]:
 
 
 def _reset(environ: dict[str, Any]) -> None:
-    """Abort the TCP connection with RST, as a dropped connection looks to a client."""
+    """Abort the TCP connection with RST, as a dropped connection looks to a client.
+
+    The shutdown comes first: the handler's reader and writer keep the socket open past close(),
+    and without it the answer the pipeline renders afterwards would still reach the client.
+    """
     sock = environ.get("werkzeug.socket")
     if sock is None:
         return
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.shutdown(socket.SHUT_RDWR)
         sock.close()
     except OSError:
         pass

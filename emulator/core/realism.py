@@ -1,4 +1,4 @@
-"""Latency, injected faults and the request log: what makes the emulator behave like a network service."""
+"""Latency, injected faults (errors, resets, storms, lost answers) and the request log."""
 
 from __future__ import annotations
 
@@ -16,33 +16,50 @@ class Fault:
     """Answer requests whose path matches `path_regex` (and `method`, if set) with `status`.
 
     `status` is an HTTP status (429 or 5xx) or 0 for a connection reset. `rate` is the
-    probability per matching request; `remaining` bounds how many times it fires.
+    probability per matching request; `remaining` bounds how many times it fires. Once fired it
+    answers the next `burst - 1` matching requests the same way too (a storm). With `lose_answer`
+    the request is served (the write happens) and then the connection drops: the answer is lost.
     """
 
     path_regex: str
-    status: int
+    status: int = 0
     method: str | None = None
     rate: float = 1.0
     remaining: int | None = None
     retry_after_s: int | None = None
+    burst: int = 1
+    lose_answer: bool = False
     compiled: re.Pattern[str] = field(init=False, repr=False)
+    burst_left: int = field(default=0, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        if self.lose_answer:
+            self.status = 0
         if self.status != 0 and not (self.status == 429 or 500 <= self.status <= 599):
             raise ValueError(f"fault status must be 0 (reset), 429 or 5xx, not {self.status}")
         if not 0.0 <= self.rate <= 1.0:
             raise ValueError(f"fault rate must be within [0, 1], not {self.rate}")
+        if self.burst < 1:
+            raise ValueError(f"fault burst must be at least 1, not {self.burst}")
         self.compiled = re.compile(self.path_regex, re.IGNORECASE)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Fault:
+        unknown = set(raw) - FAULT_KEYS
+        if unknown:
+            raise ValueError(f"unknown fault keys {sorted(unknown)}; known: {sorted(FAULT_KEYS)}")
+        lose_answer = raw.get("lose_answer", False)
+        if not isinstance(lose_answer, bool):
+            raise ValueError(f"fault lose_answer must be true or false, not {lose_answer!r}")
         return cls(
             path_regex=str(raw.get("path", raw.get("path_regex", ".*"))),
-            status=int(raw["status"]),
+            status=0 if lose_answer else int(raw["status"]),
             method=(str(raw["method"]).upper() if raw.get("method") else None),
             rate=float(raw.get("rate", 1.0)),
             remaining=(int(raw["count"]) if raw.get("count") is not None else None),
             retry_after_s=(int(raw["retry_after_s"]) if raw.get("retry_after_s") is not None else None),
+            burst=int(raw.get("burst", 1)),
+            lose_answer=lose_answer,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -53,7 +70,22 @@ class Fault:
             "rate": self.rate,
             "count": self.remaining,
             "retry_after_s": self.retry_after_s,
+            "burst": self.burst,
+            "lose_answer": self.lose_answer,
         }
+
+
+FAULT_KEYS = {
+    "path",
+    "path_regex",
+    "status",
+    "method",
+    "rate",
+    "count",
+    "retry_after_s",
+    "burst",
+    "lose_answer",
+}
 
 
 class Faults:
@@ -82,6 +114,9 @@ class Faults:
             for fault in self._faults:
                 if fault.method and fault.method != method:
                     continue
+                if fault.burst_left > 0 and fault.compiled.search(path):
+                    fault.burst_left -= 1  # a storm, once started, answers every matching request
+                    return fault
                 if fault.remaining is not None and fault.remaining <= 0:
                     continue
                 if not fault.compiled.search(path):
@@ -90,6 +125,7 @@ class Faults:
                     continue
                 if fault.remaining is not None:
                     fault.remaining -= 1
+                fault.burst_left = fault.burst - 1
                 return fault
         return None
 

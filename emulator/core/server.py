@@ -53,6 +53,8 @@ class _QuietHandler(WSGIRequestHandler):
         """
         if keyword.lower() == "connection" and value.lower() == "close" and self._keep_alive_possible():
             return
+        if getattr(self.server.app, "lowercase_headers", False):
+            keyword = keyword.lower()  # as every HTTP/2 answer and the azure-cli recordings name them
         super().send_header(keyword, value)
 
     def _keep_alive_possible(self) -> bool:

@@ -2,6 +2,7 @@
 
 monitor:
   ingestion_delay_s: 0            # rows queryable N emulated seconds after ingestion
+  ingestion_delay_max_s: 0        # above ingestion_delay_s: each upload's delay drawn between the two
   strict_ingestion: true          # 400 where the real service silently drops data
   query_endpoint: null            # base URL of alert links (default: where clients reach us)
   webhook_url: https://...        # action group webhook for every rule without its own
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 
 _SETTINGS = {
     "ingestion_delay_s",
+    "ingestion_delay_max_s",
     "strict_ingestion",
     "query_endpoint",
     "webhook_url",
@@ -68,6 +70,11 @@ def _apply_settings(backend: MonitorBackend, section: Mapping[str, Any]) -> None
         if not _is_number(delay) or delay < 0:
             raise ValueError(f"monitor.ingestion_delay_s must be a number >= 0, not {delay!r}")
         settings.ingestion_delay_s = float(delay)
+    if "ingestion_delay_max_s" in section:
+        delay = section["ingestion_delay_max_s"]
+        if not _is_number(delay) or delay < 0:
+            raise ValueError(f"monitor.ingestion_delay_max_s must be a number >= 0, not {delay!r}")
+        settings.ingestion_delay_max_s = float(delay)
     if "strict_ingestion" in section:
         settings.strict_ingestion = _bool(section["strict_ingestion"], "monitor.strict_ingestion")
     if "query_endpoint" in section:

@@ -6,10 +6,15 @@ the stored tables directly: before each one, views in the main catalog expose on
 service would show — already visible (ingestion delay) and inside the request's `timespan` on
 TimeGenerated — from the workspaces the request names. Callers hold `emulator.lock`, which also
 serialises use of the connection.
+
+`ingestion_time()` (Kusto's hidden `$IngestionTime` column; duckdb-kql has no mapping for it) reads
+the moment a row became queryable: the query's calls are rewritten to that column, which the views
+carry only for such a query and which never shows in a result unless the query names it.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +27,8 @@ from emulator.monitor.results import QueryResult, to_wire
 from emulator.monitor.timespans import Window
 
 VISIBLE_AT = "__visible_at"  # stored beside every row, never shown
+INGESTION_TIME = "$IngestionTime"
+_INGESTION_TIME_CALL = re.compile(r"\bingestion_time\s*\(\s*\)")
 
 
 class LogStore:
@@ -67,32 +74,39 @@ class LogStore:
         self, tables: dict[str, list[str]], text: str, now: datetime, window: Window | None
     ) -> QueryResult:
         """Run KQL over `tables` (name -> catalogs holding it); engine errors propagate."""
-        self._expose(tables, now, window)
+        with_ingestion_time = bool(_INGESTION_TIME_CALL.search(text))
+        text = _INGESTION_TIME_CALL.sub(f"['{INGESTION_TIME}']", text)
+        self._expose(tables, now, window, with_ingestion_time)
         # The query API never writes: control commands such as `.set-or-replace` are refused.
         relation = duckdb_kql.kql(self._con, text, allow_write=False, query_now=_aware(now))
         kinds = [kusto_type(t) for t in relation.types]
-        rows = [
-            [to_wire(value, kind) for value, kind in zip(row, kinds, strict=True)]
-            for row in relation.fetchall()
-        ]
-        return QueryResult(list(zip(relation.columns, kinds, strict=True)), rows)
+        shown = [index for index, name in enumerate(relation.columns) if name != INGESTION_TIME]
+        rows = [[to_wire(row[index], kinds[index]) for index in shown] for row in relation.fetchall()]
+        return QueryResult([(relation.columns[index], kinds[index]) for index in shown], rows)
 
-    def _expose(self, tables: dict[str, list[str]], now: datetime, window: Window | None) -> None:
+    def _expose(
+        self, tables: dict[str, list[str]], now: datetime, window: Window | None, with_ingestion_time: bool
+    ) -> None:
         for view in self._views:
             self._con.execute(f"DROP VIEW IF EXISTS main.{_quote(view)}")
         self._views = set()
         for table, catalogs in tables.items():
-            selects = [_visible_rows(catalog, table, now, window) for catalog in catalogs]
+            selects = [
+                _visible_rows(catalog, table, now, window, with_ingestion_time) for catalog in catalogs
+            ]
             self._con.execute(f"CREATE VIEW main.{_quote(table)} AS {' UNION ALL BY NAME '.join(selects)}")
             self._views.add(table)
 
 
-def _visible_rows(catalog: str, table: str, now: datetime, window: Window | None) -> str:
+def _visible_rows(
+    catalog: str, table: str, now: datetime, window: Window | None, with_ingestion_time: bool
+) -> str:
     conditions = [f"{_quote(VISIBLE_AT)} <= {_timestamp(now)}"]
     if window is not None:
         conditions.append(f'"TimeGenerated" BETWEEN {_timestamp(window[0])} AND {_timestamp(window[1])}')
+    ingestion_time = f", {_quote(VISIBLE_AT)} AS {_quote(INGESTION_TIME)}" if with_ingestion_time else ""
     return (
-        f"SELECT * EXCLUDE ({_quote(VISIBLE_AT)}) FROM {_quote(catalog)}.{_quote(table)} "
+        f"SELECT * EXCLUDE ({_quote(VISIBLE_AT)}){ingestion_time} FROM {_quote(catalog)}.{_quote(table)} "
         f"WHERE {' AND '.join(conditions)}"
     )
 

@@ -7,6 +7,7 @@ call them with or without holding it.
 
 from __future__ import annotations
 
+import random
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -50,6 +51,8 @@ _IDS = uuid.UUID("5d1c1a36-9f4e-4a44-9d7e-6b0f3c2a8e11")  # namespace for ids de
 @dataclass
 class MonitorSettings:
     ingestion_delay_s: float = 0.0  # the real service shows rows 20 s to 3 min after ingestion
+    # When above ingestion_delay_s: each upload's delay is drawn between the two (seeded).
+    ingestion_delay_max_s: float = 0.0
     strict_ingestion: bool = True  # see ingestion.py
     query_endpoint: str | None = None  # base URL written into alert links; default: the caller's
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
@@ -67,6 +70,7 @@ class MonitorBackend:
         self.deliveries = AlertOutbox(emulator.clock, alive=self._is_live)
         self.alerts = AlertEngine(self)
         self.seen_endpoint = "https://api.loganalytics.io"
+        self._delays = random.Random(13)
 
     # --- configuration ---------------------------------------------------------------
     def configure(self, section: Mapping[str, Any]) -> None:
@@ -170,8 +174,12 @@ class MonitorBackend:
                 row[TIME_GENERATED.name] = now.replace(tzinfo=None)
             row.setdefault(TENANT_ID.name, stream.workspace.customer_id)
             row.setdefault(TYPE.name, table.name)
-        visible_at = now + timedelta(seconds=self.settings.ingestion_delay_s)
+        visible_at = now + timedelta(seconds=self._ingestion_delay_s())
         self.store.insert(stream.workspace.catalog, table.name, table.columns, rows, visible_at)
+
+    def _ingestion_delay_s(self) -> float:
+        low, high = self.settings.ingestion_delay_s, self.settings.ingestion_delay_max_s
+        return self._delays.uniform(low, high) if high > low else low
 
     def rows(self, workspace: str, table: str) -> list[dict[str, Any]]:
         """Every row stored in a table, visible yet or not (a test's view of what landed)."""

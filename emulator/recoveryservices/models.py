@@ -8,9 +8,13 @@ Choices where the real service is not documented:
   that GET answers 404, and the VM counts as "being configured" for the duplicate and
   vault-size checks.
 - A PUT for a VM the same vault already protects (or is configuring) is an update of the
-  policy: a new configure operation and ConfigureBackup job; another vault gets 400.
+  policy: a new configure operation and ConfigureBackup job; another vault gets 400. An earlier
+  operation it supersedes (say a retry whose first answer was lost) still ends, with its job.
 - The on-demand limit counts every Backup job of the item started in the current UTC day.
 - Without a time window, `backupJobs` lists every job of the vault.
+- With `job_list_lag_s`, a job is missing from `backupJobs` lists for that long after it started,
+  while `backupJobs/{id}` finds it at once (as recorded: the id comes from the operation and the
+  GET answers). How long real lists trail is not documented; issue 13 asks for the delay.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from emulator.core.signing import OperationUrlSigner
 from emulator.estate import (
     AsyncOperation,
     BackupJob,
@@ -83,6 +88,15 @@ JOB_ERRORS: dict[str, tuple[str, list[str]]] = {
 }
 
 
+SETTINGS = {
+    "page_size",
+    "on_demand_backups_per_day",
+    "signed_operation_urls",
+    "unscaled_retry_after",
+    "job_list_lag_s",
+}
+
+
 @dataclass
 class PendingConfiguration:
     """A configure-protection operation that has not ended yet."""
@@ -111,21 +125,38 @@ class RecoveryServicesBackend:
         self.emulator = emulator
         self.page_size = 200  # items per page of backupProtectedItems and backupJobs
         self.on_demand_backups_per_day = 9
+        # Realism knobs (docs/emulator.md section 7), all off by default.
+        self.signed_operation_urls = False  # t, c, s, h on Location / Azure-AsyncOperation URLs
+        self.unscaled_retry_after = False  # 202s say timings.retry_after_s as is, whatever the clock scale
+        self.job_list_lag_s = 0.0  # a job shows in backupJobs lists this long after it started
+        self.signer = OperationUrlSigner()
         self.configuring: dict[str, PendingConfiguration] = {}  # lower VM id -> pending
 
     scenario_section = "recoveryservices"
 
     def configure(self, section: dict[str, Any]) -> None:
-        """Scenario settings: `page_size`, `on_demand_backups_per_day`."""
+        """Scenario settings: `page_size`, `on_demand_backups_per_day` and the realism knobs."""
+        unknown = set(section) - SETTINGS
+        if unknown:
+            raise ValueError(
+                f"recoveryservices: unknown settings {sorted(unknown)}; known: {sorted(SETTINGS)}"
+            )
         for name in ("page_size", "on_demand_backups_per_day"):
             if name in section:
                 value = section[name]
                 if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                     raise ValueError(f"recoveryservices.{name} must be a positive integer, got {value!r}")
                 setattr(self, name, value)
-        unknown = set(section) - {"page_size", "on_demand_backups_per_day"}
-        if unknown:
-            raise ValueError(f"recoveryservices: unknown settings {sorted(unknown)}")
+        for name in ("signed_operation_urls", "unscaled_retry_after"):
+            if name in section:
+                if not isinstance(section[name], bool):
+                    raise ValueError(f"recoveryservices.{name} must be true or false, got {section[name]!r}")
+                setattr(self, name, section[name])
+        if "job_list_lag_s" in section:
+            lag = section["job_list_lag_s"]
+            if not isinstance(lag, int | float) or isinstance(lag, bool) or lag < 0:
+                raise ValueError(f"recoveryservices.job_list_lag_s must be a number >= 0, got {lag!r}")
+            self.job_list_lag_s = float(lag)
 
     @property
     def estate(self) -> Estate:
@@ -276,6 +307,9 @@ class RecoveryServicesBackend:
         key = job.vm.id.lower()
         pending = self.configuring.get(key)
         if pending is None or pending.op_id != op.op_id:
+            # Superseded by a later PUT (a retry whose first answer was lost): it still ends.
+            job.status, job.end_time = "Completed", at
+            op.status, op.end_time = "Succeeded", at
             return
         del self.configuring[key]
         item = self.estate.protected_items.get(key)
@@ -400,10 +434,12 @@ class RecoveryServicesBackend:
         window_end = parse_filter_time(clauses["endtime"]) if "endtime" in clauses else None
         if not _is_iaas_vm(clauses):
             return []
+        listed_by = self.now() - timedelta(seconds=self.job_list_lag_s)
         found = [
             job
             for job in self.estate.jobs.values()
             if _same(job.vault_id, vault.id)
+            and (not self.job_list_lag_s or job.start_time <= listed_by)
             and _job_matches(job, clauses)
             and (window_start is None or job.start_time >= window_start)
             and (window_end is None or job.start_time <= window_end)
@@ -415,6 +451,13 @@ class RecoveryServicesBackend:
         if job is None or not _same(job.vault_id, vault.id):
             raise errors.BackupObjectNotFound(f"The job '{job_name}' was not found in the vault.")
         return job
+
+    def policy_name_of(self, job: BackupJob) -> str | None:
+        """The name of the policy the job's VM is protected (or being protected) with."""
+        key = job.vm.id.lower()
+        pending, item = self.configuring.get(key), self.estate.protected_items.get(key)
+        policy_id = pending.policy_id if pending else (item.policy_id if item else None)
+        return policy_id.rstrip("/").rsplit("/", 1)[-1] if policy_id else None
 
     # --- protection check of one VM -----------------------------------------------------
     def backup_status(

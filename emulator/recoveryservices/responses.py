@@ -22,11 +22,24 @@ def _vault(call: Call) -> Vault:
 
 
 def _retry_after(call: Call) -> str:
-    return str(call.emulator.clock.real_seconds(call.emulator.estate.timings.retry_after_s))
+    """The wait the service asks for (60 s): in real seconds at the clock's scale, unless unscaled."""
+    seconds = call.emulator.estate.timings.retry_after_s
+    if _backend(call).unscaled_retry_after:
+        return str(seconds)
+    return str(call.emulator.clock.real_seconds(seconds))
 
 
 def _link(call: Call, path: str) -> str:
+    """An operation URL: signed (t, c, s, h) when `signed_operation_urls` is on, as ARM's are."""
+    backend = _backend(call)
+    if backend.signed_operation_urls:
+        return f"{call.url(path)}?{backend.signer.sign(path, call.api_version, call.emulator.now())}"
     return f"{call.url(path)}?{urlencode({'api-version': call.api_version})}"
+
+
+def _check_signature(call: Call) -> None:
+    """A polled operation URL keeps the signature it was issued with, or carries none."""
+    _backend(call).signer.check(call.path, call.query)
 
 
 def _item_path(call: Call, vault: Vault) -> str:
@@ -116,6 +129,7 @@ def refresh_containers(call: Call) -> Reply:
 
 
 def refresh_containers_result(call: Call) -> Reply:
+    _check_signature(call)
     vault = _vault(call)
     op = _backend(call).operation(vault, call.params["operationId"], kind="refreshContainers")
     if op.status == "InProgress":
@@ -149,6 +163,7 @@ def list_protected_items(call: Call) -> Reply:
 
 def item_operation_result(call: Call) -> Reply:
     """202 while running; then 200 with the item for a configure operation, 204 otherwise."""
+    _check_signature(call)
     vault = _vault(call)
     backend = _backend(call)
     op = backend.operation(vault, call.params["operationId"])
@@ -161,6 +176,7 @@ def item_operation_result(call: Call) -> Reply:
 
 
 def item_operation_status(call: Call) -> Reply:
+    _check_signature(call)
     op = _backend(call).operation(_vault(call), call.params["operationId"])
     return Reply(200, shapes.operation_status(op))
 
@@ -182,14 +198,16 @@ def get_backup_operation(call: Call) -> Reply:
 def list_jobs(call: Call) -> Reply:
     jobs = _backend(call).jobs(_vault(call), call.query.get("$filter"))
     now = call.emulator.now()
-    return Reply(200, _page(call, [shapes.job_resource(job, now) for job in jobs]))
+    return Reply(200, _page(call, [shapes.job_resource(job, now, listed=True) for job in jobs]))
 
 
 def get_job(call: Call) -> Reply:
-    job = _backend(call).job(_vault(call), call.params["jobName"])
-    return Reply(200, shapes.job_resource(job, call.emulator.now()))
+    backend = _backend(call)
+    job = backend.job(_vault(call), call.params["jobName"])
+    return Reply(200, shapes.job_resource(job, call.emulator.now(), policy_name=backend.policy_name_of(job)))
 
 
 def backup_status(call: Call) -> Reply:
-    item, vault = _backend(call).backup_status(call.params["subscriptionId"], call.json_object())
-    return Reply(200, shapes.backup_status(item, vault))
+    body = call.json_object()
+    item, vault = _backend(call).backup_status(call.params["subscriptionId"], body)
+    return Reply(200, shapes.backup_status(str(body["resourceId"]), item, vault))

@@ -31,8 +31,20 @@ PROTECTABLE_ITEM_TYPE = (
 )
 JOB_TYPE = "Microsoft.RecoveryServices/vaults/backupJobs"
 VM_ITEM_TYPE = "Microsoft.Compute/virtualMachines"
-# What an operation that has not ended reports as its end (azure-facts §3): .NET's DateTime.MinValue.
+# What an operation or a job's task that has not ended (or started) reports as its time (azure-facts
+# §3, and the tasks of the recorded running job): .NET's DateTime.MinValue.
 NOT_ENDED = "0001-01-01T00:00:00"
+# The recorded 41-minute job spent its first 7.5 minutes on "Take Snapshot", the rest on the transfer.
+SNAPSHOT_SHARE = 0.18
+# The expiry azure-cli's backup-now gives an on-demand recovery point by default: 30 days, at midnight UTC.
+ON_DEMAND_RETENTION = timedelta(days=30)
+# The health detail of an item whose backup pre-check passed (recorded Protected item).
+HEALTH_GREEN = {
+    "code": 400239,
+    "title": "IaasVmHealthGreenDefault",
+    "message": "Backup pre-check status of this virtual machine is OK.",
+    "recommendations": [],
+}
 
 
 def iso(moment: datetime) -> str:
@@ -79,6 +91,14 @@ def protected_item_id(vault: Vault, vm: VirtualMachine) -> str:
     )
 
 
+def dotnet_time(moment: datetime) -> str:
+    """A UTC time as .NET's en-US general format writes it in job property bags: "1/20/2024 12:00:00 AM"."""
+    moment = moment.astimezone(UTC)
+    hour = moment.hour % 12 or 12
+    meridiem = "AM" if moment.hour < 12 else "PM"
+    return f"{moment.month}/{moment.day}/{moment.year} {hour}:{moment:%M:%S} {meridiem}"
+
+
 def _data_id(key: str) -> str:
     """A stable numeric `protectedItemDataId` derived from the item id."""
     return str(int(hashlib.sha256(key.lower().encode()).hexdigest()[:13], 16))
@@ -105,9 +125,23 @@ def vault_resource(vault: Vault) -> dict[str, Any]:
             },
             "securitySettings": {
                 "immutabilitySettings": {"state": "Disabled"},
-                "softDeleteSettings": {"softDeleteState": "Enabled", "softDeleteRetentionPeriodInDays": 14},
+                "softDeleteSettings": {
+                    "softDeleteState": "Enabled",
+                    "softDeleteRetentionPeriodInDays": 14,
+                    "enhancedSecurityState": "Enabled",
+                },
+                "multiUserAuthorization": "Disabled",
             },
             "secureScore": "None",
+            # the defaults a new vault reads with (recorded vault GET, api 2023-04-01)
+            "monitoringSettings": {
+                "azureMonitorAlertSettings": {"alertsForAllJobFailures": "Enabled"},
+                "classicAlertSettings": {"alertsForCriticalOperations": "Enabled"},
+            },
+            "backupStorageVersion": "Unassigned",
+            "restoreSettings": {
+                "crossSubscriptionRestoreSettings": {"crossSubscriptionRestoreState": "Enabled"}
+            },
         },
     }
 
@@ -120,6 +154,7 @@ def policy_resource(policy: BackupPolicy, protected_items_count: int = 0) -> dic
         "properties": {
             "backupManagementType": "AzureIaasVM",
             "policyType": "V1",
+            "instantRPDetails": {},
             "instantRpRetentionRangeInDays": 2,
             "schedulePolicy": {
                 "schedulePolicyType": "SimpleSchedulePolicy",
@@ -175,7 +210,11 @@ def protected_item_resource(item: ProtectedItem, vault: Vault) -> dict[str, Any]
         "isScheduledForDeferredDelete": False,
         "isArchiveEnabled": False,
         "vaultId": f"{ARM_ENDPOINT}{vault.id}",
+        "softDeleteRetentionPeriod": 0,
     }
+    if item.protection_state == "Protected" and health_status == "Passed":
+        # present once a backup ran; an item pending its first backup has no healthDetails
+        properties["healthDetails"] = [dict(HEALTH_GREEN, recommendations=[])]
     if item.last_recovery_point is not None:
         properties["lastRecoveryPoint"] = iso(item.last_recovery_point)
         extended_info["oldestRecoveryPoint"] = iso(item.last_recovery_point)
@@ -188,12 +227,14 @@ def protected_item_resource(item: ProtectedItem, vault: Vault) -> dict[str, Any]
 
 
 def protectable_item_resource(vm: VirtualMachine, vault: Vault) -> dict[str, Any]:
+    # Recorded (2023): the id ends in the lower-case `vm;…` item name and `name` is the container
+    # property without any `vm;` prefix; the spec's (classic-era) example shows `VM;…` in both.
     return {
         "id": (
             f"{vault.id}/backupFabrics/Azure/protectionContainers/{service_container_name(vm)}"
-            f"/protectableItems/{service_item_name(vm)}"
+            f"/protectableItems/{vm.item_name}"
         ),
-        "name": service_item_name(vm),
+        "name": item_container_property(vm),
         "type": PROTECTABLE_ITEM_TYPE,
         "properties": {
             "friendlyName": vm.name,
@@ -208,34 +249,72 @@ def protectable_item_resource(vm: VirtualMachine, vault: Vault) -> dict[str, Any
     }
 
 
-def _tasks(job: BackupJob) -> list[dict[str, Any]]:
+def _task(
+    task_id: str, status: str, start: datetime | None, end: datetime | None, now: datetime | None
+) -> dict[str, Any]:
+    """One entry of a job's task list; a time not reached yet reads NOT_ENDED (recorded running job)."""
+    duration = (end or now or start) - start if start is not None else timedelta(0)
+    return {
+        "taskId": task_id,
+        "startTime": iso(start) if start is not None else NOT_ENDED,
+        "endTime": iso(end) if end is not None else NOT_ENDED,
+        "duration": iso_duration(duration),
+        "status": status,
+    }
+
+
+def _tasks(job: BackupJob, now: datetime | None) -> list[dict[str, Any]]:
+    """A backup job's two tasks; other jobs have none (recorded ConfigureBackup job)."""
     if job.operation != "Backup":
         return []
-    if job.status == "InProgress":
-        states = ("InProgress", "NotStarted")
-    elif job.status == "Failed":
-        states = ("Failed", "NotStarted")
-    else:
-        states = (job.status, job.status)
+    snapshot, transfer = "Take Snapshot", "Transfer data to vault"
+    if job.end_time is None:
+        return [
+            _task(snapshot, job.status, job.start_time, None, now),
+            _task(transfer, "NotStarted", None, None, now),
+        ]
+    if job.status == "Failed":
+        return [
+            _task(snapshot, "Failed", job.start_time, job.end_time, now),
+            _task(transfer, "NotStarted", None, None, now),
+        ]
+    split = job.start_time + (job.end_time - job.start_time) * SNAPSHOT_SHARE
     return [
-        {"taskId": "Take Snapshot", "duration": "PT0S", "status": states[0]},
-        {"taskId": "Transfer data to vault", "duration": "PT0S", "status": states[1]},
+        _task(snapshot, job.status, job.start_time, split, now),
+        _task(transfer, job.status, split, job.end_time, now),
     ]
 
 
-def job_resource(job: BackupJob, now: datetime | None = None) -> dict[str, Any]:
-    """An AzureIaaSVMJob; `now` gives a running job's duration so far (PT0S without it)."""
-    until = job.end_time if job.end_time is not None else (now or job.start_time)
+def _extended_info(job: BackupJob, now: datetime | None, policy_name: str | None) -> dict[str, Any]:
+    """The tasks and property bags a job GET carries (recorded ConfigureBackup and Backup jobs)."""
     property_bag = {"VM Name": job.vm.name}
+    info: dict[str, Any] = {"tasksList": _tasks(job, now), "propertyBag": property_bag}
+    if job.operation == "ConfigureBackup" and policy_name:
+        property_bag["Policy Name"] = policy_name
     if job.operation == "Backup":
-        property_bag["Backup Size"] = "0 MB"
+        expiry = datetime.combine((job.start_time + ON_DEMAND_RETENTION).date(), datetime.min.time(), UTC)
+        property_bag["Recovery Point Expiry Time in UTC"] = dotnet_time(expiry)
+        if job.status in ("Completed", "CompletedWithWarnings"):
+            property_bag["Backup Size"] = "0 MB"
+        info["internalPropertyBag"] = {"IsInstantRpJob": "True"}
+    return info
+
+
+def job_resource(
+    job: BackupJob, now: datetime | None = None, *, policy_name: str | None = None, listed: bool = False
+) -> dict[str, Any]:
+    """An AzureIaaSVMJob; `now` gives a running job's duration so far (PT0S without it).
+
+    A job list (`listed`) carries no `extendedInfo`: only the job's own GET has its task list and
+    property bags (recorded job list and ListJobs.json alike).
+    """
+    until = job.end_time if job.end_time is not None else (now or job.start_time)
     properties: dict[str, Any] = {
         "jobType": "AzureIaaSVMJob",
         "duration": iso_duration(until - job.start_time),
         "virtualMachineVersion": "Compute",
         "containerName": item_container_property(job.vm),
         "isUserTriggered": True,
-        "extendedInfo": {"tasksList": _tasks(job), "propertyBag": property_bag},
         "entityFriendlyName": job.vm.name,
         "backupManagementType": "AzureIaasVM",
         "operation": job.operation,
@@ -243,7 +322,10 @@ def job_resource(job: BackupJob, now: datetime | None = None) -> dict[str, Any]:
         "startTime": iso(job.start_time),
         "activityId": _activity_id(job.job_id),
     }
-    if job.status == "InProgress" and job.operation == "Backup":
+    if not listed:
+        properties["extendedInfo"] = _extended_info(job, now, policy_name)
+    if job.operation == "Backup" and job.status in ("InProgress", "Completed", "CompletedWithWarnings"):
+        # recorded: a backup job lists "Cancellable" while it runs and still after it completed
         properties["actionsInfo"] = ["Cancellable"]
     if job.end_time is not None:
         properties["endTime"] = iso(job.end_time)
@@ -282,32 +364,28 @@ def operation_status(op: AsyncOperation) -> dict[str, Any]:
     return body
 
 
-def backup_status(item: ProtectedItem | None, vault: Vault | None) -> dict[str, Any]:
-    """The answer of `locations/{region}/backupStatus` for one VM."""
-    if item is None or vault is None:
-        return {
-            "protectionStatus": "NotProtected",
-            "vaultId": None,
-            "fabricName": None,
-            "containerName": None,
-            "protectedItemName": None,
-            "errorCode": None,
-            "errorMessage": None,
-            "policyName": None,
-            "registrationStatus": None,
-            "protectedItemsCount": None,
-            "acquireStorageAccountLock": None,
-        }
-    return {
-        "protectionStatus": "Protected",
-        "vaultId": vault.id,
+def backup_status(resource_id: str, item: ProtectedItem | None, vault: Vault | None) -> dict[str, Any]:
+    """The answer of `locations/{region}/backupStatus` for one VM, with the keys the service sends.
+
+    Recorded (c7n, 2025): a protected VM names its vault and policy; an unprotected one omits both
+    but still names the container and item it would have; `protectedItemsCount` is 0 in both.
+    """
+    parts = resource_id.rstrip("/").split("/")
+    resource_group, name = (parts[4], parts[-1]) if len(parts) >= 9 else ("", parts[-1])
+    body: dict[str, Any] = {
+        "protectionStatus": "NotProtected",
         "fabricName": "Azure",
-        "containerName": item.vm.container_name,
-        "protectedItemName": item.vm.item_name,
-        "errorCode": None,
-        "errorMessage": None,
-        "policyName": item.policy_id.rstrip("/").rsplit("/", 1)[-1],
-        "registrationStatus": "Registered",
-        "protectedItemsCount": None,
-        "acquireStorageAccountLock": None,
+        "containerName": f"iaasvmcontainer;iaasvmcontainerv2;{resource_group.lower()};{name.lower()}",
+        "protectedItemName": f"vm;iaasvmcontainerv2;{resource_group.lower()};{name.lower()}",
+        "protectedItemsCount": 0,
     }
+    if item is not None and vault is not None:
+        body.update(
+            protectionStatus="Protected",
+            containerName=item.vm.container_name,
+            protectedItemName=item.vm.item_name,
+            vaultId=vault.id,
+            policyName=item.policy_id.rstrip("/").rsplit("/", 1)[-1],
+        )
+    body["objectType"] = "BackupStatusResponse"
+    return body

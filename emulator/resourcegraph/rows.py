@@ -14,7 +14,15 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from emulator.compute.shapes import vm_resource
-from emulator.estate import BackupJob, Estate, ProtectedItem, Subscription, Vault, VirtualMachine
+from emulator.estate import (
+    NEVER_BACKED_UP,
+    BackupJob,
+    Estate,
+    ProtectedItem,
+    Subscription,
+    Vault,
+    VirtualMachine,
+)
 from emulator.recoveryservices.shapes import job_resource, protected_item_resource, vault_resource
 
 RESOURCES = "resources"
@@ -78,6 +86,21 @@ class Tracked(NamedTuple):
     @property
     def row_key(self) -> str:
         return f"{self.kind}:{self.key}"
+
+
+def changed_at(entity: object) -> datetime | None:
+    """The latest moment the entity records about itself: a job's start or end, an item's
+    configuration or last backup, a VM's creation; None for anything else."""
+    if isinstance(entity, BackupJob):
+        return entity.end_time or entity.start_time
+    if isinstance(entity, ProtectedItem):
+        moments = [entity.configured_at, entity.last_recovery_point]
+        if entity.last_backup_time != NEVER_BACKED_UP:
+            moments.append(entity.last_backup_time)
+        return max((moment for moment in moments if moment is not None), default=None)
+    if isinstance(entity, VirtualMachine):
+        return entity.created
+    return None
 
 
 def fingerprint(entity: object) -> tuple[Any, ...]:

@@ -2,10 +2,13 @@
 
 Each row version carries `_from`/`_to` (emulated UTC). `sync` compares every entity with what it
 saw last time (field by field, so in-place edits count), closes the versions of changed or
-vanished entities and appends new ones; only those rows are rebuilt. A change is stamped when the
-first sync after it sees it (the store has no hook into writes), so with a lag a change shows up
-`lag` seconds after the query that noticed it; the estate of the first sync is visible from the
-start. Versions nobody can see any more are dropped.
+vanished entities and appends new ones; only those rows are rebuilt. The store has no hook into
+writes, so a change is stamped with the moment the entity itself records for it (a job's start
+or end, an item's configuration or last backup, a VM's creation) when that lies since the last
+sync, and otherwise with the time of the sync that noticed it. So with a lag, a new item or job
+and a job's end show up `lag` seconds after they happened, whenever the queries come; other edits
+(tags, a failed backup's item) `lag` seconds after the next query. The estate of the first sync is
+visible from the start. Versions nobody can see any more are dropped.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from emulator.resourcegraph.rows import (
     TABLES,
     Tracked,
     build_row,
+    changed_at,
     estate_entities,
     fingerprint,
 )
@@ -49,6 +53,7 @@ class GraphStore:
         self._version = 0
         self._stamps: list[datetime] = []  # ascending: when versions opened or closed after the first sync
         self._forgotten_stamps = 0
+        self._last_sync = BEGINNING
 
     # --- keeping the tables in step with the estate ------------------------------------------
     def sync(self, estate: Estate, now: datetime, keep_since: datetime) -> int:
@@ -64,17 +69,31 @@ class GraphStore:
                 if seen.get(key) != current:
                     changed.append(Tracked(kind, key, entity, current))
             vanished.extend(f"{kind}:{key}" for key in seen.keys() - entities.keys())
+        stamp = naive_utc(now)
         if changed or vanished:
-            stamp = naive_utc(now)
-            replaced = [t.row_key for t in changed if t.key in self._seen[t.kind]]
-            self._close(con, replaced + vanished, stamp)
-            self._append(con, changed, estate, now, BEGINNING if first else stamp)
+            by_stamp: dict[datetime, list[Tracked]] = {}
+            for tracked in changed:
+                at = BEGINNING if first else self._change_stamp(tracked, stamp)
+                by_stamp.setdefault(at, []).append(tracked)
+            self._close(con, vanished, stamp)
+            for at, group in sorted(by_stamp.items()):
+                self._close(con, [t.row_key for t in group if t.key in self._seen[t.kind]], at)
+                self._append(con, group, estate, now, at)
             self._remember(changed, vanished)
             self._version += 1
             if not first:
-                self._stamps.append(stamp)
+                self._stamps.extend(sorted(set(by_stamp) | ({stamp} if vanished else set())))
+        self._last_sync = max(self._last_sync, stamp)
         self._forget_before(con, naive_utc(keep_since))
         return len(changed)
+
+    def _change_stamp(self, tracked: Tracked, noticed: datetime) -> datetime:
+        """When the change happened: the entity's own record of it if that lies since the last sync."""
+        recorded = changed_at(tracked.entity)
+        if recorded is None:
+            return noticed
+        at = naive_utc(recorded)
+        return min(at, noticed) if at >= self._last_sync else noticed
 
     def _forget_before(self, con: duckdb.DuckDBPyConnection, moment: datetime) -> None:
         """Drop versions no reader can see any more: those that ended by `moment`."""

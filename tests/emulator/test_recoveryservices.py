@@ -180,8 +180,9 @@ def test_refresh_containers_discovers_vms_of_the_vault_region_and_subscription(
 
     assert backup.protection_container_refresh_operation_results.get(cls=response_status, **poll) == 204
     listed = list(backup.backup_protectable_items.list(filter=IAAS_FILTER, **_vault_args(world)))
+    # a protectable item is named like its container, without `vm;` (recorded az backup traffic)
     assert sorted(str(entry.name) for entry in listed) == [
-        f"VM;iaasvmcontainerv2;{VM_RG};vm-{index}" for index in range(3)
+        f"iaasvmcontainerv2;{VM_RG};vm-{index}" for index in range(3)
     ]
     assert all(entry.properties["protectionState"] == "NotProtected" for entry in listed)  # type: ignore[index]
 
