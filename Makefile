@@ -1,7 +1,8 @@
 # `make demo` and `make test` work on a fresh clone: each sets up what it needs, then runs.
 #   .venv/         Python virtual environment (requirements.txt + requirements-dev.txt), with the
 #                  checkout installed editable for the `backupwarden` console script (pyproject.toml)
-#   node_modules/  Azurite, the Azure Storage emulator (package.json + package-lock.json)
+#   node_modules/  Azurite, the Azure Storage emulator, and the Kusto language service, the KQL
+#                  analyser of tests/test_kql_analysis.py (package.json + package-lock.json)
 #   .venv-iac/     checkov, the IaC scanner tests/test_infra.py runs on infra/ (requirements-iac.txt);
 #                  its own environment because checkov pins a `packaging` that pytest cannot share
 # Each is rebuilt only when its requirement files change (stamp files).

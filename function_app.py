@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import azure.functions as func
 
 from functions.alerts import bp as alerts_bp
@@ -11,11 +9,10 @@ from functions.new_vms import bp as new_vms_bp
 from functions.outcomes import bp as outcomes_bp
 from functions.remediation import bp as remediation_bp
 from functions.sweep import bp as sweep_bp
+from functions.telemetry import configure_logging
 
-# The Functions host owns the log handlers; only levels are set here. The Azure SDKs log every
-# request at INFO, which would drown the app's own records.
-logging.getLogger("azure").setLevel(logging.WARNING)
-logging.getLogger("backupwarden").setLevel(logging.INFO)
+# Log levels only: the worker exports the records with their fields (functions/telemetry.py).
+configure_logging()
 
 app = func.FunctionApp()
 app.register_functions(sweep_bp)

@@ -15,7 +15,7 @@ from backupwarden.app import build_protect_vm, enqueue_work_item, requeue_work_i
 from backupwarden.domain.records import Result
 from backupwarden.domain.vm_events import Ignored, InvalidEvent, read_vm_write
 from backupwarden.flows.new_vm.messages import InvalidNewVmWorkItem, NewVmWorkItem
-from backupwarden.flows.new_vm.worker import ACTION, TransientFailure
+from backupwarden.flows.new_vm.worker import ACTION, TransientFailure, enqueued_record
 from backupwarden.flows.recorder import unhandled_message
 from functions.context import context, given_up_item, work_item
 
@@ -52,7 +52,9 @@ def vm_written(event: func.EventGridEvent) -> None:
         logger.info("ignored event", extra={"event_id": parsed.event_id, "reason": parsed.reason})
         return
     ctx = context()
-    enqueue_work_item(ctx.settings, ctx.clients, NewVmWorkItem.from_event(parsed))
+    item = NewVmWorkItem.from_event(parsed)
+    enqueue_work_item(ctx.settings, ctx.clients, item)
+    ctx.record([enqueued_record(item)], source="EventGrid")
     logger.info("enqueued new VM", extra={"vm_id": parsed.vm_id, "event_id": parsed.event_id})
 
 

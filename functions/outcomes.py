@@ -20,4 +20,7 @@ def ship_outcomes(timer: func.TimerRequest) -> None:
         logger.warning("ship_outcomes timer is past due; running now")
     ctx = context()
     report = build_outcome_shipping(ctx.settings, ctx.clients).run()
+    # the run's health record waits in the outbox for the next run: an outage delays it, and the
+    # "flow silent" alert covers the gap (docs/alerts.md)
+    ctx.record([report.run_record()], source="Timer", dry_run=False)
     logger.info("ship_outcomes summary", extra={"past_due": timer.past_due, **report.to_json()})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 
 import azure.functions as func
 
@@ -10,7 +11,7 @@ from backupwarden.adapters.azure.errors import AzureCallError
 from backupwarden.app import build_remediation
 from backupwarden.flows.recorder import unhandled_message
 from backupwarden.flows.remediation.messages import InvalidRemediationWorkItem, RemediationWorkItem
-from backupwarden.flows.remediation.worker import ACTION
+from backupwarden.flows.remediation.worker import ACTION, remediation_run_record
 from functions.context import context, given_up_item, work_item
 
 logger = logging.getLogger(__name__)
@@ -33,16 +34,18 @@ def remediate(message: func.QueueMessage) -> None:
     if item is None:
         return
     ctx = context()
+    run_id = str(uuid.uuid4())
     try:
-        outcomes = build_remediation(ctx.settings, ctx.clients).handle_item(item)
+        outcomes = build_remediation(ctx.settings, ctx.clients).handle_item(item, run_id)
     except AzureCallError as exc:
         # the alert's rows could not be read: let the queue redeliver (poison after maxDequeueCount)
         logger.warning(
             "remediation could not read its alert's rows",
             extra={"alert_id": item.alert_id, "error": str(exc)},
         )
+        ctx.record([remediation_run_record(run_id, item.alert_id, [], exc)], source="Alert")
         raise
-    ctx.record(outcomes, source="Alert")
+    ctx.record([*outcomes, remediation_run_record(run_id, item.alert_id, outcomes)], source="Alert")
     for outcome in outcomes:
         logger.info("remediation outcome", extra={**outcome.to_dict(), "alert_id": item.alert_id})
 

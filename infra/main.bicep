@@ -357,6 +357,18 @@ module alerts 'app/alerts.bicep' = {
   }
 }
 
+// Azure Backup's built-in job-failure alerts of the vaults in scope, to the same action group and webhook.
+module backupAlertRouting 'app/backup-alert-routing.bicep' = {
+  name: 'backup-alert-routing'
+  scope: rg
+  params: {
+    tags: tags
+    name: 'apr-backupwarden-${resourceToken}'
+    subscriptionIds: [for subscriptionId in split(subscriptionsInScope, ','): trim(subscriptionId)]
+    actionGroupId: alerts.outputs.ACTION_GROUP_RESOURCE_ID
+  }
+}
+
 module workbook 'app/workbook.bicep' = {
   name: 'workbook'
   scope: rg

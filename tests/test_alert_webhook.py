@@ -538,7 +538,11 @@ def test_a_payload_of_the_emulators_alert_evaluator_is_accepted(
     assert (response.status_code, webhook.answer(response)) == (202, {"status": "accepted"})
     [item] = webhook.items()
     assert (item.rule, item.monitoring_service) == (BACKUP_FAILED.name, "Log Alerts V2")
-    assert item.dimensions == (("VmId", VM_ID.lower()), ("ErrorCode", "UserErrorGuestAgentStatusUnavailable"))
+    assert item.dimensions == (
+        ("VmId", VM_ID.lower()),
+        ("ErrorCode", "UserErrorGuestAgentStatusUnavailable"),
+        ("JobId", "job-1"),
+    )
     condition = payload["data"]["alertContext"]["condition"]
     assert item.window_end is not None and item.window_start is not None
     assert item.window_end - item.window_start == BACKUP_FAILED.window

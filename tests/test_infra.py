@@ -89,6 +89,9 @@ SAMPLE_OUTPUTS = {
         "InstrumentationKey=00000000-0000-0000-0000-000000000000;"
         "IngestionEndpoint=https://westeurope-5.in.applicationinsights.azure.com/"
     ),
+    "alerts.outputs.ACTION_GROUP_RESOURCE_ID": (
+        f"{RG_ID}/providers/Microsoft.Insights/actionGroups/ag-backupwarden"
+    ),
 }
 FUNCTION_PROPERTIES = {
     ("subscription", "subscriptionId"): SUBSCRIPTION,
@@ -130,6 +133,7 @@ PLATFORM_SETTINGS = {
     "AZURE_CLIENT_ID": "azure-identity's DefaultAzureCredential: which managed identity",
     "APPLICATIONINSIGHTS_CONNECTION_STRING": "Functions host: where telemetry goes",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "Functions host: send telemetry with the identity",
+    "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY": "Python worker: export the app's logs with their fields",
 }
 # Settings fields the deployment sets on purpose; every other field keeps the code's default.
 SET_BY_INFRA = {
@@ -816,6 +820,19 @@ def sweep_run_row(now: datetime, ago: timedelta) -> Row:
     }
 
 
+def sweep_decision_row(now: datetime, vm: str, ago: timedelta, result: str, reason: str) -> Row:
+    """The sweep's decision about one VM stuck in initial-backup-pending (one per VM per run)."""
+    run = f"run-{int(ago.total_seconds())}"
+    return {
+        **sweep_run_row(now, ago),
+        "RecordId": f"{run}:{vm}:trigger_backup",
+        "Action": "trigger_backup",
+        "Result": result,
+        "Reason": reason,
+        "VmId": f"{VM_GROUP_ID}/providers/microsoft.compute/virtualmachines/{vm}",
+    }
+
+
 def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -836,7 +853,7 @@ ALERT_CASES: dict[str, dict[str, Any]] = {
             lambda now: [],
         ),
         "rows": {"failure": [("vm-a", FAILED_AGENT)], "success": []},
-        "fired": {"failure": [["vm-a", FAILED_AGENT]], "success": []},
+        "fired": {"failure": [["vm-a", FAILED_AGENT, "vm-a-backup-failed-180"]], "success": []},
     },
     "backupwarden-still-unprotected": {
         "failure": (
@@ -844,14 +861,22 @@ ALERT_CASES: dict[str, dict[str, Any]] = {
                 job_row(now, "vm-c", "ConfigureBackup", "Completed", timedelta(hours=30)),
                 job_row(now, "vm-c", "Backup", "Failed", timedelta(hours=20), FAILED_AGENT),
             ],
-            lambda now: [],
+            lambda now: [
+                sweep_decision_row(now, "vm-c", timedelta(hours=29), "triggered", "initial backup pending"),
+                sweep_decision_row(now, "vm-c", timedelta(minutes=10), "skipped", "daily budget spent"),
+            ],
         ),
         "success": (
             lambda now: [
                 job_row(now, "vm-c", "ConfigureBackup", "Completed", timedelta(hours=30)),
                 job_row(now, "vm-c", "Backup", "Completed", timedelta(hours=20)),
             ],
-            lambda now: [],
+            lambda now: [
+                sweep_decision_row(now, "vm-c", timedelta(hours=29), "triggered", "initial backup pending"),
+                sweep_decision_row(
+                    now, "vm-c", timedelta(hours=19), "skipped", "not pending: protectionState is Protected"
+                ),
+            ],
         ),
         "rows": {"failure": [("vm-c", FAILED_AGENT)], "success": []},
         "fired": {"failure": [["vm-c"]], "success": []},
@@ -936,6 +961,7 @@ def test_workbook_queries_are_the_report_kql_and_run_in_the_workspace(
     assert loaded == {
         "dedupe_job_outcomes",
         "report_failures",
+        "report_warnings",
         "report_unprotected",
         "report_time_to_first_rp",
     }
@@ -943,6 +969,7 @@ def test_workbook_queries_are_the_report_kql_and_run_in_the_workspace(
     assert list(queries) == [
         "outcomes-over-time",
         "failures-by-error-code",
+        "vms-with-warnings",
         "vms-without-recovery-point",
         "time-to-first-recovery-point",
     ]
@@ -1196,3 +1223,49 @@ def test_the_postdeploy_hook_turns_on_what_needs_the_deployed_functions() -> Non
     unwired = main_evaluator(AZD_ENVIRONMENT)
     wired = main_evaluator(VARIANTS["three subscriptions, wired"])
     assert (unwired.identifier("functionsDeployed"), wired.identifier("functionsDeployed")) == (False, True)
+
+
+# --- Azure Backup's built-in alerts routed to the webhook, and the worker's telemetry (issue 14) ----------
+BACKUP_ALERT_ROUTING = INFRA / "app" / "backup-alert-routing.bicep"
+
+
+def backup_alert_routing_rule(environment: Mapping[str, str]) -> tuple[BicepEvaluator, Mapping[str, Any]]:
+    routing = module_evaluator(main_evaluator(environment), "backupAlertRouting")
+    (rule,) = resources_of_type(routing.tree, "Microsoft.AlertsManagement/actionRules").values()
+    return routing, rule
+
+
+def test_the_routing_rule_adds_the_webhooks_action_group_to_azure_backup_alerts() -> None:
+    routing, rule = backup_alert_routing_rule(AZD_ENVIRONMENT)
+    assert parse_bicep(BACKUP_ALERT_ROUTING)["resources"]["backupAlertRouting"]["api_version"] == "2021-08-08"
+    properties = routing.evaluate(rule["properties"])
+    assert (routing.evaluate(rule["location"]), properties["enabled"]) == ("Global", True)
+    assert properties["conditions"] == [
+        {"field": "MonitorService", "operator": "Equals", "values": ["Azure Backup"]},
+        {
+            "field": "TargetResourceType",
+            "operator": "Equals",
+            "values": ["microsoft.recoveryservices/vaults"],
+        },
+    ]
+    # the action group of alerts.bicep (the one whose webhook receiver is alert_webhook): its output's sample
+    assert "ACTION_GROUP_RESOURCE_ID" in parse_bicep(ALERTS)["outputs"]
+    action_group_id = SAMPLE_OUTPUTS["alerts.outputs.ACTION_GROUP_RESOURCE_ID"]
+    assert properties["actions"] == [{"actionType": "AddActionGroups", "actionGroupIds": [action_group_id]}]
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_the_routing_rule_covers_every_subscription_in_scope(variant: str) -> None:
+    environment = VARIANTS[variant]
+    routing, rule = backup_alert_routing_rule(environment)
+    in_scope = main_evaluator(environment).variable("subscriptionsInScope").split(",")
+    assert routing.evaluate(rule["properties"])["scopes"] == [f"/subscriptions/{sid}" for sid in in_scope]
+
+
+def test_the_worker_exports_the_logs_with_opentelemetry() -> None:
+    """host.json's telemetry mode and the worker's setting together (docs/deploy.md, "Telemetry")."""
+    assert json.loads((ROOT / "host.json").read_text())["telemetryMode"] == "OpenTelemetry"
+    deployed = deployed_app_settings(AZD_ENVIRONMENT)
+    assert deployed["PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY"] == "true"
+    assert deployed["APPLICATIONINSIGHTS_CONNECTION_STRING"]
+    assert re.search(r"^azure-monitor-opentelemetry[>=]", (ROOT / "requirements.txt").read_text(), re.M)

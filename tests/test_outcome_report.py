@@ -340,7 +340,7 @@ def test_every_report_query_reads_the_deduplicated_outcomes() -> None:
         == "BackupJobOutcomes_CL\n| summarize arg_max(TimeGenerated, *) by RecordId"
     )
     reports = [name for name in kql_names() if name.startswith("report_")]
-    assert len(reports) == 4
+    assert len(reports) == 5
     for name in reports:
         assert f"let JobOutcomes = {dedupe}" in load_kql(name), name
 
@@ -412,6 +412,7 @@ def test_cli_report_json_is_one_object_with_every_section(shipped: ReportBench) 
         "jobs_total",
         "jobs_by_status",
         "failures",
+        "vms_with_warnings",
         "vms_without_recovery_point",
         "time_to_first_recovery_point",
     }

@@ -109,6 +109,14 @@ CASES = [
         "a later backup succeeded at",
     ),
     (
+        "a later success with warnings resolves it too: it made a recovery point",
+        failure("BackUpOperationFailed"),
+        LiveItem(True, "CompletedWithWarnings", NOW - timedelta(minutes=5)),
+        FRESH,
+        Remedy.RESOLVED,
+        "a later backup succeeded (with warnings) at",
+    ),
+    (
         "an older success does not",
         failure("BackUpOperationFailed"),
         LiveItem(True, "Completed", FAILED_AT - timedelta(hours=1)),

@@ -28,10 +28,12 @@ BACKUP_FAILED = AlertRuleDefinition(
     name="backupwarden-backup-failed",
     kql_name="alert_backup_failed",
     frequency=timedelta(minutes=5),
-    window=timedelta(minutes=10),
+    # The longest query time range a log search alert has: a failure that reaches the table up to 2 days
+    # after it ended still fires, once, as its own alert (one per JobId, stateful). docs/alerts.md
+    window=timedelta(days=2),
     operator="GreaterThan",
     threshold=0,
-    dimensions=("VmId", "ErrorCode"),
+    dimensions=("VmId", "ErrorCode", "JobId"),
     severity=1,
     description="A VM backup or configure-backup job failed.",
     remediates=True,
@@ -60,7 +62,52 @@ AUTOMATION_SILENT = AlertRuleDefinition(
     description="The sweep recorded no run for twice its schedule.",
     remediates=False,
 )
-ALERT_RULES = (BACKUP_FAILED, STILL_UNPROTECTED, AUTOMATION_SILENT)
+# The automation's own health (docs/alerts.md, "Automation health"): a failed run of a flow, a flow gone
+# quiet, and a decision a person must act on, each notification naming what and why.
+FLOW_FAILED = AlertRuleDefinition(
+    name="backupwarden-flow-failed",
+    kql_name="alert_flow_failed",
+    frequency=timedelta(minutes=5),
+    window=timedelta(hours=6),
+    operator="GreaterThan",
+    threshold=0,
+    dimensions=("Flow", "Cause"),
+    severity=1,
+    description="A run of the sweep, outcome shipping or remediation failed as a whole.",
+    remediates=False,
+)
+FLOW_SILENT = AlertRuleDefinition(
+    name="backupwarden-flow-silent",
+    kql_name="alert_flow_silent",
+    frequency=timedelta(minutes=15),
+    window=timedelta(hours=6),
+    operator="GreaterThan",
+    threshold=0,
+    dimensions=("Flow",),
+    severity=1,
+    description="Outcome shipping recorded no run, or enqueued new VMs got no outcome, for 30 minutes.",
+    remediates=False,
+)
+AUTOMATION_PROBLEMS = AlertRuleDefinition(
+    name="backupwarden-automation-problems",
+    kql_name="alert_automation_problems",
+    frequency=timedelta(minutes=5),
+    window=timedelta(hours=6),
+    operator="GreaterThan",
+    threshold=0,
+    dimensions=("VmId", "Result", "Reason", "Recommendation"),
+    severity=2,
+    description="A flow failed, escalated or found no vault for a VM, or a queue gave up on its work.",
+    remediates=False,
+)
+ALERT_RULES = (
+    BACKUP_FAILED,
+    STILL_UNPROTECTED,
+    AUTOMATION_SILENT,
+    FLOW_FAILED,
+    FLOW_SILENT,
+    AUTOMATION_PROBLEMS,
+)
 
 
 def rule_named(name: str) -> AlertRuleDefinition | None:

@@ -22,8 +22,12 @@ class Result(StrEnum):
     # remediation's outcomes
     ESCALATED = "escalated"
     RESOLVED = "resolved"
-    # a whole run (the sweep's heartbeat, read by the "automation silent" alert)
+    # a whole run of a flow (its health record, read by the flow alerts): every piece of work done,
+    # some of it failed or left, or the run itself failed (the reason says why)
     COMPLETED = "completed"
+    PARTIAL = "partial"
+    # a piece of work handed to a queue-driven flow (its outcome record follows when handled)
+    ENQUEUED = "enqueued"
 
 
 SWEEP_RESULTS = (Result.TRIGGERED, Result.SKIPPED, Result.DRY_RUN, Result.FAILED)

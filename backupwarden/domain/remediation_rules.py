@@ -56,18 +56,24 @@ class RemediationDecision:
     reason: str
 
 
+# A backup that completed with warnings still made a recovery point (Azure Backup's job statuses).
+SUCCEEDED = frozenset({"Completed", "CompletedWithWarnings"})
+
+
 def decide_remediation(
     failure: Failure, live: LiveItem, history: RetryHistory, policy: RemediationPolicy, now: datetime
 ) -> RemediationDecision:
     if not live.exists:
         return RemediationDecision(Remedy.ESCALATE, "the VM is no longer protected by its vault")
     if (
-        live.last_backup_status == "Completed"
+        live.last_backup_status in SUCCEEDED
         and live.last_backup_time
         and live.last_backup_time > failure.failed_at
     ):
+        warnings = " (with warnings)" if live.last_backup_status == "CompletedWithWarnings" else ""
         return RemediationDecision(
-            Remedy.RESOLVED, f"a later backup succeeded at {live.last_backup_time:%Y-%m-%dT%H:%MZ}"
+            Remedy.RESOLVED,
+            f"a later backup succeeded{warnings} at {live.last_backup_time:%Y-%m-%dT%H:%MZ}",
         )
     if live.job_in_progress:
         return RemediationDecision(Remedy.NOOP, "a backup job is already in progress")

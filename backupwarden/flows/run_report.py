@@ -19,6 +19,7 @@ class RunReport:
     finished: datetime | None = None
     candidates: int = 0
     outcomes: list[Outcome] = field(default_factory=list)
+    failure: Outcome | None = None  # what ended the run as a whole (discovery failed), when something did
 
     def summary(self) -> dict[str, Any]:
         by_result = Counter(o.result.value for o in self.outcomes)
@@ -40,13 +41,40 @@ class RunReport:
             "outcomes": [{k: o.to_dict()[k] for k in keys} for o in self.outcomes],
         }
 
-    def run_record(self, action: str) -> Outcome:
-        """The run itself as one decision record: the heartbeat the "automation silent" alert watches."""
+    def run_record(self, action: str, summary: str | None = None) -> Outcome:
+        """The run itself as one record, the health the flow alerts watch: `failed` when the run
+        failed as a whole, `partial` when some of its work failed, else `completed`. `summary`
+        replaces the default "N candidates: counts by result"."""
+        if summary is None:
+            summary = f"{self.candidates} candidates: {self.counts()}"
+        return run_outcome(self.run_id, action, self.outcomes, summary, self.failure)
+
+    def counts(self) -> str:
         summary = self.summary()
-        counts = ", ".join(f"{summary[r.value]} {r.value}" for r in SWEEP_RESULTS)
+        return ", ".join(f"{summary[r.value]} {r.value}" for r in SWEEP_RESULTS)
+
+
+def run_outcome(
+    run_id: str, action: str, outcomes: list[Outcome], summary: str, failure: Outcome | None = None
+) -> Outcome:
+    """The record of one run of a flow: `failed` with what ended it, `partial` when some of its
+    decisions failed, `completed` otherwise; the reason leads with why, then the run's summary."""
+    if failure is not None:
         return action_outcome(
-            self.run_id, "", "", action, Result.COMPLETED, f"{self.candidates} candidates: {counts}"
+            run_id,
+            "",
+            "",
+            action,
+            Result.FAILED,
+            f"{failure.reason}; {summary}",
+            error_code=failure.error_code,
         )
+    failed = sum(1 for o in outcomes if o.result is Result.FAILED)
+    if failed:
+        return action_outcome(
+            run_id, "", "", action, Result.PARTIAL, f"{failed} of {len(outcomes)} decisions failed; {summary}"
+        )
+    return action_outcome(run_id, "", "", action, Result.COMPLETED, summary)
 
 
 def action_outcome(

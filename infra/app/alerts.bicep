@@ -52,7 +52,7 @@ var alertRules = [
     query: loadTextContent('../../kql/alert_backup_failed.kql')
     severity: 1
     evaluationFrequency: 'PT5M'
-    windowSize: 'PT10M'
+    windowSize: 'P2D' // the longest a log search alert looks back: a failure arriving late still fires once
     operator: 'GreaterThan'
     threshold: 0
     dimensions: [
@@ -65,6 +65,13 @@ var alertRules = [
       }
       {
         name: 'ErrorCode'
+        operator: 'Include'
+        values: [
+          '*'
+        ]
+      }
+      {
+        name: 'JobId'
         operator: 'Include'
         values: [
           '*'
@@ -101,6 +108,91 @@ var alertRules = [
     operator: 'LessThan'
     threshold: 1
     dimensions: []
+  }
+  {
+    name: 'backupwarden-flow-failed'
+    description: 'A run of the sweep, outcome shipping or remediation failed as a whole.'
+    query: loadTextContent('../../kql/alert_flow_failed.kql')
+    severity: 1
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT6H'
+    operator: 'GreaterThan'
+    threshold: 0
+    dimensions: [
+      {
+        name: 'Flow'
+        operator: 'Include'
+        values: [
+          '*'
+        ]
+      }
+      {
+        name: 'Cause'
+        operator: 'Include'
+        values: [
+          '*'
+        ]
+      }
+    ]
+  }
+  {
+    name: 'backupwarden-flow-silent'
+    description: 'Outcome shipping recorded no run, or enqueued new VMs got no outcome, for 30 minutes.'
+    query: loadTextContent('../../kql/alert_flow_silent.kql')
+    severity: 1
+    evaluationFrequency: 'PT15M'
+    windowSize: 'PT6H'
+    operator: 'GreaterThan'
+    threshold: 0
+    dimensions: [
+      {
+        name: 'Flow'
+        operator: 'Include'
+        values: [
+          '*'
+        ]
+      }
+    ]
+  }
+  {
+    name: 'backupwarden-automation-problems'
+    description: 'A flow failed, escalated or found no vault for a VM, or a queue gave up on its work.'
+    query: loadTextContent('../../kql/alert_automation_problems.kql')
+    severity: 2
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT6H'
+    operator: 'GreaterThan'
+    threshold: 0
+    dimensions: [
+      {
+        name: 'VmId'
+        operator: 'Include'
+        values: [
+          '*'
+        ]
+      }
+      {
+        name: 'Result'
+        operator: 'Include'
+        values: [
+          '*'
+        ]
+      }
+      {
+        name: 'Reason'
+        operator: 'Include'
+        values: [
+          '*'
+        ]
+      }
+      {
+        name: 'Recommendation'
+        operator: 'Include'
+        values: [
+          '*'
+        ]
+      }
+    ]
   }
 ]
 

@@ -72,6 +72,10 @@ var hostSettings = {
   AZURE_CLIENT_ID: identityClientId
   APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsightsConnectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+  // The Python worker configures azure-monitor-opentelemetry itself and sends the app's log records
+  // with their `extra=` fields as custom dimensions, correlated per invocation (functions/telemetry.py;
+  // host.json sets telemetryMode OpenTelemetry). "Use OpenTelemetry with Azure Functions", Microsoft Learn.
+  PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY: 'true'
 }
 var allSettings = union(appSettings, hostSettings)
 

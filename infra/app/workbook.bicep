@@ -1,5 +1,6 @@
-// An Azure Monitor workbook over the outcome tables: outcomes over time, failures by error code, VMs
-// without a recovery point, time to first recovery point. Its queries are the texts of kql/ that the
+// An Azure Monitor workbook over the outcome tables: outcomes over time (CompletedWithWarnings a series
+// of its own), failures by error code, VMs with jobs completed with warnings, VMs without a recovery point,
+// time to first recovery point. Its queries are the texts of kql/ that the
 // `report` command runs (loadTextContent), so the portal and the CLI agree; the workbook's time range
 // picker plays the query API's `timespan`.
 
@@ -31,6 +32,12 @@ var queries = [
     name: 'failures-by-error-code'
     title: 'Failures by error code'
     query: loadTextContent('../../kql/report_failures.kql')
+    visualization: 'table'
+  }
+  {
+    name: 'vms-with-warnings'
+    title: 'VMs with jobs completed with warnings'
+    query: loadTextContent('../../kql/report_warnings.kql')
     visualization: 'table'
   }
   {

@@ -30,6 +30,7 @@ from backupwarden.flows.run_report import action_outcome
 logger = logging.getLogger(__name__)
 
 ACTION = "enable_protection"
+ENQUEUED_ACTION = "new_vm_enqueued"  # a VM write taken in: the outcome of its ACTION must follow
 LEDGER_ACTION = "protect"
 PROTECT_ATTEMPTS = 3  # protection PUTs per VM and day
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -179,6 +180,13 @@ class ProtectVm:
 
     def _protected_by_us_today(self, item: NewVmWorkItem) -> bool:
         return self._ledger.record(item.vm_id, LEDGER_ACTION, self._now().date()) is not None
+
+
+def enqueued_record(item: NewVmWorkItem) -> Outcome:
+    """The record of a VM write the Event Grid trigger put on the queue, keyed by its event: with the
+    worker's outcome records, what the "flow silent" alert compares (docs/alerts.md)."""
+    reason = f"event {item.event_id} enqueued for protection"
+    return action_outcome(item.event_id, item.vm_id, "", ENQUEUED_ACTION, Result.ENQUEUED, reason)
 
 
 def _transient(error: AzureCallError) -> bool:

@@ -1,8 +1,13 @@
 """`python -m backupwarden report`: what Log Analytics says about the window, from the shipped KQL.
 
-Four queries of `kql/`, each over job outcomes de-duplicated by RecordId, with the window sent as
+Five queries of `kql/`, each over job outcomes de-duplicated by RecordId, with the window sent as
 the query API's `timespan`: jobs by status, failures by error code with the recommendation, VMs
-still without a recovery point, and the time to the first recovery point of VMs newly protected.
+whose jobs completed with warnings, VMs still without a recovery point, and the time to the first
+recovery point of VMs newly protected.
+
+`CompletedWithWarnings` is a status of its own in every count; where a recovery point is what
+matters (without a recovery point, time to the first one) it counts as one, as it is: a backup that
+completed with warnings created its recovery point.
 """
 
 from __future__ import annotations
@@ -29,6 +34,20 @@ class FailureGroup:
     jobs: int
     vms: int
     vm_names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class VmWithWarnings:
+    """A VM whose jobs completed with warnings in the window; the Last* fields describe the newest one."""
+
+    vm_id: str
+    vm_name: str
+    vault_id: str
+    jobs: int
+    last_operation: str
+    last_end_time: datetime | None
+    last_warning_code: str
+    last_warning: str
 
 
 @dataclass(frozen=True)
@@ -59,6 +78,7 @@ class OutcomeReport:
     failures: tuple[FailureGroup, ...]
     without_recovery_point: tuple[VmWithoutRecoveryPoint, ...]
     first_recovery_points: tuple[FirstRecoveryPoint, ...]
+    with_warnings: tuple[VmWithWarnings, ...] = ()
 
     @property
     def jobs_total(self) -> int:
@@ -78,6 +98,19 @@ class OutcomeReport:
                     "vm_names": list(f.vm_names),
                 }
                 for f in self.failures
+            ],
+            "vms_with_warnings": [
+                {
+                    "vm_id": w.vm_id,
+                    "vm_name": w.vm_name,
+                    "vault_id": w.vault_id,
+                    "jobs": w.jobs,
+                    "last_operation": w.last_operation,
+                    "last_end_time": _iso(w.last_end_time),
+                    "last_warning_code": w.last_warning_code,
+                    "last_warning": w.last_warning,
+                }
+                for w in self.with_warnings
             ],
             "vms_without_recovery_point": [
                 {
@@ -106,9 +139,10 @@ class OutcomeReport:
 
 
 def build_outcome_report(source: QueryRows, window: timedelta) -> OutcomeReport:
-    """Run the four report queries over the last `window`; AzureCallError if one fails."""
+    """Run the five report queries over the last `window`; AzureCallError if one fails."""
     statuses = source.rows(load_kql("report_status_counts"), window, "report: jobs by status")
     failures = source.rows(load_kql("report_failures"), window, "report: failures by error code")
+    warnings = source.rows(load_kql("report_warnings"), window, "report: jobs completed with warnings")
     exposed = source.rows(load_kql("report_unprotected"), window, "report: VMs without a recovery point")
     firsts = source.rows(load_kql("report_time_to_first_rp"), window, "report: time to first recovery point")
     return OutcomeReport(
@@ -117,6 +151,7 @@ def build_outcome_report(source: QueryRows, window: timedelta) -> OutcomeReport:
         failures=tuple(_failure(row) for row in failures),
         without_recovery_point=tuple(_exposed(row) for row in exposed),
         first_recovery_points=tuple(_first(row) for row in firsts),
+        with_warnings=tuple(_warned(row) for row in warnings),
     )
 
 
@@ -128,6 +163,19 @@ def _failure(row: dict[str, Any]) -> FailureGroup:
         jobs=_count(row["Jobs"]),
         vms=_count(row["VMs"]),
         vm_names=tuple(sorted(_text(name) for name in _array(row["VmNames"]))),
+    )
+
+
+def _warned(row: dict[str, Any]) -> VmWithWarnings:
+    return VmWithWarnings(
+        vm_id=_text(row["VmId"]),
+        vm_name=_text(row["VmName"]),
+        vault_id=_text(row["VaultId"]),
+        jobs=_count(row["Jobs"]),
+        last_operation=_text(row["LastOperation"]),
+        last_end_time=parse_optional_time(row["LastEndTime"]),
+        last_warning_code=_text(row["LastWarningCode"]),
+        last_warning=_text(row["LastWarning"]),
     )
 
 
@@ -180,6 +228,7 @@ def render_report_table(report: OutcomeReport) -> str:
     sections = [
         _status_section(report),
         _failures_section(report),
+        _warnings_section(report),
         _exposed_section(report),
         _first_section(report),
     ]
@@ -200,6 +249,19 @@ def _failures_section(report: OutcomeReport) -> str:
         (f.error_code or "(none)", str(f.jobs), str(f.vms), ", ".join(f.vm_names), f.recommendation)
         for f in report.failures
     ]
+    return f"{title}\n{text_table(rows)}"
+
+
+def _warnings_section(report: OutcomeReport) -> str:
+    title = "== VMs with jobs completed with warnings =="
+    if not report.with_warnings:
+        return f"{title}\nnone"
+    rows = [("VM", "JOBS", "LAST JOB", "ENDED", "WARNING")]
+    for vm in report.with_warnings:
+        warning = ": ".join(part for part in (vm.last_warning_code, vm.last_warning) if part) or "-"
+        rows.append(
+            (vm.vm_name or vm.vm_id, str(vm.jobs), vm.last_operation, _clock(vm.last_end_time), warning)
+        )
     return f"{title}\n{text_table(rows)}"
 
 

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from backupwarden.adapters.azure.errors import AzureCallError
 from backupwarden.adapters.storage.outbox import Outbox
 from backupwarden.domain.log_schema import AUTOMATION_ACTIONS, JOB_OUTCOMES
-from backupwarden.flows.outcomes.collector import WATERMARK, JobOutcomeCollector
+from backupwarden.domain.records import Outcome, Result
+from backupwarden.flows.outcomes.collector import WATERMARK, Collected, JobOutcomeCollector
 from backupwarden.flows.outcomes.shipper import Shipper, ShipResult
+from backupwarden.flows.run_report import action_outcome, run_outcome
 
 logger = logging.getLogger(__name__)
 
 # Shipped-job markers only need to outlive every re-read of the overlap; a week is ample.
 MARKER_RETENTION = timedelta(days=7)
+RUN_ACTION = "ship_outcomes_run"  # one record per run: its health (completed, partial, failed)
 
 
 @dataclass(frozen=True)
@@ -23,6 +28,28 @@ class ShippingReport:
     jobs_added: int
     results: tuple[ShipResult, ...]
     watermark: datetime | None
+    run_id: str = ""
+    collect_failed: str | None = None  # why no finished job was collected (the outbox shipped anyway)
+
+    def run_record(self) -> Outcome:
+        """The run's health record: `failed` when an upload stopped (Log Analytics throttling or down;
+        the records wait in the outbox, and this one with them), `partial` when records were refused
+        and parked, else `completed`. The trigger records it; the next run ships it."""
+        shipped = ", ".join(f"{r.shipped} shipped to {r.stream}" for r in self.results)
+        summary = f"{self.jobs_found} finished jobs found, {self.jobs_added} new; {shipped}"
+        stopped = next((r for r in self.results if r.stopped), None)
+        parked = sum(len(r.parked) for r in self.results)
+        if self.collect_failed is not None:
+            failure = action_outcome(self.run_id, "", "", RUN_ACTION, Result.FAILED, self.collect_failed)
+            return run_outcome(self.run_id, RUN_ACTION, [], summary, failure)
+        if stopped is not None:
+            reason = f"upload to {stopped.stream} stopped: {stopped.stopped}"
+            failure = action_outcome(self.run_id, "", "", RUN_ACTION, Result.FAILED, reason)
+            return run_outcome(self.run_id, RUN_ACTION, [], summary, failure)
+        if parked:
+            reason = f"{parked} records refused and parked; {summary}"
+            return action_outcome(self.run_id, "", "", RUN_ACTION, Result.PARTIAL, reason)
+        return run_outcome(self.run_id, RUN_ACTION, [], summary)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -50,7 +77,13 @@ class OutcomeShipping:
 
     def run(self) -> ShippingReport:
         watermark, etag = self._outbox.watermark(WATERMARK)
-        collected = self._collector.collect(watermark)
+        collect_failed = None
+        try:
+            collected = self._collector.collect(watermark)
+        except AzureCallError as exc:  # what waits in the outbox still ships; the watermark stays
+            collect_failed = f"collecting finished jobs failed at {exc.step}"
+            collected = Collected(0, 0, None)
+            logger.warning("finished jobs not collected", extra={"error": str(exc)})
         jobs = self._shipper.ship(JOB_OUTCOMES.stream)
         if jobs.complete:
             actions = self._shipper.ship(AUTOMATION_ACTIONS.stream)
@@ -67,6 +100,8 @@ class OutcomeShipping:
             # only now are the collected jobs either in Log Analytics or parked with their error
             self._outbox.move_watermark(WATERMARK, collected.newest_end, etag)
             moved = collected.newest_end
-        report = ShippingReport(collected.found, collected.added, results, moved)
+        report = ShippingReport(
+            collected.found, collected.added, results, moved, str(uuid.uuid4()), collect_failed
+        )
         logger.info("outcomes shipped", extra=report.to_json())
         return report

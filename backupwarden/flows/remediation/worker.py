@@ -37,11 +37,12 @@ from backupwarden.domain.remediation_rules import (
 from backupwarden.domain.times import parse_time, utc_now
 from backupwarden.flows.backup_now import BackupTarget, backup_now, reopen_failed_trigger, todays_trigger
 from backupwarden.flows.remediation.messages import RemediationWorkItem
-from backupwarden.flows.run_report import RunReport, action_outcome
+from backupwarden.flows.run_report import RunReport, action_outcome, run_outcome
 
 logger = logging.getLogger(__name__)
 
 ACTION = "remediate"
+RUN_ACTION = "remediation_run"  # one record per work item handled: its health (completed, partial, failed)
 RETRY_LEDGER_ACTION = "remediate"
 STILL_UNPROTECTED_CODE = "StillUnprotected"  # pseudo error code of the "still unprotected" rule's rows
 BUILT_IN_ALERT_LOOKBACK = timedelta(hours=1)  # Azure Backup's own alerts carry no query window
@@ -309,6 +310,19 @@ def _vm_parts(vm_id: str) -> tuple[str, str]:
     parts = vm_id.strip("/").split("/")
     lowered = [p.lower() for p in parts]
     return parts[lowered.index("resourcegroups") + 1], parts[-1]
+
+
+def remediation_run_record(
+    run_id: str, alert_id: str, outcomes: list[Outcome], error: AzureCallError | None = None
+) -> Outcome:
+    """One work item's run: `failed` when its alert's rows could not be read (the queue redelivers it),
+    `partial` when a decision failed, else `completed`."""
+    summary = f"alert {alert_id[-200:]}: {len(outcomes)} decisions"
+    failure = None
+    if error is not None:
+        reason = f"{error.step} failed"
+        failure = action_outcome(run_id, "", "", RUN_ACTION, Result.FAILED, reason, error=error)
+    return run_outcome(run_id, RUN_ACTION, outcomes, summary, failure)
 
 
 def read_alerts(text: str) -> list[AlertNotice]:

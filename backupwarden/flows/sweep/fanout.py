@@ -62,16 +62,15 @@ class FanoutResult:
     cap: int | None = None
 
     def run_record(self) -> Outcome:
-        """The run's heartbeat record; a fanned-out run says what it enqueued."""
-        record = self.report.run_record(SWEEP_RUN_ACTION)
+        """The run's health record (completed, partial or failed); a fanned-out run says what it enqueued."""
         if self.inline:
-            return record
+            return self.report.run_record(SWEEP_RUN_ACTION)
         capped = f", cap {self.cap} counted across workers" if self.cap is not None else ""
-        reason = (
+        summary = (
             f"{self.report.candidates} candidates: {self.enqueued} enqueued in {self.work_items} work items"
-            f"{capped}; {record.reason.split(': ', 1)[-1]} decided while planning"
+            f"{capped}; {self.report.counts()} decided while planning"
         )
-        return replace(record, reason=reason)
+        return self.report.run_record(SWEEP_RUN_ACTION, summary)
 
 
 class SweepPlanner:
