@@ -8,6 +8,7 @@ invocations (SDK clients, ARM pacers, the tenant's signing keys) lives in one `P
 from __future__ import annotations
 
 import functools
+import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -93,7 +94,10 @@ def shared_clients(settings: Settings) -> AzureClients:
     connections to ARM and Storage, and repeat each table's create; Azure Functions' guidance is to
     reuse clients across invocations. Never closed by the caller: they live as long as the process.
     """
-    key = repr(settings)  # Settings holds a dict, so it is not hashable; its repr is its value
+    # Settings holds a dict, so it is not hashable; its repr is its value, except the secrets it hides
+    # from repr, which count through a digest (two storage accounts must not share clients).
+    secrets = "\0".join(s or "" for s in (settings.static_token, settings.storage_connection_string))
+    key = (repr(settings), hashlib.sha256(secrets.encode()).hexdigest())
     return PROCESS.get("clients", key, lambda: build_clients(settings), limit=SHARED_CLIENTS_LIMIT)
 
 

@@ -22,7 +22,7 @@ from backupwarden.adapters.azure.clients import (
 from backupwarden.adapters.azure.pacing import BucketRate
 from backupwarden.adapters.storage.ledger import Ledger
 from backupwarden.app import build_clients, forget_shared_pacers, process_pacer, shared_clients
-from backupwarden.settings import Settings, SettingsError
+from backupwarden.settings import Settings, SettingsError, azurite_connection_string
 from emulator import Emulator, EmulatorServer
 from emulator.core.realism import Fault
 from emulator.estate import Subscription
@@ -234,6 +234,22 @@ def test_shared_clients_are_one_per_settings_and_the_oldest_is_closed_past_the_l
     assert first not in others and len({id(o) for o in others}) == 8
     assert first._clients == {}, "evicted past the limit and closed"  # test-only introspection
     assert shared_clients(settings) is not first
+
+
+def test_settings_that_differ_only_in_a_secret_do_not_share_clients(
+    app_env: dict[str, str], settings: Settings
+) -> None:
+    # The connection string and the static token are hidden from the settings' repr; two storage
+    # accounts (or a storage setting restored after an outage) must not get each other's clients.
+    other_storage = Settings.from_env(
+        {**app_env, "AzureWebJobsStorage": azurite_connection_string(20000, 20001, 20002)}
+    )
+    assert repr(other_storage) == repr(settings), "the premise: repr hides the connection string"
+    other_token = Settings.from_env({**app_env, "BACKUPWARDEN_STATIC_TOKEN": "another-token"})
+
+    assert shared_clients(other_storage) is not shared_clients(settings)
+    assert shared_clients(other_token) is not shared_clients(settings)
+    assert shared_clients(Settings.from_env(app_env)) is shared_clients(settings)
 
 
 def test_every_client_the_app_builds_paces_with_the_one_pacer_of_the_process(
