@@ -6,12 +6,21 @@ exists. Keys are lower-case ARM ids, because ARM ids compare case-insensitively.
 
 from __future__ import annotations
 
+import string
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
 # The placeholder the service returns for `lastBackupTime` before any backup (azure-facts §1).
 NEVER_BACKED_UP = datetime.fromisoformat("2001-01-01T00:00:00+00:00")
+
+
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
+def ascii_lower(text: str) -> str:
+    """A-Z lower-cased, every other letter kept: how ARM folds names (str.lower() turns 'İ' into two)."""
+    return text.translate(_ASCII_LOWER)
 
 
 def new_id() -> str:
@@ -52,11 +61,11 @@ class VirtualMachine:
 
     @property
     def container_name(self) -> str:
-        return f"iaasvmcontainer;iaasvmcontainerv2;{self.resource_group.lower()};{self.name.lower()}"
+        return f"iaasvmcontainer;{self.item_name.removeprefix('vm;')}"
 
     @property
     def item_name(self) -> str:
-        return f"vm;iaasvmcontainerv2;{self.resource_group.lower()};{self.name.lower()}"
+        return f"vm;iaasvmcontainerv2;{ascii_lower(self.resource_group)};{ascii_lower(self.name)}"
 
 
 @dataclass

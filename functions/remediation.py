@@ -9,6 +9,7 @@ import azure.functions as func
 
 from backupwarden.adapters.azure.errors import AzureCallError
 from backupwarden.app import build_remediation
+from backupwarden.domain.arm_ids import arm_key
 from backupwarden.flows.recorder import unhandled_message
 from backupwarden.flows.remediation.messages import InvalidRemediationWorkItem, RemediationWorkItem
 from backupwarden.flows.remediation.worker import ACTION, remediation_run_record
@@ -57,7 +58,7 @@ def remediate_poison(message: func.QueueMessage) -> None:
     """The queue gave up on an alert: a `failed` outcome (for the alert's VM, when it names one) that a
     person must see."""
     item, reason = given_up_item(message, RemediationWorkItem.from_json, InvalidRemediationWorkItem)
-    vm_id = (item.dimension("VmId") or "").lower() if item else ""
+    vm_id = arm_key(item.dimension("VmId") or "") if item else ""
     outcome = unhandled_message(ACTION, reason, vm_id=vm_id)
     alert_id = item.alert_id if item else ""
     context().record_unhandled(

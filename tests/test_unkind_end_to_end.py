@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import pytest
 from azure.functions.timer import TimerRequest
@@ -64,6 +65,26 @@ def accepted_backup_posts(bench: UnkindBench, since: datetime) -> Counter[str]:
 
 def at_most_once(counted: Counter[str]) -> bool:
     return all(n == 1 for n in counted.values())
+
+
+def backup_job_of(bench: UnkindBench, vm: str, since: datetime) -> str:
+    """The id of the one backup job the service started for the VM since `since`."""
+    with bench.emulator.lock:
+        jobs = list(bench.emulator.estate.jobs.values())
+    [job_id] = [
+        j.job_id for j in jobs if j.vm.name == vm and j.operation == "Backup" and j.start_time >= since
+    ]
+    return job_id.lower()
+
+
+def decisions_of(rows: list[dict[str, Any]], vm: str) -> Counter[str]:
+    """The results the flows recorded for one VM (de-duplicated automation actions)."""
+    return Counter(str(r["Result"]) for r in rows if r["VmId"] and vm_name(str(r["VmId"])) == vm)
+
+
+def triggered_by(bench: UnkindBench, job_id: str) -> str:
+    [row] = [r for r in bench.query(load_kql("dedupe_job_outcomes")) if str(r["JobId"]).lower() == job_id]
+    return str(row["TriggeredBy"])
 
 
 @pytest.fixture(scope="module")
@@ -214,7 +235,7 @@ def record_ids(bench: UnkindBench, kql_name: str) -> Counter[str]:
 
 
 def test_every_decision_and_job_outcome_is_in_log_analytics_once(
-    bench: UnkindBench, shipped: Shipped
+    bench: UnkindBench, swept: Swept, new_vms: Protected, shipped: Shipped
 ) -> None:
     assert len(shipped.actions) > 50 and len(shipped.jobs) > 50
     actions = record_ids(bench, "dedupe_automation_actions")
@@ -225,6 +246,15 @@ def test_every_decision_and_job_outcome_is_in_log_analytics_once(
 
     raw = len(bench.landed(JOB_OUTCOMES.table)) + len(bench.landed(AUTOMATION_ACTIONS.table))
     assert raw > len(actions) + len(jobs), "lost upload answers were sent again: the views count them once"
+
+    # a backup whose answer was lost is the flow's: decided once as started, its job attributed to it
+    decisions = bench.query(load_kql("dedupe_automation_actions"))
+    assert decisions_of(decisions, LOST_SWEEP_POST)["triggered"] == 1
+    assert decisions_of(decisions, LOST_NEW_VM_POST)["protected"] == 1  # duplicate events: already_protected
+    for vm in (LOST_SWEEP_POST, LOST_NEW_VM_POST):
+        assert "failed" not in decisions_of(decisions, vm), vm
+    assert triggered_by(bench, backup_job_of(bench, LOST_SWEEP_POST, swept.started)) == "Sweep"
+    assert triggered_by(bench, backup_job_of(bench, LOST_NEW_VM_POST, new_vms.started)) == "NewVm"
 
 
 # --- 4. remediation --------------------------------------------------------------------------------
@@ -250,6 +280,8 @@ def remediated(bench: UnkindBench, fns: dict[str, Function], shipped: Shipped) -
     assert set(statuses) == {202}
     QueueDrain(bench.storage, bench.remediation_queue, fns["remediate"], fns["remediate_poison"]).drain()
     ship(fns, times=2)
+    bench.emulator.advance(bench.emulator.estate.timings.backup_job_s + RESOURCE_GRAPH_LAG_S + 1)
+    ship(fns)  # the retries' jobs have ended
     bench.emulator.advance(INGESTION_LAG_MAX_S + 1)
     fired = {vm_name(dimensions(p)["VmId"]): dimensions(p)["ErrorCode"] for p in payloads}
     return Remediated(started, fired)
@@ -277,3 +309,6 @@ def test_an_alert_on_a_failed_job_leads_to_one_retry_and_escalations_are_recorde
     lost = [e for e in bench.requests() if e.at >= remediated.started and e.status == 0]
     lost_vms = {m["vm"] for e in lost if (m := BACKUP_POST.search(e.path))}
     assert LOST_RETRY_POST in lost_vms, "the chosen retry lost its answer"
+    retried = decisions_of(rows, LOST_RETRY_POST)
+    assert retried["triggered"] == 1 and "failed" not in retried, retried
+    assert triggered_by(bench, backup_job_of(bench, LOST_RETRY_POST, remediated.started)) == "Remediation"

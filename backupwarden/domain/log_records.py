@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from backupwarden.domain.arm_ids import arm_key
 from backupwarden.domain.log_schema import AUTOMATION_ACTIONS, JOB_OUTCOMES, LogTable
 from backupwarden.domain.records import Outcome
 
@@ -47,7 +48,7 @@ def job_outcome_row(job: FinishedJob, attribution: Attribution) -> dict[str, Any
     """One BackupJobOutcomes_CL row; its RecordId is the job id, so a job is one record however often seen."""
     row = {
         "TimeGenerated": job.end_time,
-        "RecordId": job.job_id.lower(),
+        "RecordId": arm_key(job.job_id),
         "JobId": job.job_id,
         "Operation": job.operation,
         "Status": job.status,

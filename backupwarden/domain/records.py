@@ -7,6 +7,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from backupwarden.domain.arm_ids import arm_key
+
 
 class Result(StrEnum):
     TRIGGERED = "triggered"
@@ -49,7 +51,7 @@ class Candidate:
 
     @property
     def key(self) -> str:
-        return self.vm_id.lower()
+        return arm_key(self.vm_id)
 
 
 @dataclass(frozen=True)

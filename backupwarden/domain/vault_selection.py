@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from backupwarden.domain.arm_ids import arm_key, same_arm_id
+
 VAULT_TAG = "backupwarden:vault"
 POLICY_TAG = "backupwarden:policy"
 DEFAULT_POLICY = "DefaultPolicy"
@@ -37,7 +39,7 @@ class MappingRule:
     tag_value: str | None = None
 
     def matches(self, vm: VmFacts) -> bool:
-        if self.subscription_id and self.subscription_id.lower() != vm.subscription_id.lower():
+        if self.subscription_id and not same_arm_id(self.subscription_id, vm.subscription_id):
             return False
         if self.location and _region(self.location) != _region(vm.location):
             return False
@@ -76,8 +78,8 @@ def choose_vault(vm: VmFacts, vaults: list[VaultFacts], rules: list[MappingRule]
 
 
 def _named(vm: VmFacts, vaults: list[VaultFacts], wanted: str, policy: str, source: str) -> VaultChoice:
-    key = wanted.strip().lower()
-    found = next((v for v in vaults if key in (v.name.lower(), v.vault_id.lower())), None)
+    key = arm_key(wanted.strip())
+    found = next((v for v in vaults if key in (arm_key(v.name), arm_key(v.vault_id))), None)
     if found is None:
         return VaultChoice(
             None, "", f"{source} names vault {wanted}, which is not in subscription {vm.subscription_id}"

@@ -6,14 +6,17 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from backupwarden.domain.arm_ids import arm_key, same_arm_id
+
 WRITE_SUCCESS = "Microsoft.Resources.ResourceWriteSuccess"
 VM_WRITE = "Microsoft.Compute/virtualMachines/write"
 MAX_EVENT_BYTES = 1024 * 1024  # Event Grid's own limit per event
 _VM_ID = re.compile(
+    # ARM ignores case for ASCII letters only: (?ai:...) keeps 'ſ' and the Kelvin sign from matching
+    # 's' and 'k' as IGNORECASE would, while names keep their Unicode letters (\w).
     # ARM names never end in '.', which keeps '.' and '..' (path segments) out of the URLs built from them
-    r"^/subscriptions/(?P<sub>[0-9a-fA-F-]{36})/resourceGroups/(?P<rg>[-\w.()]{0,89}[-\w()])"
-    r"/providers/Microsoft\.Compute/virtualMachines/(?P<name>[-\w.]{0,63}[-\w])$",
-    re.IGNORECASE,
+    r"^(?ai:/subscriptions/)(?P<sub>[0-9a-fA-F-]{36})(?ai:/resourceGroups/)(?P<rg>[-\w.()]{0,89}[-\w()])"
+    r"(?ai:/providers/Microsoft\.Compute/virtualMachines/)(?P<name>[-\w.]{0,63}[-\w])$"
 )
 
 
@@ -25,7 +28,7 @@ class InvalidEvent(ValueError):
 class VmWritten:
     """A VM write: the VM may be new. Its key collapses duplicates of the same write."""
 
-    vm_id: str  # lower-case ARM id
+    vm_id: str  # ARM id, ASCII letters lower-cased (arm_key)
     subscription_id: str
     resource_group: str
     vm_name: str
@@ -61,7 +64,7 @@ def read_vm_write(event: Any) -> VmWritten | Ignored:
     operation = data.get("operationName")
     if not isinstance(operation, str):
         raise InvalidEvent(f"event {event_id}: data.operationName must be a string")
-    if operation.lower() != VM_WRITE.lower():
+    if not same_arm_id(operation, VM_WRITE):
         return Ignored(event_id, f"operation {operation} is not {VM_WRITE}")
     resource_uri = data.get("resourceUri")
     if not isinstance(resource_uri, str):
@@ -75,7 +78,7 @@ def read_vm_write(event: Any) -> VmWritten | Ignored:
     if not isinstance(correlation_id, str):
         raise InvalidEvent(f"event {event_id}: data.correlationId must be a string")
     return VmWritten(
-        vm_id=resource_uri.strip().lower(),
+        vm_id=arm_key(resource_uri.strip()),
         subscription_id=parts[0],
         resource_group=parts[1],
         vm_name=parts[2],
@@ -89,7 +92,7 @@ def parse_vm_id(resource_id: str) -> tuple[str, str, str] | None:
     found = _VM_ID.match(resource_id.strip())
     if found is None:
         return None
-    return found.group("sub").lower(), found.group("rg"), found.group("name")
+    return arm_key(found.group("sub")), found.group("rg"), found.group("name")
 
 
 def _text(event: dict[str, Any], key: str) -> str:

@@ -2,7 +2,8 @@
 
 `guarded_action` claims (VM, action, day) in the ledger, acts, then settles the claim with what
 Azure answered. `backup_now` is that path for "Backup now" (the sweep, the new-VM flow and
-remediation trigger through it); the new-VM flow also enables protection through it.
+remediation trigger through it); the new-VM flow also enables protection through it. A "Backup now"
+whose answer was lost is not a failure until the service says so: `trigger_through_lost_answers` asks.
 `todays_trigger` reads today's trigger of a VM and the live status of its job; `reopen_failed_trigger`
 is the write that lets a trigger whose job failed be claimed again.
 """
@@ -10,13 +11,21 @@ is the write that lets a trigger whose job failed be claimed again.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
-from datetime import date, datetime
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
 from typing import Protocol, TypeVar
 
 from backupwarden.adapters.azure.errors import AzureCallError
-from backupwarden.adapters.azure.recovery_services import RecoveryServices, VaultRef
+from backupwarden.adapters.azure.protection import item_names
+from backupwarden.adapters.azure.recovery_services import (
+    AnswerLost,
+    ItemBackupJob,
+    RecoveryServices,
+    TriggeredBackup,
+    VaultRef,
+)
 from backupwarden.adapters.storage.ledger import (
+    CLOCK_SKEW,
     AlreadyClaimed,
     BudgetExhausted,
     Claim,
@@ -29,6 +38,7 @@ from backupwarden.domain.records import LedgerView, Result
 LEDGER_ACTION = "backup"
 IN_PROGRESS_CODE = "UserErrorBackupOperationInProgress"
 FAILED_JOB_STATUSES = frozenset({"Failed", "Cancelled"})
+LOST_ANSWER_REPEATS = 2  # a repeat whose answer is lost as well is repeated, up to this many in all
 
 
 class Started(Protocol):
@@ -118,14 +128,14 @@ def backup_now(
     """Trigger "Backup now" through `guarded_action` under (VM, backup, today); every answer is a result.
 
     `claim`: one the caller already holds for (VM, backup, today). A backup already running is a
-    no-op (the claim is released, costing no attempt).
+    no-op (the claim is released, costing no attempt); one our lost-answer POST started is TRIGGERED.
     """
     guard = LedgerGuard(target.vm_id, LEDGER_ACTION, now.date(), run_id, daily_budget, triggered_by)
     try:
         triggered = guarded_action(
             ledger,
             guard,
-            lambda: recovery.trigger_backup(target.vault, target.container_name, target.item_name, expiry),
+            lambda: trigger_through_lost_answers(recovery, target, expiry, sent_at=now),
             claim=claim,
             release_on=(IN_PROGRESS_CODE,),
         )
@@ -137,8 +147,84 @@ def backup_now(
         if exc.code == IN_PROGRESS_CODE:
             return BackupNowResult(Result.SKIPPED, "the service reports a backup already in progress")
         return BackupNowResult(Result.FAILED, f"{exc.step} failed", error=exc)
+    if triggered.answer_lost:
+        return BackupNowResult(Result.TRIGGERED, triggered.answer_lost, job_id=triggered.job_id)
     job = triggered.job_id or f"unknown yet (operation {triggered.operation_id})"
     return BackupNowResult(Result.TRIGGERED, f"backup job {job}", job_id=triggered.job_id)
+
+
+@dataclass(frozen=True)
+class BackupStarted:
+    """A "Backup now" the service took: its operation (unknown after a lost answer) and job."""
+
+    operation_id: str
+    job_id: str | None
+    answer_lost: str = ""  # after a lost answer: what showed that the POST took effect
+
+    @classmethod
+    def answered(cls, triggered: TriggeredBackup) -> BackupStarted:
+        return cls(triggered.operation_id, triggered.job_id)
+
+
+def trigger_through_lost_answers(
+    recovery: RecoveryServices, target: BackupTarget, expiry: datetime, *, sent_at: datetime
+) -> BackupStarted:
+    """POST "Backup now"; when its answer is lost, ask the service whether it took effect.
+
+    The POST is repeated (a repeat cannot start a second backup: the service refuses one while a
+    backup of the item runs). Accepted: the lost POST had not taken effect, the repeat did.
+    `UserErrorBackupOperationInProgress`: a backup runs, the lost POST's unless the job list shows a
+    scheduled one or one started before `sent_at` (then the in-progress error is raised, as for any
+    trigger meeting a running backup). The list trails the service, so the job may not show yet: the
+    backup is then taken as ours without its job id, and the reason says so. When every answer is
+    lost, only the list can tell; without a job of ours there, the first lost answer is raised.
+    """
+
+    def trigger() -> BackupStarted:
+        return BackupStarted.answered(
+            recovery.trigger_backup(target.vault, target.container_name, target.item_name, expiry)
+        )
+
+    try:
+        return trigger()
+    except AnswerLost as exc:
+        lost = exc
+    for _ in range(LOST_ANSWER_REPEATS):
+        try:
+            return trigger()
+        except AnswerLost:
+            continue
+        except AzureCallError as exc:
+            if exc.code != IN_PROGRESS_CODE:
+                raise
+            running = recovery.running_backup_job(target.vault, target.container_name)
+            if running is None:
+                return BackupStarted(
+                    "",
+                    None,
+                    "answer lost; a repeat met a backup in progress, taken as ours "
+                    "(the job list does not show its job yet)",
+                )
+            if not _started_by(running, sent_at):
+                raise
+            return _lost_but_running(running)
+    running = recovery.running_backup_job(target.vault, target.container_name)
+    if running is not None and _started_by(running, sent_at):
+        return _lost_but_running(running)
+    raise lost
+
+
+def _started_by(running: ItemBackupJob, sent_at: datetime) -> bool:
+    """Whether a running backup can be the one a POST sent at `sent_at` started: not a scheduled
+    one, and not started before it was sent."""
+    if running.user_triggered is False:
+        return False
+    return running.started is None or running.started >= sent_at - CLOCK_SKEW
+
+
+def _lost_but_running(running: ItemBackupJob) -> BackupStarted:
+    reason = f"answer lost; the service shows backup job {running.job_id} running"
+    return BackupStarted("", running.job_id, reason)
 
 
 @dataclass(frozen=True)
@@ -176,18 +262,40 @@ class TodaysTrigger:
 def todays_trigger(
     ledger: Ledger, recovery: RecoveryServices, vault: VaultRef, vm_id: str, now: datetime
 ) -> TodaysTrigger:
-    """Today's trigger record of the VM, its job's live status and why it failed, if it did. Reads only."""
+    """Today's trigger record of the VM, its job's live status and why it failed, if it did. Reads only.
+
+    A trigger completed without its job id (its answer was lost before the job list showed the job)
+    is read with the VM's first ad hoc Backup job since the claim, once the list shows one."""
     record = ledger.record(vm_id, LEDGER_ACTION, now.date())
     if record is None:
         return TodaysTrigger(None, None, None)
     if record.status is LedgerStatus.FAILED:
         return TodaysTrigger(record, None, record.reason or None)
-    if record.status is not LedgerStatus.COMPLETED or not record.job_id:
+    if record.status is not LedgerStatus.COMPLETED:
         return TodaysTrigger(record, None, None)
-    job_status, error_code = recovery.job_status(vault, record.job_id)
+    if not record.job_id:
+        job = _first_job_since_claim(recovery, vault, record, now)
+        if job is None:
+            return TodaysTrigger(record, None, None)
+        record = replace(record, job_id=job.job_id)
+        job_status, error_code = job.status, job.error_code
+    else:
+        job_status, error_code = recovery.job_status(vault, record.job_id)
     if job_status not in FAILED_JOB_STATUSES:
         return TodaysTrigger(record, job_status, None)
     return TodaysTrigger(record, job_status, error_code or f"Job{job_status}")
+
+
+def _first_job_since_claim(
+    recovery: RecoveryServices, vault: VaultRef, record: LedgerRecord, now: datetime
+) -> ItemBackupJob | None:
+    """The VM's first ad hoc Backup job started after its claim (`first_seen`: when it was claimed)."""
+    since = record.first_seen - CLOCK_SKEW
+    # the window's end only bounds the list: our clock and the service's may differ by more than a skew
+    parts = record.vm_id.strip("/").split("/")  # subscriptions/{s}/resourceGroups/{rg}/…/{vm}
+    container, _ = item_names(parts[3], parts[-1])
+    jobs = recovery.backup_jobs_started(vault, container, since, now + timedelta(days=1))
+    return next((job for job in jobs if job.user_triggered is not False), None)
 
 
 def reopen_failed_trigger(ledger: Ledger, today: TodaysTrigger) -> None:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar, cast
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 
 from emulator.core.clock import Clock, Timeline
 from emulator.core.errors import (
@@ -101,7 +101,8 @@ class Call:
         return body
 
     def url(self, path: str) -> str:
-        return f"{self.base_url}{path}"
+        # a URL in a header is ASCII: names with other letters go percent-encoded, as ARM sends them
+        return self.base_url + quote(path, safe="/;:@!$&'()*+,=~")
 
     def backend(self, cls: type[T]) -> T:
         return self.emulator.backend(cls)
@@ -177,7 +178,8 @@ class Emulator:
     # --- WSGI ------------------------------------------------------------------
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method = environ["REQUEST_METHOD"].upper()
-        path = environ.get("PATH_INFO", "") or "/"
+        # WSGI hands the percent-decoded path over as latin-1 (PEP 3333); ARM reads it as UTF-8
+        path = (environ.get("PATH_INFO", "") or "/").encode("latin-1").decode("utf-8", "replace")
         query = {
             k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True).items()
         }

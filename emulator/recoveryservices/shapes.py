@@ -19,6 +19,7 @@ from emulator.estate import (
     ProtectedItem,
     Vault,
     VirtualMachine,
+    ascii_lower,
 )
 
 # The real service writes its own public endpoint into `vaultId`, whatever host the client used.
@@ -71,17 +72,17 @@ def iso_duration(span: timedelta) -> str:
 # --- names as the service spells them -------------------------------------------------
 def service_container_name(vm: VirtualMachine) -> str:
     """The container segment of item ids: `IaasVMContainer;iaasvmcontainerv2;rg;vm`."""
-    return f"IaasVMContainer;iaasvmcontainerv2;{vm.resource_group.lower()};{vm.name.lower()}"
+    return f"IaasVMContainer;iaasvmcontainerv2;{ascii_lower(vm.resource_group)};{ascii_lower(vm.name)}"
 
 
 def service_item_name(vm: VirtualMachine) -> str:
     """The item name as the service returns it: `VM;iaasvmcontainerv2;rg;vm` (azure-facts §1)."""
-    return f"VM;iaasvmcontainerv2;{vm.resource_group.lower()};{vm.name.lower()}"
+    return f"VM;iaasvmcontainerv2;{ascii_lower(vm.resource_group)};{ascii_lower(vm.name)}"
 
 
 def item_container_property(vm: VirtualMachine) -> str:
     """The `containerName` property of an item: without the `iaasvmcontainer;` prefix."""
-    return f"iaasvmcontainerv2;{vm.resource_group.lower()};{vm.name.lower()}"
+    return f"iaasvmcontainerv2;{ascii_lower(vm.resource_group)};{ascii_lower(vm.name)}"
 
 
 def protected_item_id(vault: Vault, vm: VirtualMachine) -> str:
@@ -372,11 +373,12 @@ def backup_status(resource_id: str, item: ProtectedItem | None, vault: Vault | N
     """
     parts = resource_id.rstrip("/").split("/")
     resource_group, name = (parts[4], parts[-1]) if len(parts) >= 9 else ("", parts[-1])
+    suffix = f"iaasvmcontainerv2;{ascii_lower(resource_group)};{ascii_lower(name)}"
     body: dict[str, Any] = {
         "protectionStatus": "NotProtected",
         "fabricName": "Azure",
-        "containerName": f"iaasvmcontainer;iaasvmcontainerv2;{resource_group.lower()};{name.lower()}",
-        "protectedItemName": f"vm;iaasvmcontainerv2;{resource_group.lower()};{name.lower()}",
+        "containerName": "iaasvmcontainer;" + suffix,
+        "protectedItemName": "vm;" + suffix,
         "protectedItemsCount": 0,
     }
     if item is not None and vault is not None:

@@ -46,6 +46,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from backupwarden.adapters.azure.pacing import BucketRate, Pacer, PacingPolicy
+from backupwarden.domain.arm_ids import arm_key
 from backupwarden.settings import CredentialKind, Settings, SettingsError
 
 logger = logging.getLogger(__name__)
@@ -275,7 +276,7 @@ class AzureClients:
         self.close()
 
     def _cached(self, kind: str, key: str, build: Callable[[], ClientT]) -> ClientT:
-        cache_key = (kind, key.lower())
+        cache_key = (kind, arm_key(key))
         with self._lock:
             if cache_key not in self._clients:
                 self._clients[cache_key] = build()

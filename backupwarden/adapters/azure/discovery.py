@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from azure.core.exceptions import AzureError
@@ -21,8 +21,9 @@ from azure.mgmt.recoveryservices import RecoveryServicesClient
 from azure.mgmt.resourcegraph import ResourceGraphClient
 
 from backupwarden.adapters.azure.errors import AzureCallError
-from backupwarden.adapters.azure.recovery_services import RecoveryServices, VaultRef
+from backupwarden.adapters.azure.recovery_services import RecoveryServices, VaultRef, odata_time
 from backupwarden.adapters.azure.resource_graph import query_rows
+from backupwarden.domain.arm_ids import arm_key
 from backupwarden.domain.records import Candidate
 from backupwarden.domain.times import parse_optional_time, utc_now
 
@@ -80,11 +81,11 @@ class ResourceGraphDiscovery:
         for row in query_rows(self._client, STUCK_ITEMS_QUERY, subscriptions):
             result.candidates.append(
                 Candidate(
-                    subscription_id=str(row["subscriptionId"]).lower(),
-                    vault_id=str(row["vaultId"]).lower(),
+                    subscription_id=arm_key(str(row["subscriptionId"])),
+                    vault_id=arm_key(str(row["vaultId"])),
                     container_name=f"iaasvmcontainer;{row['containerName']}",
                     item_name=str(row["itemName"]),
-                    vm_id=str(row["vmId"]).lower(),
+                    vm_id=arm_key(str(row["vmId"])),
                     vm_name=str(row.get("vmName") or ""),
                     configured_at=parse_optional_time(row.get("configuredAt")),
                     vm_tags=_tags(row.get("vmTags")),
@@ -127,13 +128,13 @@ class VaultsDiscovery:
                 try:
                     result.candidates.extend(self._vault_candidates(vault, tags))
                 except AzureCallError as exc:
-                    result.failures.append((vault.id.lower(), exc))
+                    result.failures.append((arm_key(vault.id), exc))
         result.candidates.sort(key=lambda c: (c.vault_id, c.container_name))
         return result
 
     def _vm_tags(self, subscription: str) -> dict[str, dict[str, str]]:
         return {
-            str(vm.id).lower(): dict(vm.tags or {})
+            arm_key(str(vm.id)): dict(vm.tags or {})
             for vm in self._compute_client_for(subscription).virtual_machines.list_all()
         }
 
@@ -153,12 +154,12 @@ class VaultsDiscovery:
         candidates = []
         for item in pending:
             props = item["properties"]
-            container = str(props.get("containerName", "")).lower()
-            vm_id = str(props.get("sourceResourceId", "")).lower()
+            container = arm_key(str(props.get("containerName", "")))
+            vm_id = arm_key(str(props.get("sourceResourceId", "")))
             candidates.append(
                 Candidate(
-                    subscription_id=vault.subscription_id.lower(),
-                    vault_id=vault.id.lower(),
+                    subscription_id=arm_key(vault.subscription_id),
+                    vault_id=arm_key(vault.id),
                     container_name=f"iaasvmcontainer;{container}",
                     item_name=str(item["name"]),
                     vm_id=vm_id,
@@ -172,10 +173,10 @@ class VaultsDiscovery:
 
     def _configured_times(self, vault: VaultRef) -> dict[str, datetime]:
         now = self._now()
-        since = _odata_time(now - CONFIGURE_JOB_LOOKBACK)
+        since = odata_time(now - CONFIGURE_JOB_LOOKBACK)
         window = (
             "operation eq 'ConfigureBackup' and status eq 'Completed'"
-            f" and startTime eq '{since}' and endTime eq '{_odata_time(now)}'"
+            f" and startTime eq '{since}' and endTime eq '{odata_time(now)}'"
         )
         configured: dict[str, datetime] = {}
         for job in self._recovery.jobs(vault, window):
@@ -187,12 +188,7 @@ class VaultsDiscovery:
 
 
 def _container(job: dict[str, Any]) -> str:
-    return str(job["properties"].get("containerName", "")).lower()
-
-
-def _odata_time(moment: datetime) -> str:
-    """The job filter's date format, as the Azure CLI sends it."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %I:%M:%S %p")
+    return arm_key(str(job["properties"].get("containerName", "")))
 
 
 def _tags(raw: Any) -> dict[str, str]:

@@ -10,6 +10,7 @@ from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.recoveryservices import RecoveryServicesClient
 
 from backupwarden.adapters.azure.errors import AzureCallError
+from backupwarden.domain.arm_ids import arm_key
 from backupwarden.domain.vault_selection import VaultFacts
 
 
@@ -39,7 +40,7 @@ class Inventory:
         except AzureError as exc:
             raise AzureCallError.from_sdk("read VM", exc) from exc
         return VmRecord(
-            vm_id=str(vm.id).lower(),
+            vm_id=arm_key(str(vm.id)),
             location=str(vm.location),
             tags=dict(vm.tags or {}),
             provisioning_state=str((vm.properties.provisioning_state if vm.properties else None) or ""),
@@ -50,4 +51,4 @@ class Inventory:
             found = list(self._vaults_for(subscription_id).vaults.list_by_subscription_id())
         except AzureError as exc:
             raise AzureCallError.from_sdk("list vaults", exc) from exc
-        return [VaultFacts(str(v.id), str(v.name), subscription_id.lower(), str(v.location)) for v in found]
+        return [VaultFacts(str(v.id), str(v.name), arm_key(subscription_id), str(v.location)) for v in found]

@@ -34,6 +34,8 @@ from typing import Any
 from azure.core.pipeline import PipelineRequest, PipelineResponse
 from azure.core.pipeline.policies import HTTPPolicy
 
+from backupwarden.domain.arm_ids import arm_key
+
 logger = logging.getLogger(__name__)
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -192,7 +194,7 @@ class Pacer:
         self.resource_graph = QuotaWindow(clock, sleep)
 
     def bucket(self, subscription: str, kind: str) -> TokenBucket:
-        key = (subscription.lower(), kind)
+        key = (arm_key(subscription), kind)
         with self._lock:
             found = self._buckets.get(key)
             if found is None:

@@ -27,6 +27,7 @@ from backupwarden.adapters.azure.recovery_services import (
     response_headers,
     retry_after_hint_s,
 )
+from backupwarden.domain.arm_ids import arm_key, same_arm_id
 
 IAAS_VM_FILTER = "backupManagementType eq 'AzureIaasVM'"
 
@@ -44,8 +45,8 @@ class EnabledProtection:
 
 
 def item_names(vm_resource_group: str, vm_name: str) -> tuple[str, str]:
-    """(container, item) names of an IaaS VM, lower-case as the CLI sends them."""
-    suffix = f"iaasvmcontainerv2;{vm_resource_group.lower()};{vm_name.lower()}"
+    """(container, item) names of an IaaS VM, lower-case (A-Z only: `arm_key`) as the CLI sends them."""
+    suffix = f"iaasvmcontainerv2;{arm_key(vm_resource_group)};{arm_key(vm_name)}"
     return f"iaasvmcontainer;{suffix}", f"vm;{suffix}"
 
 
@@ -119,10 +120,7 @@ class Protection:
                 vault.name, vault.resource_group, filter=IAAS_VM_FILTER
             ):
                 properties: Any = entry.properties
-                if (
-                    properties is not None
-                    and str(properties.get("virtualMachineId", "")).lower() == vm_id.lower()
-                ):
+                if properties is not None and same_arm_id(str(properties.get("virtualMachineId", "")), vm_id):
                     return True
         except AzureError as exc:
             raise AzureCallError.from_sdk("list protectable items", exc) from exc

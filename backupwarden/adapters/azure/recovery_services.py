@@ -1,24 +1,29 @@
-"""Recovery Services: verify protected items, trigger "Backup now", follow its operation to the job id."""
+"""Recovery Services: verify protected items, trigger "Backup now", follow its operation to the job id,
+find an item's running backup job."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, cast
 from urllib.parse import urlparse
 
-from azure.core.exceptions import AzureError
+from azure.core.exceptions import AzureError, ServiceResponseError
 from azure.core.utils import case_insensitive_dict
 from azure.mgmt.recoveryservicesbackup import RecoveryServicesBackupClient
 from azure.mgmt.recoveryservicesbackup.models import BackupRequestResource, IaasVMBackupRequest
 
 from backupwarden.adapters.azure.errors import AzureCallError
+from backupwarden.domain.arm_ids import arm_key
+from backupwarden.domain.times import parse_optional_time
 
 FABRIC = "Azure"
 MIN_POLL_INTERVAL_S = 0.25  # an operation answered without Retry-After is not polled in a tight loop
 DEFAULT_POLL_INTERVAL_S = 1.0  # the az CLI ignores the hint too: 1 s between reads (5 s in recent releases)
+RUNNING_BACKUPS_FILTER = "status eq 'InProgress' and operation eq 'Backup'"
+CONTAINER_PREFIX = "iaasvmcontainer;"  # the container name the app sends; jobs name it without the prefix
 
 
 def poll_delay_s(retry_after_s: float, poll_interval_s: float) -> float:
@@ -42,7 +47,7 @@ class VaultRef:
     @classmethod
     def parse(cls, vault_id: str) -> VaultRef:
         parts = vault_id.strip("/").split("/")
-        lowered = [p.lower() for p in parts]
+        lowered = [arm_key(p) for p in parts]
         try:
             sub = parts[lowered.index("subscriptions") + 1]
             rg = parts[lowered.index("resourcegroups") + 1]
@@ -63,6 +68,23 @@ class VaultRef:
 class TriggeredBackup:
     operation_id: str
     job_id: str | None
+
+
+@dataclass(frozen=True)
+class ItemBackupJob:
+    """One Backup job of an item, as a job list shows it."""
+
+    job_id: str
+    status: str
+    started: datetime | None
+    user_triggered: bool | None  # `isUserTriggered`: ad hoc (true) or scheduled (false), bms.json
+    error_code: str | None  # the first error's code, when the job failed
+
+
+class AnswerLost(AzureCallError):
+    """The request went out and no answer came back (the connection dropped or timed out after
+    sending, azure-core's ServiceResponseError): the service may have acted on it. azure-core does
+    not repeat a POST, so the caller must ask the service what happened (azure-facts §11)."""
 
 
 def _raw(model: Any) -> dict[str, Any]:
@@ -122,6 +144,44 @@ class RecoveryServices:
         except AzureError as exc:
             raise AzureCallError.from_sdk("list backup jobs", exc) from exc
 
+    def running_backup_job(self, vault: VaultRef, container: str) -> ItemBackupJob | None:
+        """The item's Backup job the job list shows InProgress, if any (`container` with or without
+        the `iaasvmcontainer;` prefix). Lists trail the service: a job started moments ago may be
+        missing for a while (docs/emulator.md, `job_list_lag_s`)."""
+        return next(iter(self._item_backup_jobs(vault, container, RUNNING_BACKUPS_FILTER)), None)
+
+    def backup_jobs_started(
+        self, vault: VaultRef, container: str, since: datetime, until: datetime
+    ) -> list[ItemBackupJob]:
+        """The item's Backup jobs started between `since` and `until`, oldest first (the list's time
+        window, as the az CLI sends it: both ends)."""
+        window = (
+            f"operation eq 'Backup' and startTime eq '{odata_time(since)}'"
+            f" and endTime eq '{odata_time(until)}'"
+        )
+        jobs = self._item_backup_jobs(vault, container, window)
+        return sorted(jobs, key=lambda job: job.started or since)
+
+    def _item_backup_jobs(self, vault: VaultRef, container: str, odata_filter: str) -> list[ItemBackupJob]:
+        wanted = arm_key(container).removeprefix(CONTAINER_PREFIX)
+        found = []
+        for job in self.jobs(vault, odata_filter):
+            properties = job.get("properties") or {}
+            if arm_key(str(properties.get("containerName", ""))) != wanted or not job.get("name"):
+                continue
+            user_triggered = properties.get("isUserTriggered")
+            errors = properties.get("errorDetails") or [{}]
+            found.append(
+                ItemBackupJob(
+                    job_id=str(job["name"]),
+                    status=str(properties.get("status", "")),
+                    started=parse_optional_time(properties.get("startTime")),
+                    user_triggered=user_triggered if isinstance(user_triggered, bool) else None,
+                    error_code=str(errors[0].get("errorCode") or "") or None,
+                )
+            )
+        return found
+
     def job_status(self, vault: VaultRef, job_id: str) -> tuple[str, str | None]:
         """(status, first error code) of one backup job."""
         client = self._client_for(vault.subscription_id)
@@ -134,7 +194,9 @@ class RecoveryServices:
         return str(properties.get("status", "")), (str(errors[0].get("errorCode")) if errors else None)
 
     def trigger_backup(self, vault: VaultRef, container: str, item: str, expiry: datetime) -> TriggeredBackup:
-        """POST …/backup, then read backupOperations/{op} for the job id (azure-facts §3)."""
+        """POST …/backup, then read backupOperations/{op} for the job id (azure-facts §3).
+
+        Raises AnswerLost when the POST went out and its answer did not come back."""
         client = self._client_for(vault.subscription_id)
         request = BackupRequestResource(
             properties=IaasVMBackupRequest(recovery_point_expiry_time_in_utc=expiry)
@@ -149,6 +211,8 @@ class RecoveryServices:
                 request,
                 cls=lambda pipeline_response, _body, _headers: response_headers(pipeline_response),
             )
+        except ServiceResponseError as exc:
+            raise AnswerLost.from_sdk("trigger backup", exc) from exc
         except AzureError as exc:
             raise AzureCallError.from_sdk("trigger backup", exc) from exc
         operation = operation_id(headers, "trigger backup")
@@ -181,6 +245,11 @@ class RecoveryServices:
             if remaining <= 0:
                 return None
             self._sleep(min(poll_delay_s(retry_after_s, self._poll_interval_s), remaining))
+
+
+def odata_time(moment: datetime) -> str:
+    """A job list filter's time, as the az CLI sends it (`2023-12-21 05:39:46 AM`, UTC)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %I:%M:%S %p")
 
 
 def last_segment(url: str) -> str:

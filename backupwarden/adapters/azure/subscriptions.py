@@ -8,6 +8,7 @@ from azure.core.exceptions import AzureError
 from azure.mgmt.resource.subscriptions import SubscriptionClient
 
 from backupwarden.adapters.azure.errors import AzureCallError
+from backupwarden.domain.arm_ids import arm_key
 
 
 class SubscriptionScope:
@@ -26,7 +27,7 @@ class SubscriptionScope:
             return list(self._configured)
         try:
             return sorted(
-                str(sub.subscription_id).lower()
+                arm_key(str(sub.subscription_id))
                 for sub in self._client().subscriptions.list()
                 if (sub.state or "Enabled") == "Enabled"  # a str enum: compare, never str() it
             )

@@ -4,14 +4,16 @@ Every action on a VM (trigger a backup, enable protection, ...) first claims its
 acts, then records the result; the sweep, the new-VM flow and remediation share it, so no VM
 is acted on twice for the same reason on the same day, and never past the daily budget.
 
-Keys: PartitionKey = sha256 of the lower-case VM ARM id (Table keys forbid `/`, which every
+Keys: PartitionKey = sha256 of the VM ARM id as `arm_key` keys it (Table keys forbid `/`, which every
 ARM id holds; the id itself is kept in the `vm_id` column), RowKey = `{action}|{yyyy-mm-dd}`.
 In the same partition, RowKey `seen` records when backupwarden first saw the VM.
 
 Job attribution: a claim holds the job it started (`job_id`, `triggered_by`), and a retry carries
 the jobs of the earlier attempts along (`earlier_jobs`), so "which of our actions started job J
 of VM V" is one query in V's partition (a job's VM is known from the job itself, since a VM is
-protected by a vault of its own subscription).
+protected by a vault of its own subscription). A claim completed without its job id (the trigger's
+answer was lost and the job list did not show the job yet) is asked for by action
+(`unknown_job_action`): it started the VM's first ad hoc job after it.
 
 Concurrency and lost answers are the claim mechanics of `claims.py`: a claim is an insert (only
 one creator wins) or, for a failed or stale claim, a REPLACE conditioned on the ETag read (only
@@ -39,12 +41,14 @@ from azure.core.exceptions import AzureError
 from azure.data.tables import TableClient
 
 from backupwarden.adapters.storage.claims import ClaimTable, Contended, Held, Stored, new_token
+from backupwarden.domain.arm_ids import arm_key
 from backupwarden.domain.times import as_utc, utc_now
 
 logger = logging.getLogger(__name__)
 
 SEEN_ROW_KEY = "seen"
 ATTRIBUTION_WINDOW = timedelta(days=1)  # a job starts at most this long after the claim that started it
+CLOCK_SKEW = timedelta(minutes=5)  # between the service's job start times and our clock
 DEFAULT_IN_PROGRESS_TTL = timedelta(hours=1)  # longer than any function run (Consumption max: 10 min)
 _FORBIDDEN_IN_KEYS = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f|]")
 
@@ -146,7 +150,7 @@ class Claim:
 
 
 def partition_key_for(vm_id: str) -> str:
-    return hashlib.sha256(vm_id.strip().lower().encode("utf-8")).hexdigest()
+    return hashlib.sha256(arm_key(vm_id.strip()).encode("utf-8")).hexdigest()
 
 
 def row_key_for(action: str, day: date) -> str:
@@ -236,8 +240,14 @@ class Ledger:
         changes = {"job_id": job_id, "op_id": op_id or "", "triggered_by": triggered_by}
         self._settle(claim, LedgerStatus.COMPLETED, changes)
 
-    def job_attribution(self, job_id: str, vm_id: str, started: datetime) -> JobAttribution | None:
-        """Which of our actions started this job of this VM (at `started`), or None when it was not us."""
+    def job_attribution(
+        self, job_id: str, vm_id: str, started: datetime, *, unknown_job_action: str | None = None
+    ) -> JobAttribution | None:
+        """Which of our actions started this job of this VM (at `started`), or None when it was not us.
+
+        `unknown_job_action`: when no claim names the job, a completed claim of this action that never
+        learnt its job id, made before the job started, is taken as its starter (the caller asks only
+        for the VM's first ad hoc job after such a claim)."""
         started = started.astimezone(UTC)
         try:
             rows = list(
@@ -252,8 +262,12 @@ class Ledger:
             )
         except AzureError as exc:
             raise LedgerUnavailable(f"cannot read the jobs of {vm_id}") from exc
-        wanted = job_id.lower()  # job ids are GUIDs; services differ in their case
-        return next((job for row in rows for job in _jobs_of(row) if job.job_id.lower() == wanted), None)
+        wanted = arm_key(job_id)  # job ids are GUIDs; services differ in their case
+        named = next((job for row in rows for job in _jobs_of(row) if arm_key(job.job_id) == wanted), None)
+        if named is not None or unknown_job_action is None:
+            return named
+        unnamed = (_claim_without_job(row, unknown_job_action, job_id, started) for row in rows)
+        return next((job for job in unnamed if job is not None), None)
 
     def fail(self, claim: Claim, error_code: str, job_id: str | None = None) -> None:
         """The action failed with `error_code`; the key may be claimed again while under budget."""
@@ -295,7 +309,7 @@ class Ledger:
         entity: dict[str, Any] = {
             "PartitionKey": partition_key_for(vm_id),
             "RowKey": SEEN_ROW_KEY,
-            "vm_id": vm_id.lower(),
+            "vm_id": arm_key(vm_id),
             "first_seen": now,
             "token": new_token(),
         }
@@ -321,7 +335,7 @@ class Ledger:
         return {
             "PartitionKey": partition_key_for(vm_id),
             "RowKey": row_key_for(action, day),
-            "vm_id": vm_id.lower(),
+            "vm_id": arm_key(vm_id),
             "action": action,
             "day": day.isoformat(),
             "status": LedgerStatus.IN_PROGRESS.value,
@@ -383,6 +397,23 @@ def _jobs_of(row: Any) -> list[JobAttribution]:
             )
         )
     return jobs
+
+
+def _claim_without_job(row: Any, action: str, job_id: str, started: datetime) -> JobAttribution | None:
+    """Job `job_id` (started at `started`) as the job of a completed `action` claim that does not know
+    its job id, when the claim was made before the job started."""
+    if row.get("action") != action or row.get("status") != LedgerStatus.COMPLETED.value or row.get("job_id"):
+        return None
+    if started < as_utc(row["first_seen"]) - CLOCK_SKEW:
+        return None
+    return JobAttribution(
+        job_id=job_id,
+        vm_id=str(row.get("vm_id", "")),
+        action=action,
+        run_id=str(row.get("run_id", "")),
+        attempt=int(row.get("attempts", 1)),
+        triggered_by=str(row.get("triggered_by", "")),
+    )
 
 
 def _end_of_day(day: date) -> datetime:

@@ -19,6 +19,7 @@ from backupwarden.adapters.azure.inventory import Inventory
 from backupwarden.adapters.azure.protection import Protection, item_names
 from backupwarden.adapters.azure.recovery_services import RecoveryServices, VaultRef
 from backupwarden.adapters.storage.ledger import AlreadyClaimed, BudgetExhausted, Ledger, LedgerError
+from backupwarden.domain.arm_ids import arm_key
 from backupwarden.domain.new_vm_rules import decide_new_vm
 from backupwarden.domain.records import Outcome, Result
 from backupwarden.domain.times import utc_now
@@ -118,12 +119,12 @@ class ProtectVm:
         where = f"vault {vault.name}, policy {choice.policy} ({choice.reason})"
         if self._config.dry_run:
             reason = f"would protect in {where}"
-            return action_outcome(run_id, item.vm_id, vault.id.lower(), ACTION, Result.DRY_RUN, reason)
+            return action_outcome(run_id, item.vm_id, arm_key(vault.id), ACTION, Result.DRY_RUN, reason)
         return self._protect(item, vault, choice.policy, where, run_id)
 
     def _protect(self, item: NewVmWorkItem, vault: VaultRef, policy: str, where: str, run_id: str) -> Outcome:
         now = self._now()
-        vault_id = vault.id.lower()
+        vault_id = arm_key(vault.id)
         guard = LedgerGuard(item.vm_id, LEDGER_ACTION, now.date(), run_id, PROTECT_ATTEMPTS, "NewVm")
         try:
             enabled = guarded_action(
@@ -157,7 +158,7 @@ class ProtectVm:
             expiry=now + self._config.recovery_point_expiry,
             triggered_by="NewVm",
         )
-        vault_id, reason = vault.id.lower(), f"{done_so_far}; initial backup: {result.reason}"
+        vault_id, reason = arm_key(vault.id), f"{done_so_far}; initial backup: {result.reason}"
         if result.result is Result.FAILED and result.error is not None:
             failed = action_outcome(
                 run_id, item.vm_id, vault_id, ACTION, Result.FAILED, reason, error=result.error

@@ -45,9 +45,7 @@ from backupwarden.flows.run_report import RunReport, action_outcome
 logger = logging.getLogger(__name__)
 
 ACTION = "trigger_backup"
-SWEEP_RUN_ACTION = "sweep_run"  # one record per run: the heartbeat of the "automation silent" alert
-RUNNING_BACKUPS_FILTER = "status eq 'InProgress' and operation eq 'Backup'"
-CONTAINER_PREFIX = "iaasvmcontainer;"  # a candidate's container name; jobs name the container without it
+SWEEP_RUN_ACTION = "sweep_run"  # one record per run: its health (completed, partial, failed)
 
 
 @dataclass(frozen=True)
@@ -128,9 +126,8 @@ class Sweep:
             found = self._discovery.find_stuck_initial_backups(self._subscriptions())
         except AzureCallError as exc:
             reason = f"discovery failed at {exc.step}"
-            report.outcomes.append(
-                action_outcome(report.run_id, "", "", ACTION, Result.FAILED, reason, error=exc)
-            )
+            report.failure = action_outcome(report.run_id, "", "", ACTION, Result.FAILED, reason, error=exc)
+            report.outcomes.append(report.failure)
             return None
         report.candidates = len(found.candidates)
         for scope, error in found.failures:
@@ -304,29 +301,21 @@ class CandidateHandler:
         if record is None or record.status is not LedgerStatus.IN_PROGRESS or record.run_id != self.run_id:
             return None
         claim = record.as_claim()
-        job_id = self._running_backup(vault, candidate)
-        if job_id is None:
+        running = self._recovery.running_backup_job(vault, candidate.container_name)
+        if running is None:
             self._ledger.release(claim)
             logger.warning(
                 "released a claim an earlier delivery abandoned before its trigger",
                 extra={"vm_id": candidate.vm_id, "run_id": self.run_id},
             )
             return None
-        self._ledger.complete(claim, job_id, triggered_by="Sweep")
+        self._ledger.complete(claim, running.job_id, triggered_by="Sweep")
         return self._outcome(
             candidate,
             Result.TRIGGERED,
-            f"an earlier delivery triggered it before it died; backup job {job_id}",
-            job_id=job_id,
+            f"an earlier delivery triggered it before it died; backup job {running.job_id}",
+            job_id=running.job_id,
         )
-
-    def _running_backup(self, vault: VaultRef, candidate: Candidate) -> str | None:
-        container = candidate.container_name.lower().removeprefix(CONTAINER_PREFIX)
-        for job in self._recovery.jobs(vault, RUNNING_BACKUPS_FILTER):
-            properties = job.get("properties") or {}
-            if str(properties.get("containerName", "")).lower() == container:
-                return str(job.get("name") or "") or None
-        return None
 
     def _first_seen(self, candidate: Candidate, item: ItemState) -> datetime | None:
         """When the grace period starts for an item whose configuration time discovery does not know
