@@ -12,8 +12,9 @@ Answers (JSON bodies `{"status": …, "reason"?: …}`):
 - 400 rejected: not JSON, not the common alert schema, an unsupported monitoringService, missing or
   malformed essentials, a body over 256 KiB. Action groups do not retry a 400.
 - 401 unauthorized: the secure-webhook token is missing or invalid.
-- 503 unavailable: storage or the tenant's signing keys could not be reached, or another delivery
-  of the same notification is mid-way; action groups retry a 503.
+- 503 unavailable (with Retry-After): storage or the tenant's signing keys could not be reached, or
+  another delivery of the same notification is mid-way; action groups retry a 503. Its reason is
+  generic; the detail (hosts, ports, SDK errors) is logged, not answered.
 """
 
 from __future__ import annotations
@@ -51,10 +52,19 @@ def alert_webhook(req: func.HttpRequest) -> func.HttpResponse:
     except InvalidAlert as exc:
         logger.warning("alert webhook: rejected", extra={"reason": str(exc)})
         return _answer(400, "rejected", str(exc))
-    except (SigningKeysUnavailable, IntakeUnavailable, AlertInFlight) as exc:
-        logger.warning("alert webhook: unavailable", extra={"reason": str(exc)}, exc_info=True)
-        return _answer(503, "unavailable", str(exc), {"Retry-After": str(RETRY_AFTER_S)})
+    except SigningKeysUnavailable as exc:
+        return _unavailable("the tenant's token signing keys cannot be fetched right now", exc)
+    except IntakeUnavailable as exc:
+        return _unavailable("storage is unavailable right now", exc)
+    except AlertInFlight as exc:
+        return _unavailable("another delivery of this notification is being taken in", exc)
     return _answer(202, status.value)
+
+
+def _unavailable(reason: str, exc: Exception) -> func.HttpResponse:
+    """A 503 the action group retries; the detail (hosts, ports, SDK messages) goes to the logs only."""
+    logger.warning("alert webhook: unavailable", extra={"reason": str(exc)}, exc_info=True)
+    return _answer(503, "unavailable", reason, {"Retry-After": str(RETRY_AFTER_S)})
 
 
 def _answer(

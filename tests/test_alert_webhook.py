@@ -23,10 +23,13 @@ from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from backupwarden import app as wiring
+from backupwarden.adapters.azure.logs_query import LogsQuery, Timespan
 from backupwarden.adapters.storage.alert_dedup import AlertDedup, dedup_partition_key
 from backupwarden.adapters.storage.queues import WorkQueue
 from backupwarden.domain.alert_rules import BACKUP_FAILED
 from backupwarden.domain.log_schema import JOB_OUTCOMES
+from backupwarden.domain.times import parse_time
 from backupwarden.flows.remediation.intake import (
     MAX_BODY_BYTES,
     AlertIntake,
@@ -58,6 +61,8 @@ from tests.alert_webhook_fixtures import (
 )
 from tests.conftest import StaticToken
 from tests.lossy_proxy import LossyProxy
+from tests.new_vm_fixtures import PROD, vm_id_of
+from tests.remediation_fixtures import RemediationBench, with_new_alert_id
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMON = "azureMonitorCommonAlertSchema"
@@ -377,7 +382,10 @@ def test_a_claim_still_in_flight_is_answered_503_for_a_retry(webhook: Webhook) -
 
     assert response.status_code == 503  # action groups retry 503; by then the other call finished
     assert response.headers["Retry-After"] == "30"
-    assert webhook.answer(response)["status"] == "unavailable"
+    assert webhook.answer(response) == {
+        "status": "unavailable",
+        "reason": "another delivery of this notification is being taken in",
+    }
     assert webhook.message_count() == 0
 
 
@@ -411,16 +419,61 @@ def test_a_failed_enqueue_releases_the_claim_so_the_retry_is_not_a_duplicate(web
     assert [item.alert_id for item in webhook.items()] == [notice.alert_id]
 
 
-def test_a_storage_failure_is_answered_503(webhook: Webhook, monkeypatch: pytest.MonkeyPatch) -> None:
-    closed = f"TableEndpoint=http://127.0.0.1:{_closed_port()}/"
-    monkeypatch.setenv("AzureWebJobsStorage", re.sub(r"TableEndpoint=http://[^/]+/", closed, webhook.storage))
+STORAGE_UNAVAILABLE = {"status": "unavailable", "reason": "storage is unavailable right now"}
+
+
+def _storage_closed(webhook: Webhook, monkeypatch: pytest.MonkeyPatch, *services: str) -> int:
+    """Points the services' endpoints (Table, Queue, Blob) of AzureWebJobsStorage at a closed port."""
+    port = _closed_port()
+    storage = webhook.storage
+    for service in services:
+        storage = re.sub(
+            rf"{service}Endpoint=http://[^/]+/", f"{service}Endpoint=http://127.0.0.1:{port}/", storage
+        )
+    assert storage != webhook.storage
+    monkeypatch.setenv("AzureWebJobsStorage", storage)
     monkeypatch.setenv("BACKUPWARDEN_HTTP_RETRY_TOTAL", "0")
+    return port
+
+
+@pytest.mark.parametrize("condition", ["Fired", "Resolved"])
+def test_a_storage_failure_is_answered_503(
+    webhook: Webhook, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, condition: str
+) -> None:
+    port = _storage_closed(webhook, monkeypatch, "Table")
+
+    response = webhook.post(log_alert(condition=condition))
+
+    assert (response.status_code, webhook.answer(response)) == (503, STORAGE_UNAVAILABLE)
+    assert response.headers["Retry-After"] == "30"
+    assert str(port) not in response.get_body().decode(), "no internal host or port in the answer"
+    assert any(
+        getattr(r, "reason", "").startswith("cannot record the notification in") for r in caplog.records
+    )
+    assert webhook.message_count() == 0
+
+
+def test_a_queue_failure_is_answered_503(webhook: Webhook, monkeypatch: pytest.MonkeyPatch) -> None:
+    port = _storage_closed(webhook, monkeypatch, "Queue")
 
     response = webhook.post(log_alert())
 
-    assert response.status_code == 503
-    assert webhook.answer(response)["reason"].startswith("cannot record the notification in")
-    assert webhook.message_count() == 0
+    assert (response.status_code, webhook.answer(response)) == (503, STORAGE_UNAVAILABLE)
+    assert response.headers["Retry-After"] == "30"
+    assert str(port) not in response.get_body().decode()
+
+
+@pytest.mark.parametrize("condition", ["Fired", "Resolved"])
+def test_storage_down_altogether_is_answered_503(
+    webhook: Webhook, monkeypatch: pytest.MonkeyPatch, condition: str
+) -> None:
+    """Azurite stopped: every storage endpoint refuses connections."""
+    _storage_closed(webhook, monkeypatch, "Blob", "Queue", "Table")
+
+    response = webhook.post(log_alert(condition=condition))
+
+    assert (response.status_code, webhook.answer(response)) == (503, STORAGE_UNAVAILABLE)
+    assert response.headers["Retry-After"] == "30"
 
 
 def _table_port(webhook: Webhook) -> int:
@@ -547,6 +600,68 @@ def test_a_payload_of_the_emulators_alert_evaluator_is_accepted(
     assert item.window_end is not None and item.window_start is not None
     assert item.window_end - item.window_start == BACKUP_FAILED.window
     assert item.window_end == datetime.fromisoformat(condition["windowEndTime"].replace("Z", "+00:00"))
+
+
+# --- the alert's window, as remediation re-queries it ----------------------------------------------
+def _record_query_spans(monkeypatch: pytest.MonkeyPatch) -> list[Timespan]:
+    """The time spans remediation's queries are run over (then run for real), in order."""
+    spans: list[Timespan] = []
+
+    class RecordingLogsQuery(LogsQuery):
+        def rows(
+            self, query: str, timespan: Timespan, step: str = "log analytics query"
+        ) -> list[dict[str, Any]]:
+            spans.append(timespan)
+            return super().rows(query, timespan, step)
+
+    monkeypatch.setattr(wiring, "LogsQuery", RecordingLogsQuery)
+    return spans
+
+
+@pytest.mark.parametrize(
+    "start",
+    [
+        pytest.param(lambda end: end - timedelta(days=365 * 200), id="200-years"),
+        pytest.param(lambda end: end - BACKUP_FAILED.window - timedelta(seconds=1), id="just-over-the-rule"),
+        pytest.param(lambda end: end + timedelta(minutes=5), id="starts-after-it-ends"),
+    ],
+)
+def test_an_alert_window_longer_than_the_rules_is_not_queried(
+    remediation_bench: RemediationBench,
+    handlers: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    start: Any,
+) -> None:
+    """The span reaching Log Analytics is the rule's window (2 days at most, as Azure Monitor allows)."""
+    bench = remediation_bench
+    api_03 = vm_id_of(PROD, "rg-api", "api-03").lower()
+    payload = with_new_alert_id(bench.failure_alert(api_03))
+    condition = payload["data"]["alertContext"]["condition"]
+    end = parse_time(condition["windowEndTime"])
+    condition["windowStartTime"] = start(end).isoformat().replace("+00:00", "Z")
+    spans = _record_query_spans(monkeypatch)
+    assert bench.deliver(handlers["alert_webhook"], payload) == "accepted"
+
+    outcomes = bench.drain()
+
+    assert spans == [(end - BACKUP_FAILED.window, end)]
+    assert [outcome.vm_id for outcome in outcomes] == [api_03], "the failure in the rule's window is found"
+
+
+def test_an_alert_window_within_the_rules_is_queried_as_it_is(
+    remediation_bench: RemediationBench, handlers: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bench = remediation_bench
+    api_03 = vm_id_of(PROD, "rg-api", "api-03").lower()
+    payload = with_new_alert_id(bench.failure_alert(api_03))
+    condition = payload["data"]["alertContext"]["condition"]
+    window = (parse_time(condition["windowStartTime"]), parse_time(condition["windowEndTime"]))
+    spans = _record_query_spans(monkeypatch)
+    assert bench.deliver(handlers["alert_webhook"], payload) == "accepted"
+
+    bench.drain()
+
+    assert spans == [window]
 
 
 # --- never a 5xx, never a message for invalid input -----------------------------------------------

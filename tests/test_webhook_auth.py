@@ -15,6 +15,8 @@ from typing import Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from backupwarden.adapters.azure.webhook_token import (
     KEYS_TTL_S,
@@ -36,6 +38,14 @@ from tests.alert_webhook_fixtures import (
 )
 
 V2_ISSUER = f"https://login.microsoftonline.com/{TENANT_ID}/v2.0"
+KEYS_UNAVAILABLE = {
+    "status": "unavailable",
+    "reason": "the tenant's token signing keys cannot be fetched right now",
+}
+
+
+def _base64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
 def assert_unauthorized(webhook: Webhook, headers: dict[str, str], reason: str) -> None:
@@ -171,6 +181,77 @@ def test_a_missing_or_malformed_token_is_refused(
     assert_unauthorized(secure_webhook, headers, reason)
 
 
+def _token_with_header(header: Any, signature: str = "c2ln") -> dict[str, str]:
+    raw = header if isinstance(header, bytes) else json.dumps(header).encode()
+    return {"Authorization": f"Bearer {_base64url(raw)}.{_base64url(b'{}')}.{signature}"}
+
+
+@pytest.mark.parametrize(
+    ("headers", "reason"),
+    [
+        ({"Authorization": "Bearer a.b"}, "malformed bearer token"),
+        ({"Authorization": "Bearer a.b.c.d"}, "malformed bearer token"),
+        ({"Authorization": "Bearer !!!.e30.c2ln"}, "malformed bearer token"),
+        ({"Authorization": "Bearer \u00e9.\u00e9.\u00e9"}, "malformed bearer token"),
+        (_token_with_header(b"not json"), "malformed bearer token"),
+        (_token_with_header(b"\xff\xfe"), "malformed bearer token"),
+        (_token_with_header(["RS256"]), "malformed bearer token"),
+        (_token_with_header(b'{"alg": "RS256", "x": 1' + b"0" * 5000 + b"}"), "malformed bearer token"),
+        (_token_with_header(b"[" * 5000 + b"]" * 5000), "malformed bearer token"),
+        (_token_with_header({"alg": "RS256", "kid": 5}), "malformed bearer token"),
+        (_token_with_header({"alg": "RS256", "kid": None}), "malformed bearer token"),
+        (_token_with_header({"alg": "RS256", "kid": {"x": 1}}), "malformed bearer token"),
+        (_token_with_header({"alg": "RS256", "kid": "key-a", "crit": ["exp"]}), "malformed bearer token"),
+        (_token_with_header({"alg": "RS256", "kid": "key-a", "crit": "x"}), "malformed bearer token"),
+        (_token_with_header({"alg": "none", "kid": "key-a"}, ""), "token algorithm 'none' is not RS256"),
+        (
+            _token_with_header({"alg": ["RS256"], "kid": "key-a"}),
+            "token algorithm \"['RS256']\" is not RS256",
+        ),
+        (_token_with_header({"alg": "RS256", "kid": ""}), "token header names no signing key (kid)"),
+    ],
+)
+def test_an_unparseable_token_is_refused(
+    secure_webhook: Webhook, headers: dict[str, str], reason: str
+) -> None:
+    assert_unauthorized(secure_webhook, headers, reason)
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+HEADERS = st.fixed_dictionaries(
+    {}, optional={"alg": JSON_VALUES | st.just("RS256"), "kid": JSON_VALUES}
+).flatmap(
+    lambda fixed: st.dictionaries(st.text(max_size=6), JSON_VALUES, max_size=3).map(
+        lambda extra: {**extra, **fixed}
+    )
+)
+TOKENS = (
+    st.text(max_size=60)
+    | st.lists(st.text(alphabet="abcAZ09-_=.+/ ", max_size=20), min_size=1, max_size=5).map(".".join)
+    | st.builds(
+        lambda header, tail: f"{_base64url(json.dumps(header).encode())}.{tail}",
+        HEADERS,
+        st.text(max_size=20),
+    )
+    | st.builds(lambda raw: f"{_base64url(raw)}.e30.c2ln", st.binary(max_size=40))
+)
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(token=TOKENS)
+def test_any_unparseable_token_is_a_401(secure_webhook: Webhook, token: str) -> None:
+    response = secure_webhook.post(log_alert(), {"Authorization": f"Bearer {token}"})
+
+    assert response.status_code == 401, secure_webhook.answer(response)
+    assert secure_webhook.answer(response)["status"] == "unauthorized"
+
+
 def test_a_token_without_a_key_id_is_refused(secure_webhook: Webhook, tenant: Tenant) -> None:
     token = jwt.encode(tenant.claims(), tenant.keys["key-a"], algorithm="RS256")
 
@@ -222,24 +303,93 @@ def test_keys_out_of_reach_are_answered_503(secure_webhook: Webhook, tenant: Ten
 
     assert response.status_code == 503  # the action group retries a 503
     assert response.headers["Retry-After"] == "30"
-    assert secure_webhook.answer(response)["reason"].startswith("cannot fetch https://127.0.0.1:")
+    assert secure_webhook.answer(response) == KEYS_UNAVAILABLE
     assert secure_webhook.message_count() == 0
 
 
+def test_the_503_names_no_host_or_port_and_the_log_has_the_detail(
+    secure_webhook: Webhook, tenant: Tenant, caplog: pytest.LogCaptureFixture
+) -> None:
+    tenant.failing = True
+    port = tenant.configuration_url.split(":")[2].split("/")[0]
+
+    response = secure_webhook.post(log_alert(), tenant.bearer())
+
+    assert response.status_code == 503
+    body = response.get_body().decode()
+    assert "127.0.0.1" not in body and port not in body
+    assert any(
+        getattr(r, "reason", "").startswith(f"cannot fetch https://127.0.0.1:{port}/") for r in caplog.records
+    )
+
+
 def test_keys_from_a_server_the_ca_bundle_does_not_trust_are_not_fetched(
-    secure_webhook: Webhook, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+    secure_webhook: Webhook, tenant: Tenant, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.delenv("BACKUPWARDEN_CA_BUNDLE")  # the system store does not know the test CA
 
     response = secure_webhook.post(log_alert(), tenant.bearer())
 
     assert response.status_code == 503
-    assert "CERTIFICATE_VERIFY_FAILED" in secure_webhook.answer(response)["reason"]
+    assert secure_webhook.answer(response) == KEYS_UNAVAILABLE
+    assert any("CERTIFICATE_VERIFY_FAILED" in getattr(r, "reason", "") for r in caplog.records)
     assert tenant.hits == {"configuration": 0, "keys": 0}
 
 
-def _base64url(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+# --- a key set holding keys nobody can use -------------------------------------------------------
+def _serve_also(tenant: Tenant, monkeypatch: pytest.MonkeyPatch, *entries: Any, only: bool = False) -> None:
+    """The tenant's JWKS with `entries` listed first (`only`: instead of its keys)."""
+    published = tenant.jwks
+    monkeypatch.setattr(tenant, "jwks", lambda: {"keys": [*entries, *([] if only else published()["keys"])]})
+
+
+def _jwk(kid: str, tenant: Tenant) -> dict[str, Any]:
+    entry: dict[str, Any] = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(tenant.keys[kid].public_key()))
+    return {**entry, "kid": kid, "use": "sig"}
+
+
+def _malformed_keys(tenant: Tenant) -> list[Any]:
+    good = _jwk("key-b", tenant)
+    return [
+        {**good, "kid": "bad-n", "n": "!!not base64!!"},
+        {**good, "kid": "short-n", "n": "a"},
+        {**good, "kid": "bad-e", "e": 65537},
+        {**good, "kid": "no-n", "n": None},
+        {key: value for key, value in good.items() if key != "e"} | {"kid": "no-e"},
+        {**good, "kid": "key-a", "n": "AQAB"},  # a broken twin of a good key
+        {**good, "kid": "ec", "kty": "EC"},
+        {**good, "kid": "list-n", "n": ["x"]},
+        {"kid": "bare"},
+        {**good, "kid": 7},
+        "not an object",
+    ]
+
+
+def test_a_malformed_key_beside_good_ones_is_skipped(
+    secure_webhook: Webhook, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _serve_also(tenant, monkeypatch, *_malformed_keys(tenant))
+
+    response = secure_webhook.post(log_alert(), tenant.bearer())
+
+    assert (response.status_code, secure_webhook.answer(response)) == (202, {"status": "accepted"})
+    assert_unauthorized(
+        secure_webhook,
+        tenant.bearer(kid="bad-n", signed_by="key-b"),
+        "token signed by a key the tenant does not publish",
+    )
+
+
+def test_a_key_set_without_a_usable_key_is_answered_503(
+    secure_webhook: Webhook, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _serve_also(tenant, monkeypatch, *_malformed_keys(tenant), only=True)
+
+    response = secure_webhook.post(log_alert(), tenant.bearer())
+
+    assert (response.status_code, secure_webhook.answer(response)) == (503, KEYS_UNAVAILABLE)
+    assert response.headers["Retry-After"] == "30"
+    assert secure_webhook.message_count() == 0
 
 
 class FakeClock:

@@ -31,7 +31,7 @@ from azure.core import PipelineClient
 from azure.core.exceptions import AzureError
 from azure.core.pipeline.policies import HeadersPolicy, ProxyPolicy, RetryPolicy, UserAgentPolicy
 from azure.core.rest import HttpRequest
-from jwt.exceptions import PyJWKError
+from jwt.exceptions import PyJWTError
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class HttpsJsonFetcher:
             )
             response.raise_for_status()
             return response.json()
-        except (AzureError, ValueError) as exc:
+        except (AzureError, ValueError, RecursionError) as exc:  # unreachable, an error status, not JSON
             raise SigningKeysUnavailable(f"cannot fetch {url[:200]}: {exc}") from exc
 
 
@@ -157,6 +157,8 @@ class SigningKeys:
             parsed = _signing_key(entry)
             if parsed is not None:
                 keys[str(entry["kid"])] = parsed
+        if not keys:
+            raise SigningKeysUnavailable(f"{jwks_uri[:200]} holds no usable RSA signing key")
         logger.info("fetched signing keys", extra={"jwks_uri": jwks_uri, "keys": len(keys)})
         return keys
 
@@ -169,8 +171,10 @@ def _signing_key(entry: Any) -> jwt.PyJWK | None:
         return None
     try:
         return jwt.PyJWK(entry, algorithm=ALGORITHM)
-    except PyJWKError:
-        logger.warning("skipped an unreadable signing key", extra={"kid": entry["kid"]})
+    except (PyJWTError, ValueError, TypeError) as exc:  # one bad key must not cost the tenant's good ones
+        logger.warning(
+            "skipped an unreadable signing key", extra={"kid": entry["kid"][:100], "error": str(exc)[:200]}
+        )
         return None
 
 
@@ -189,7 +193,7 @@ class WebhookTokenValidator:
         token = _bearer_token(authorization)
         try:
             header = jwt.get_unverified_header(token)
-        except jwt.DecodeError:
+        except jwt.InvalidTokenError:  # not three base64url segments, a header that is not JSON, a bad kid
             raise WebhookUnauthorized("malformed bearer token") from None
         if header.get("alg") != ALGORITHM:
             raise WebhookUnauthorized(f"token algorithm {str(header.get('alg'))[:20]!r} is not {ALGORITHM}")

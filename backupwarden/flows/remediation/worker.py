@@ -24,6 +24,7 @@ from backupwarden.adapters.azure.recovery_services import RecoveryServices, Vaul
 from backupwarden.adapters.storage.ledger import AlreadyClaimed, BudgetExhausted, Claim, Ledger, LedgerError
 from backupwarden.domain.alert_rules import BACKUP_FAILED, AlertRuleDefinition, rule_named
 from backupwarden.domain.alerts import AZURE_BACKUP, AlertNotice, InvalidAlert, read_alert
+from backupwarden.domain.arm_ids import arm_key, same_arm_id
 from backupwarden.domain.kql import load_kql
 from backupwarden.domain.records import Outcome, Result
 from backupwarden.domain.remediation_rules import (
@@ -46,6 +47,7 @@ RUN_ACTION = "remediation_run"  # one record per work item handled: its health (
 RETRY_LEDGER_ACTION = "remediate"
 STILL_UNPROTECTED_CODE = "StillUnprotected"  # pseudo error code of the "still unprotected" rule's rows
 BUILT_IN_ALERT_LOOKBACK = timedelta(hours=1)  # Azure Backup's own alerts carry no query window
+MAX_ALERT_WINDOW = timedelta(days=2)  # the longest query range Azure Monitor allows a log search alert
 
 
 @dataclass(frozen=True)
@@ -120,15 +122,11 @@ class Remediation:
 
     # --- which failures ---------------------------------------------------------------------
     def _failures(self, alert: AlertNotice, rule: AlertRuleDefinition) -> list[Failure]:
-        end = alert.window_end or alert.fired_at
-        start = alert.window_start or end - (
-            rule.window if alert.monitoring_service != AZURE_BACKUP else BUILT_IN_ALERT_LOOKBACK
-        )
-        rows = self._logs.rows(load_kql(rule.kql_name), (start, end), step=f"query {rule.name}")
+        rows = self._logs.rows(load_kql(rule.kql_name), _query_span(alert, rule), step=f"query {rule.name}")
         wanted = {name: value for name, value in alert.dimensions}
         latest: dict[str, Failure] = {}
         for row in rows:
-            if any(str(row.get(name, "")).lower() != value.lower() for name, value in wanted.items()):
+            if any(not same_arm_id(str(row.get(name, "")), value) for name, value in wanted.items()):
                 continue
             if alert.monitoring_service == AZURE_BACKUP and not _targets(alert, row):
                 continue
@@ -151,7 +149,7 @@ class Remediation:
             self._config.policy,
             now,
         )
-        vault_id = vault.id.lower()
+        vault_id = arm_key(vault.id)
         if decision.remedy is Remedy.ESCALATE:
             return action_outcome(
                 run_id,
@@ -182,13 +180,13 @@ class Remediation:
         fix: Claim | None = None
         if failure.job_id:
             try:
-                key = f"fix-{failure.job_id.lower()}"
+                key = f"fix-{arm_key(failure.job_id)}"
                 fix = self._ledger.claim(failure.vm_id, key, now.date(), run_id, max_attempts=1)
             except (AlreadyClaimed, BudgetExhausted):
                 return action_outcome(
                     run_id,
                     failure.vm_id,
-                    target.vault.id.lower(),
+                    arm_key(target.vault.id),
                     ACTION,
                     Result.SKIPPED,
                     f"failed job {failure.job_id} already remediated",
@@ -210,7 +208,7 @@ class Remediation:
     def _trigger_retry(
         self, failure: Failure, target: BackupTarget, reason: str, run_id: str, now: datetime
     ) -> Outcome:
-        vault_id = target.vault.id.lower()
+        vault_id = arm_key(target.vault.id)
         today = todays_trigger(self._ledger, self._recovery, target.vault, failure.vm_id, now)
         reopen_failed_trigger(self._ledger, today)  # the failed job's key may be claimed for the retry
         try:
@@ -282,13 +280,35 @@ class Remediation:
         return RetryHistory(retries_today=record.attempts, last_retry_at=record.updated)
 
 
+def _query_span(alert: AlertNotice, rule: AlertRuleDefinition) -> tuple[datetime, datetime]:
+    """The time range the rule's query re-runs over: the alert's window, at most as long as the rule's
+    (itself at most Azure Monitor's longest), so a broken or forged window of years never reaches
+    Log Analytics; a window missing, too long or ending before it starts becomes the rule's."""
+    lookback = BUILT_IN_ALERT_LOOKBACK if alert.monitoring_service == AZURE_BACKUP else rule.window
+    lookback = min(lookback, MAX_ALERT_WINDOW)
+    end = alert.window_end or alert.fired_at
+    try:
+        earliest = end - lookback
+    except OverflowError:  # an end within the lookback of year 1
+        earliest = datetime.min.replace(tzinfo=end.tzinfo)
+    start = alert.window_start
+    if start is None or not earliest <= start <= end:
+        if start is not None:
+            logger.warning(
+                "alert window out of bounds; querying the rule's window",
+                extra={"alert_id": alert.alert_id, "window_start": str(start), "window_end": str(end)},
+            )
+        start = earliest
+    return start, end
+
+
 def _failure(row: dict[str, Any], rule: AlertRuleDefinition) -> Failure:
     code = str(row.get("ErrorCode") or "")
     if rule.name != BACKUP_FAILED.name and not code:
         code = STILL_UNPROTECTED_CODE
     return Failure(
-        vm_id=str(row.get("VmId", "")).lower(),
-        vault_id=str(row.get("VaultId", "")).lower(),
+        vm_id=arm_key(str(row.get("VmId", ""))),
+        vault_id=arm_key(str(row.get("VaultId", ""))),
         error_code=code,
         failed_at=parse_time(row.get("EndTime") or row.get("TimeGenerated")),
         job_id=str(row.get("JobId") or ""),
@@ -298,17 +318,17 @@ def _failure(row: dict[str, Any], rule: AlertRuleDefinition) -> Failure:
 
 def _targets(alert: AlertNotice, row: dict[str, Any]) -> bool:
     """An Azure Backup alert targets its vault or VM: keep rows of those."""
-    targets = {t.lower() for t in alert.target_ids}
+    targets = {arm_key(t) for t in alert.target_ids}
     return (
         not targets
-        or str(row.get("VaultId", "")).lower() in targets
-        or str(row.get("VmId", "")).lower() in targets
+        or arm_key(str(row.get("VaultId", ""))) in targets
+        or arm_key(str(row.get("VmId", ""))) in targets
     )
 
 
 def _vm_parts(vm_id: str) -> tuple[str, str]:
     parts = vm_id.strip("/").split("/")
-    lowered = [p.lower() for p in parts]
+    lowered = [arm_key(p) for p in parts]
     return parts[lowered.index("resourcegroups") + 1], parts[-1]
 
 
