@@ -77,22 +77,66 @@ _DURATION = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P
 _TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
 _ACCOUNT_NAME = re.compile(r"^[a-z0-9]{3,24}$")
 _NCRONTAB_FIELD = re.compile(r"^[0-9A-Za-z*/,\-]+$")
+_NCRONTAB_ITEM = re.compile(
+    r"^(?:(?P<all>\*)|(?P<low>[0-9A-Za-z]+)(?:-(?P<high>[0-9A-Za-z]+))?)(?:/(?P<step>[0-9]+))?$"
+)
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+# (name, lowest, highest, names for the values from lowest up) of the six NCRONTAB fields, in order
+_NCRONTAB_FIELDS: tuple[tuple[str, int, int, tuple[str, ...]], ...] = (
+    ("second", 0, 59, ()),
+    ("minute", 0, 59, ()),
+    ("hour", 0, 23, ()),
+    ("day", 1, 31, ()),
+    ("month", 1, 12, _MONTHS),
+    ("day-of-week", 0, 6, _WEEKDAYS),
+)
+# The longest duration any setting or the CLI takes; each setting bounds its own more tightly.
+MAX_DURATION = timedelta(days=3650)
+# BACKUPWARDEN_JOBS_OVERLAP: a job re-read within the overlap is recognised as shipped by its marker,
+# which the outcomes flow keeps 7 days (flows/outcomes/shipping.py, MARKER_RETENTION). An overlap of
+# at most 6 days leaves a day's margin for a stalled watermark; Resource Graph's lag is minutes to hours.
+MAX_JOBS_OVERLAP = timedelta(days=6)
+# BACKUPWARDEN_GRACE_PERIOD: a VM still without its first backup after a week is what the sweep is for.
+MAX_GRACE_PERIOD = timedelta(days=7)
+# BACKUPWARDEN_RETRY_BACKOFF: retries count against a daily cap; a longer backoff would disable them.
+MAX_RETRY_BACKOFF = timedelta(days=1)
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
 
 def parse_duration(text: str) -> timedelta:
-    """`0`, `90s`, `30m`, `1h`, `2d` or a combination such as `1h30m` (largest unit first)."""
+    """`0`, `90s`, `30m`, `1h`, `2d` or a combination like `1h30m` (largest first), up to MAX_DURATION."""
     value = text.strip().lower()
     if value == "0":
         return timedelta(0)
     match = _DURATION.match(value)
     if not value or match is None:
-        raise ValueError(f"not a duration like 1h, 30m, 90s, 2d or 0: {text!r}")
+        raise ValueError(f"not a duration like 1h, 30m, 90s, 2d or 0: {text[:100]!r}")
+    amounts = [amount for amount in match.groupdict().values() if amount is not None]
+    too_long = ValueError(f"longer than {_human_duration(MAX_DURATION)}: {text[:100]!r}")
+    if any(len(amount.lstrip("0")) > 9 for amount in amounts):  # before int(): no huge numbers
+        raise too_long
     parts = {unit: int(amount) for unit, amount in match.groupdict().items() if amount is not None}
-    return timedelta(
-        days=parts.get("d", 0), hours=parts.get("h", 0), minutes=parts.get("m", 0), seconds=parts.get("s", 0)
+    # in whole seconds first: timedelta itself overflows past 999,999,999 days
+    seconds = sum(
+        parts.get(unit, 0) * size for unit, size in (("d", 86_400), ("h", 3600), ("m", 60), ("s", 1))
     )
+    if seconds > MAX_DURATION.total_seconds():
+        raise too_long
+    return timedelta(seconds=seconds)
+
+
+def _human_duration(duration: timedelta) -> str:
+    """A duration written as parse_duration reads it, largest unit first: 7d, 1h30m, 1m30s."""
+    if not duration:
+        return "0"
+    seconds = int(duration.total_seconds())
+    days, seconds = divmod(seconds, 86_400)
+    hours, seconds = divmod(seconds, 3600)
+    minutes, seconds = divmod(seconds, 60)
+    units = ((days, "d"), (hours, "h"), (minutes, "m"), (seconds, "s"))
+    return "".join(f"{amount}{unit}" for amount, unit in units if amount)
 
 
 def parse_subscription_ids(text: str) -> tuple[str, ...]:
@@ -165,11 +209,39 @@ def parse_ncrontab(text: str) -> str:
     if len(fields) != 6:
         raise ValueError(
             f"not an NCRONTAB expression with 6 fields ({{second}} {{minute}} {{hour}} {{day}} {{month}} "
-            f"{{day-of-week}}): {text!r} has {len(fields)}"
+            f"{{day-of-week}}): {text[:100]!r} has {len(fields)}"
         )
     if not all(_NCRONTAB_FIELD.match(part) for part in fields):
-        raise ValueError(f"NCRONTAB field with unexpected characters: {text!r}")
+        raise ValueError(f"NCRONTAB field with unexpected characters: {text[:100]!r}")
+    for part, (name, low, high, names) in zip(fields, _NCRONTAB_FIELDS, strict=True):
+        for item in part.split(","):
+            _check_ncrontab_item(item, name, low, high, names)
     return " ".join(fields)
+
+
+def _check_ncrontab_item(item: str, name: str, low: int, high: int, names: tuple[str, ...]) -> None:
+    """One comma-separated item of an NCRONTAB field: *, a value or a range a-b, with an optional /step."""
+    found = _NCRONTAB_ITEM.match(item)
+    if found is None:
+        raise ValueError(
+            f"{name} field: {item[:50]!r} is not *, a value or a range a-b, with an optional /step"
+        )
+    allowed = f"{low}-{high}" + (f" or {names[0].title()}-{names[-1].title()}" if names else "")
+
+    def value(raw: str) -> int:
+        if raw.lower() in names:
+            return low + names.index(raw.lower())
+        if not raw.isdigit() or len(raw) > 2 or not low <= int(raw) <= high:
+            raise ValueError(f"{name} field: {raw[:50]!r} is not in {allowed}")
+        return int(raw)
+
+    start = low if found["all"] else value(found["low"])
+    end = value(found["high"]) if found["high"] else (high if found["all"] or found["step"] else start)
+    if start > end:
+        raise ValueError(f"{name} field: the range {item[:50]!r} runs backwards")
+    step = found["step"]
+    if step is not None and not (len(step) <= 2 and 1 <= int(step) <= high):
+        raise ValueError(f"{name} field: the step in {item[:50]!r} must be from 1 to {high}")
 
 
 _QUEUE_NAME = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
@@ -198,19 +270,25 @@ def parse_audience(text: str) -> str:
     return text
 
 
-def parse_failure_classes(text: str) -> dict[str, FailureClass]:
-    """A JSON object of error code to its class (a FailureClass value, e.g. "retry" or "escalate_config")."""
+def _json(text: str) -> Any:
     try:
-        raw: Any = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"not JSON: {exc.msg} at position {exc.pos}") from None
+    except (ValueError, RecursionError) as exc:  # an integer too long, nesting too deep
+        raise ValueError(f"not JSON this setting reads: {str(exc)[:100]}") from None
+
+
+def parse_failure_classes(text: str) -> dict[str, FailureClass]:
+    """A JSON object of error code to its class (a FailureClass value, e.g. "retry" or "escalate_config")."""
+    raw = _json(text)
     if not isinstance(raw, dict):
         raise ValueError("must be a JSON object of error code to class")
     allowed = ", ".join(kind.value for kind in FailureClass)
     classes = {}
     for code, kind in raw.items():
         if not isinstance(kind, str) or kind not in {k.value for k in FailureClass}:
-            raise ValueError(f"class of {code!r} must be one of {allowed}, not {kind!r}")
+            raise ValueError(f"class of {code[:100]!r} must be one of {allowed}, not {str(kind)[:100]!r}")
         classes[str(code)] = FailureClass(kind)
     return classes
 
@@ -235,10 +313,7 @@ def parse_queue_name(text: str) -> str:
 
 def parse_vault_rules(text: str) -> tuple[MappingRule, ...]:
     """A JSON array of {vault, policy?, subscription?, location?, tag?, tag_value?}, first match wins."""
-    try:
-        raw: Any = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"not JSON: {exc.msg} at position {exc.pos}") from None
+    raw = _json(text)
     if not isinstance(raw, list):
         raise ValueError("must be a JSON array of rules")
     rules = []
@@ -295,6 +370,16 @@ def _float_range(low: float, high: float) -> Callable[[str], float]:
     return parse
 
 
+def _duration_range(high: timedelta) -> Callable[[str], timedelta]:
+    def parse(text: str) -> timedelta:
+        value = parse_duration(text)
+        if value > high:
+            raise ValueError(f"must be from 0 to {_human_duration(high)}, not {text[:100]}")
+        return value
+
+    return parse
+
+
 def _int_range(low: int, high: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
@@ -332,6 +417,8 @@ class Setting:
             return self.parse(raw)
         except ValueError as exc:
             raise SettingsError(f"{self.name}: {exc}") from exc
+        except RecursionError:  # JSON nested just shallow enough to parse, too deep to describe
+            raise SettingsError(f"{self.name}: nested too deeply") from None
 
     def require(self, env: Mapping[str, str], why: str) -> Any:
         """The parsed value; unset or blank raises SettingsError saying why the setting is required."""
@@ -434,7 +521,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("BACKUPWARDEN_CREDENTIAL", "credential", _choice(CredentialKind)),
     Setting("BACKUPWARDEN_STATIC_TOKEN", "static_token", str),  # rule
     Setting("BACKUPWARDEN_CA_BUNDLE", "ca_bundle", parse_existing_file),
-    Setting("BACKUPWARDEN_GRACE_PERIOD", "grace_period", parse_duration),
+    Setting("BACKUPWARDEN_GRACE_PERIOD", "grace_period", _duration_range(MAX_GRACE_PERIOD)),
     Setting("BACKUPWARDEN_DRY_RUN", "dry_run", parse_bool),
     Setting("BACKUPWARDEN_DAILY_BUDGET", "daily_budget", _int_range(1, 9)),
     Setting("BACKUPWARDEN_MAX_TRIGGERS_PER_RUN", "max_triggers_per_run", _int_range(1, 100_000)),
@@ -452,10 +539,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("BACKUPWARDEN_LOG_ANALYTICS_WORKSPACE_ID", "workspace_id", parse_guid),
     Setting("OUTCOMES_SCHEDULE", "outcomes_schedule", parse_ncrontab),
     Setting("BACKUPWARDEN_OUTBOX_TABLE", "outbox_table", parse_table_name),
-    Setting("BACKUPWARDEN_JOBS_OVERLAP", "jobs_overlap", parse_duration),
+    Setting("BACKUPWARDEN_JOBS_OVERLAP", "jobs_overlap", _duration_range(MAX_JOBS_OVERLAP)),
     Setting("BACKUPWARDEN_REMEDIATION_QUEUE", "remediation_queue", parse_queue_name),
     Setting("BACKUPWARDEN_RETRY_CAP", "retry_cap", _int_range(0, 9)),
-    Setting("BACKUPWARDEN_RETRY_BACKOFF", "retry_backoff", parse_duration),
+    Setting("BACKUPWARDEN_RETRY_BACKOFF", "retry_backoff", _duration_range(MAX_RETRY_BACKOFF)),
     Setting("BACKUPWARDEN_FAILURE_CLASSES", "failure_classes", parse_failure_classes),
     Setting("BACKUPWARDEN_WEBHOOK_AUDIENCE", "webhook_audience", parse_audience),
     Setting("BACKUPWARDEN_TENANT_ID", "tenant_id", parse_guid),  # rule

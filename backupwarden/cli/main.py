@@ -32,6 +32,9 @@ from backupwarden.flows.run_report import RunReport
 from backupwarden.settings import Settings, SettingsError, parse_duration
 
 DEFAULT_SWEEP_WORKERS = 8
+MAX_REPORT_WINDOW = timedelta(
+    days=730
+)  # Log Analytics keeps data queryable (interactive) for 2 years at most
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "backupwarden") -> int:
@@ -173,6 +176,10 @@ def _window(text: str) -> timedelta:
         raise argparse.ArgumentTypeError(str(exc)) from None
     if window <= timedelta(0):
         raise argparse.ArgumentTypeError(f"the window must be longer than 0: {text!r}")
+    if window > MAX_REPORT_WINDOW:
+        raise argparse.ArgumentTypeError(
+            f"the window must be at most {MAX_REPORT_WINDOW.days}d: {text[:100]!r}"
+        )
     return window
 
 

@@ -27,6 +27,10 @@ def read_events(text: str) -> list[Any]:
         parsed = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidEvent(f"not JSON: {exc.msg} at line {exc.lineno}") from None
+    except RecursionError:
+        raise InvalidEvent("not JSON this command reads: nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer too long to convert
+        raise InvalidEvent(f"not JSON this command reads: {str(exc)[:200]}") from None
     return parsed if isinstance(parsed, list) else [parsed]
 
 

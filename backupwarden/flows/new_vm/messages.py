@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, replace
 
+from backupwarden.domain.arm_ids import same_arm_id
 from backupwarden.domain.vm_events import VmWritten, parse_vm_id
 
 
@@ -44,8 +45,8 @@ class NewVmWorkItem:
     def from_json(cls, text: str) -> NewVmWorkItem:
         try:
             raw = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InvalidNewVmWorkItem(f"not JSON: {exc}") from exc
+        except (ValueError, RecursionError) as exc:  # also an integer too long, nesting too deep
+            raise InvalidNewVmWorkItem(f"not JSON: {str(exc)[:200]}") from None
         if not isinstance(raw, dict):
             raise InvalidNewVmWorkItem("a work item must be a JSON object")
         try:
@@ -62,7 +63,7 @@ class NewVmWorkItem:
             raise InvalidNewVmWorkItem("provisioning_waits must be a non-negative integer")
         parts = parse_vm_id(item.vm_id)
         named = (item.subscription_id, item.resource_group, item.vm_name)
-        if parts is None or [p.lower() for p in parts] != [n.lower() for n in named]:
+        if parts is None or not all(same_arm_id(p, n) for p, n in zip(parts, named, strict=True)):
             # the worker reads the VM by its parts and protects it by its id: they must agree
             raise InvalidNewVmWorkItem(f"vm_id {item.vm_id[:200]!r} is not the id of the VM the item names")
         return item

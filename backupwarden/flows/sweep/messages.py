@@ -49,8 +49,8 @@ class SweepWorkItem:
     def from_json(cls, text: str) -> SweepWorkItem:
         try:
             raw = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InvalidSweepWorkItem(f"not JSON: {exc}") from exc
+        except (ValueError, RecursionError) as exc:  # also an integer too long, nesting too deep
+            raise InvalidSweepWorkItem(f"not JSON: {str(exc)[:200]}") from None
         if not isinstance(raw, dict) or raw.get("v") != FORMAT_VERSION:
             raise InvalidSweepWorkItem(f"not a sweep work item of format {FORMAT_VERSION}")
         try:
@@ -61,8 +61,10 @@ class SweepWorkItem:
                 candidates=tuple(candidate_from_dict(c) for c in raw["candidates"]),
                 cap=None if cap is None else int(cap),
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InvalidSweepWorkItem(f"malformed sweep work item: {exc!r}") from exc
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:  # OverflowError: a cap of Infinity
+            raise InvalidSweepWorkItem(f"malformed sweep work item: {exc!r}"[:300]) from exc
+        except RecursionError:  # a tag value nested just shallow enough to parse, too deep to print
+            raise InvalidSweepWorkItem("malformed sweep work item: nested too deeply") from None
 
 
 def work_items(
@@ -106,6 +108,8 @@ def candidate_to_dict(candidate: Candidate) -> dict[str, Any]:
 
 
 def candidate_from_dict(raw: dict[str, Any]) -> Candidate:
+    if not isinstance(raw, dict):
+        raise TypeError(f"a candidate must be an object, not {type(raw).__name__}")
     tags = raw.get("vm_tags") or {}
     if not isinstance(tags, dict):
         raise TypeError("vm_tags must be an object")
