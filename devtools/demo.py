@@ -267,7 +267,8 @@ def _remediation_phase(emulator: Emulator, settings: Settings, clients: AzureCli
             f"{notified} alert notifications POSTed by the emulator's evaluator to {host.url}",
             text_table(rows),
             f"after the last round: {final}",
-            "(automation-silent fires from round 2 on: the demo runs the sweep once, not every 30 min)",
+            "(automation-silent fires from round 2 on: the demo runs the sweep once, not every 30 min;"
+            " flow-silent, because outcomes ship only in phase 4; automation-problems, on the escalations)",
         ]
     )
 
@@ -276,7 +277,8 @@ def _function_handlers() -> dict[str, Any]:
     logging.getLogger().setLevel(logging.ERROR)  # azure-functions warns about auth levels on import
     from function_app import app  # the deployed entry point: the same handlers the host calls
 
-    logging.getLogger("backupwarden").setLevel(logging.WARNING)  # the tables say it all
+    for name in ("backupwarden", "functions"):
+        logging.getLogger(name).setLevel(logging.WARNING)  # the tables say it all
     global _HANDLERS
     if _HANDLERS is None:  # azure-functions indexes an app once
         _HANDLERS = {str(fn.get_function_name()): fn.get_user_function() for fn in app.get_functions()}
