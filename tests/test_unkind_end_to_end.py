@@ -177,8 +177,10 @@ def test_new_vms_are_protected_once_and_backed_up_once(bench: UnkindBench, new_v
     for name, vm_id in new_vms.vm_ids.items():
         served = [e.status for e in bench.calls(PROTECT_PUT, vm_id) if e.status in (202, 0)]
         # a PUT whose answer was lost is repeated by azure-core at once, and the service takes the
-        # repeat of the same protection as the same write: one protection, answered once
-        assert served == [0] * (len(served) - 1) + [202], name
+        # repeat of the same protection as the same write: one protection (the item above), never a
+        # second one accepted after an answered one. Every answer may be lost (the profile's random
+        # losses come on top of the chosen one); the redelivery then finds the VM protected.
+        assert served and served.count(202) <= 1 and 202 not in served[:-1], (name, served)
     lost_first = [e.status for e in bench.calls(PROTECT_PUT, new_vms.vm_ids[LOST_PROTECT_PUT])]
     assert lost_first[0] == 0, "the chosen protection PUT lost its answer"
     refreshes = [
