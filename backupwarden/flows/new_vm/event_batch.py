@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from backupwarden.domain.json_text import json_items
 from backupwarden.domain.records import Outcome, Result
 from backupwarden.domain.times import utc_now
 from backupwarden.domain.vm_events import MAX_EVENT_BYTES, Ignored, InvalidEvent, read_vm_write
@@ -23,15 +24,7 @@ def read_events(text: str) -> list[Any]:
     """One event or a JSON array of events; raises InvalidEvent for anything else."""
     if len(text.encode("utf-8", errors="replace")) > MAX_EVENT_BYTES * 64:
         raise InvalidEvent("the input is larger than 64 events of 1 MB")
-    try:
-        parsed = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidEvent(f"not JSON: {exc.msg} at line {exc.lineno}") from None
-    except RecursionError:
-        raise InvalidEvent("not JSON this command reads: nested too deeply") from None
-    except ValueError as exc:  # e.g. an integer too long to convert
-        raise InvalidEvent(f"not JSON this command reads: {str(exc)[:200]}") from None
-    return parsed if isinstance(parsed, list) else [parsed]
+    return json_items(text, InvalidEvent)
 
 
 def handle_events(

@@ -9,7 +9,6 @@ matters; the ledger makes repeated alerts for one failure count once.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import uuid
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from backupwarden.adapters.storage.ledger import AlreadyClaimed, BudgetExhausted
 from backupwarden.domain.alert_rules import BACKUP_FAILED, AlertRuleDefinition, rule_named
 from backupwarden.domain.alerts import AZURE_BACKUP, AlertNotice, InvalidAlert, read_alert
 from backupwarden.domain.arm_ids import arm_key, same_arm_id
+from backupwarden.domain.json_text import json_items
 from backupwarden.domain.kql import load_kql
 from backupwarden.domain.records import Outcome, Result
 from backupwarden.domain.remediation_rules import (
@@ -347,15 +347,7 @@ def remediation_run_record(
 
 def read_alerts(text: str) -> list[AlertNotice]:
     """One common-alert-schema payload or a JSON array of them; InvalidAlert names what is wrong."""
-    try:
-        parsed = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidAlert(f"not JSON: {exc.msg} at line {exc.lineno}") from None
-    except RecursionError:
-        raise InvalidAlert("not JSON this command reads: nested too deeply") from None
-    except ValueError as exc:  # e.g. an integer too long to convert
-        raise InvalidAlert(f"not JSON this command reads: {str(exc)[:200]}") from None
-    payloads = parsed if isinstance(parsed, list) else [parsed]
+    payloads = json_items(text, InvalidAlert)
     try:
         return [read_alert(payload) for payload in payloads]
     except RecursionError:  # nested just shallow enough to parse, too deep to describe
