@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import replace
@@ -34,7 +35,7 @@ from backupwarden.adapters.storage.queues import POISON_SUFFIX, SweepQueue, Work
 from backupwarden.adapters.storage.run_slots import LedgerRunSlots, UncappedSlots
 from backupwarden.domain.remediation_rules import RemediationPolicy
 from backupwarden.domain.sweep_rules import SweepPolicy
-from backupwarden.domain.times import utc_now
+from backupwarden.domain.times import Deadline, utc_now
 from backupwarden.flows.new_vm.messages import NewVmWorkItem
 from backupwarden.flows.new_vm.worker import ProtectConfig, ProtectVm
 from backupwarden.flows.outcomes.collector import JobOutcomeCollector
@@ -110,8 +111,15 @@ def process_pacer(settings: Settings) -> Pacer:
     """The process's pacer for the settings' ARM endpoint and bucket rates, shared by every client and
     thread: ARM's buckets are per subscription, not per client."""
     reads, writes = BucketRate(*settings.arm_read_bucket), BucketRate(*settings.arm_write_bucket)
-    key = (settings.arm_endpoint.lower().rstrip("/"), reads, writes)
-    return PROCESS.get("pacer", key, lambda: Pacer(reads, writes))
+    max_pause_s = settings.retry_after_max.total_seconds()
+    key = (settings.arm_endpoint.lower().rstrip("/"), reads, writes, max_pause_s)
+    return PROCESS.get("pacer", key, lambda: Pacer(reads, writes, max_pause_s=max_pause_s))
+
+
+def run_deadline(settings: Settings, clock: Callable[[], float] = time.monotonic) -> Deadline:
+    """The time budget of a run starting now (BACKUPWARDEN_TIME_BUDGET): a flow given it stops
+    taking new work when `near_end` and hands the rest on, instead of being stopped by the host."""
+    return Deadline.start(settings.time_budget, clock)
 
 
 def forget_shared_pacers() -> None:

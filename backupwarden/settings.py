@@ -101,6 +101,17 @@ MAX_JOBS_OVERLAP = timedelta(days=6)
 MAX_GRACE_PERIOD = timedelta(days=7)
 # BACKUPWARDEN_RETRY_BACKOFF: retries count against a daily cap; a longer backoff would disable them.
 MAX_RETRY_BACKOFF = timedelta(days=1)
+# BACKUPWARDEN_RETRY_AFTER_MAX: ARM's and Resource Graph's Retry-After are seconds to a minute; a
+# longer one (or an HTTP date far ahead) is waited out by the next run or the queue's redelivery,
+# not by one call that would outlive its function.
+MIN_RETRY_AFTER_MAX = timedelta(seconds=1)
+MAX_RETRY_AFTER_MAX = timedelta(minutes=5)
+# BACKUPWARDEN_TIME_BUDGET: what one run (a timer or queue invocation, a CLI command) may spend before
+# it hands the rest on. The default leaves host.json's functionTimeout (10 min) room for the calls
+# in flight when it runs out (each ends within CALL_TIMEOUT_SHARE of the budget): 7m + 1m45s.
+MIN_TIME_BUDGET = timedelta(minutes=1)
+MAX_TIME_BUDGET = timedelta(hours=1)
+CALL_TIMEOUT_SHARE = 4
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
@@ -380,6 +391,17 @@ def _duration_range(high: timedelta) -> Callable[[str], timedelta]:
     return parse
 
 
+def _duration_between(low: timedelta, high: timedelta) -> Callable[[str], timedelta]:
+    def parse(text: str) -> timedelta:
+        value = parse_duration(text)
+        if not low <= value <= high:
+            bounds = f"{_human_duration(low)} to {_human_duration(high)}"
+            raise ValueError(f"must be from {bounds}, not {text[:100]}")
+        return value
+
+    return parse
+
+
 def _int_range(low: int, high: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
@@ -475,11 +497,19 @@ class Settings:
     sweep_inline_max: int = 100  # a plan of at most this many candidates is handled within the timer run
     arm_read_bucket: tuple[float, float] = (250.0, 25.0)  # (capacity, refill per second), as ARM's
     arm_write_bucket: tuple[float, float] = (200.0, 10.0)
+    retry_after_max: timedelta = timedelta(seconds=60)  # the longest Retry-After a call or a pacer waits
+    time_budget: timedelta = timedelta(minutes=7)  # what one run may spend before it hands the rest on
 
     @property
     def connection_verify(self) -> str | bool:
         """What azure-core takes as `connection_verify`: the CA bundle path, or True for the system store."""
         return self.ca_bundle or True
+
+    @property
+    def call_timeout(self) -> timedelta:
+        """How long one Azure call may take with all its retries: a call still running when the
+        run's budget ends must end before the host's functionTimeout."""
+        return self.time_budget / CALL_TIMEOUT_SHARE
 
     @property
     def openid_configuration(self) -> str | None:
@@ -552,6 +582,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("BACKUPWARDEN_SWEEP_INLINE_MAX", "sweep_inline_max", _int_range(0, 100_000)),
     Setting("BACKUPWARDEN_ARM_READ_BUCKET", "arm_read_bucket", parse_bucket),
     Setting("BACKUPWARDEN_ARM_WRITE_BUCKET", "arm_write_bucket", parse_bucket),
+    Setting(
+        "BACKUPWARDEN_RETRY_AFTER_MAX",
+        "retry_after_max",
+        _duration_between(MIN_RETRY_AFTER_MAX, MAX_RETRY_AFTER_MAX),
+    ),
+    Setting("BACKUPWARDEN_TIME_BUDGET", "time_budget", _duration_between(MIN_TIME_BUDGET, MAX_TIME_BUDGET)),
 )
 
 # Every environment name Settings.from_env may read (tests/test_infra.py holds infra/'s app settings

@@ -182,6 +182,12 @@ param armReadBucket string = '250/25'
 @description('BACKUPWARDEN_ARM_WRITE_BUCKET: the same for ARM writes.')
 param armWriteBucket string = '200/10'
 
+@description('BACKUPWARDEN_RETRY_AFTER_MAX: the longest Retry-After wait of an Azure call or the ARM pacer (1s to 5m).')
+param retryAfterMax string = '1m'
+
+@description('BACKUPWARDEN_TIME_BUDGET: what one run may spend before it hands the rest on (1m to 1h, below functionTimeout).')
+param timeBudget string = '7m'
+
 @description('BACKUPWARDEN_LEDGER_TABLE: table of the idempotency ledger.')
 param ledgerTableName string = 'backupwardenledger'
 
@@ -312,6 +318,8 @@ module functionApp 'app/function-app.bicep' = {
       BACKUPWARDEN_ARM_READ_BUCKET: armReadBucket
       BACKUPWARDEN_ARM_WRITE_BUCKET: armWriteBucket
       BACKUPWARDEN_HTTP_RETRY_TOTAL: string(httpRetryTotal)
+      BACKUPWARDEN_RETRY_AFTER_MAX: retryAfterMax
+      BACKUPWARDEN_TIME_BUDGET: timeBudget
       BACKUPWARDEN_OPERATION_POLL_TIMEOUT_S: string(operationPollTimeoutSeconds)
       BACKUPWARDEN_OPERATION_POLL_INTERVAL_S: operationPollIntervalSeconds
       BACKUPWARDEN_VAULT_RULES: vaultRules

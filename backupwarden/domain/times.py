@@ -6,7 +6,10 @@ and the SDKs sometimes hand over `datetime` objects already; everything inside i
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 
@@ -41,3 +44,30 @@ def parse_optional_time(raw: Any) -> datetime | None:
 def iso_z(moment: datetime) -> str:
     """ISO-8601 in UTC with the `Z` suffix, as Azure writes times."""
     return as_utc(moment).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """A run's time budget: `budget` from `started`, a reading of `clock` (monotonic seconds).
+
+    Monotonic rather than the wall clock: the host stops a run after its functionTimeout of real
+    time, whatever the system clock does meanwhile.
+    """
+
+    started: float
+    budget: timedelta
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)
+
+    @classmethod
+    def start(cls, budget: timedelta, clock: Callable[[], float] = time.monotonic) -> Deadline:
+        """A deadline `budget` from now."""
+        return cls(clock(), budget, clock)
+
+    def remaining(self) -> timedelta:
+        """What is left of the budget, never below zero."""
+        elapsed = timedelta(seconds=self.clock() - self.started)
+        return max(timedelta(0), self.budget - elapsed)
+
+    def near_end(self, margin: timedelta) -> bool:
+        """At most `margin` left: time to stop taking new work and hand the rest on."""
+        return self.remaining() <= margin

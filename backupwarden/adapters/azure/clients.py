@@ -9,7 +9,12 @@ Retries (azure-core `RetryPolicy`, read from its source, azure-core 1.41):
 - without `Retry-After`: 408, 429, 500, 502, 503, 504 (and >= 506) are retried for
   GET/PUT/DELETE/HEAD/OPTIONS/TRACE; POST/PATCH only on 500, 503, 504;
 - connection errors are retried; `retry_status` defaults to 3 in azure-core, so it is raised
-  to `retry_total` here to make BACKUPWARDEN_HTTP_RETRY_TOTAL the one number that counts.
+  to `retry_total` here to make BACKUPWARDEN_HTTP_RETRY_TOTAL the one number that counts;
+- azure-core sleeps whatever `Retry-After` says (`Retry-After: 86400` is a day) and ends retries
+  after `timeout` (7 days by default). `BoundedRetryPolicy` caps each wait at
+  BACKUPWARDEN_RETRY_AFTER_MAX and within the call's timeout (`Settings.call_timeout`, a share of
+  BACKUPWARDEN_TIME_BUDGET), so one call cannot outlive its run. The Storage clients keep their
+  SDKs' own retry policies (Azurite and Table Storage do not answer with long `Retry-After`).
 
 Pacing (backupwarden/adapters/azure/pacing.py): every ARM and Resource Graph client carries a `PacingPolicy`
 per try, after the rate-limit logger. Its buckets (BACKUPWARDEN_ARM_READ_BUCKET /
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar
@@ -31,7 +37,7 @@ import requests
 from azure.core.credentials import AccessToken, AccessTokenInfo, TokenCredential
 from azure.core.pipeline import PipelineRequest, PipelineResponse
 from azure.core.pipeline.policies import RetryPolicy, SansIOHTTPPolicy
-from azure.core.pipeline.transport import RequestsTransport
+from azure.core.pipeline.transport import HttpTransport, RequestsTransport
 from azure.data.tables import TableClient
 from azure.identity import DefaultAzureCredential
 from azure.mgmt.compute import ComputeManagementClient
@@ -119,7 +125,9 @@ class AzureClients:
         self.settings = settings
         self._credential = credential
         self.pacer = pacer or Pacer(
-            BucketRate(*settings.arm_read_bucket), BucketRate(*settings.arm_write_bucket)
+            BucketRate(*settings.arm_read_bucket),
+            BucketRate(*settings.arm_write_bucket),
+            max_pause_s=settings.retry_after_max.total_seconds(),
         )
         self._owns_credential = credential is None  # a credential handed in is closed by its owner
         self._clients: dict[tuple[str, str], Any] = {}
@@ -288,7 +296,7 @@ class AzureClients:
             "credential": self.credential,
             "connection_verify": self.settings.connection_verify,
             "transport": pooled_transport(self.settings.connection_verify),
-            "retry_policy": build_retry_policy(self.settings.http_retry_total),
+            "retry_policy": build_retry_policy(self.settings),
             "per_retry_policies": [RateLimitHeaderLogger()],
         }
 
@@ -376,8 +384,49 @@ def pooled_transport(connection_verify: str | bool) -> RequestsTransport:
     return RequestsTransport(session=session, connection_verify=connection_verify)
 
 
-def build_retry_policy(retry_total: int) -> RetryPolicy[Any, Any]:
-    return RetryPolicy(**_retry_kwargs(retry_total))
+class BoundedRetryPolicy(RetryPolicy[Any, Any]):
+    """azure-core's RetryPolicy whose waits end within the call's `timeout`, each at most
+    `retry_after_max_s` whatever `Retry-After` asks.
+
+    After its last wait the next try finds the timeout spent and raises azure-core's
+    ServiceResponseTimeoutError (an AzureError), as any failed call does.
+    """
+
+    def __init__(self, *, retry_after_max_s: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.retry_after_max_s = retry_after_max_s
+
+    def get_retry_after(self, response: PipelineResponse[Any, Any]) -> float | None:
+        try:
+            asked = super().get_retry_after(response)
+        except ValueError:  # neither seconds nor an HTTP date: the backoff applies
+            return None
+        return None if asked is None else min(asked, self.retry_after_max_s)
+
+    def configure_retries(self, options: dict[str, Any]) -> dict[str, Any]:
+        settings = super().configure_retries(options)
+        settings["ends_at"] = time.monotonic() + settings["timeout"]
+        return settings
+
+    def sleep(
+        self,
+        settings: dict[str, Any],
+        transport: HttpTransport[Any, Any],
+        response: PipelineResponse[Any, Any] | None = None,
+    ) -> None:
+        retry_after = self.get_retry_after(response) if response is not None else None
+        wait = retry_after or self.get_backoff_time(settings)
+        wait = min(wait, settings["ends_at"] - time.monotonic())
+        if wait > 0:
+            transport.sleep(wait)
+
+
+def build_retry_policy(settings: Settings) -> BoundedRetryPolicy:
+    return BoundedRetryPolicy(
+        retry_after_max_s=settings.retry_after_max.total_seconds(),
+        timeout=settings.call_timeout.total_seconds(),
+        **_retry_kwargs(settings.http_retry_total),
+    )
 
 
 def _retry_kwargs(retry_total: int) -> dict[str, Any]:

@@ -9,6 +9,8 @@ each request when a token is there, so 429s stay rare. The local buckets follow 
 - a 429's `Retry-After` pauses the bucket: nothing of that kind goes out until it has passed.
 Resource Graph has no buckets but a per-user quota window: `x-ms-user-quota-remaining` queries
 until `x-ms-user-quota-resets-after` (hh:mm:ss); at 0 the next query waits for the reset.
+Every wait a header asks for is capped at the pacer's `max_pause_s` (BACKUPWARDEN_RETRY_AFTER_MAX):
+`Retry-After: 86400`, an HTTP date a year out or a bad clock must not hold a run past its budget.
 
 Header names are read from azure-core's response headers, which compare them case-insensitively
 (RFC 9110 §5.1): real Azure over HTTP/2 and proxies send them lower-case.
@@ -67,6 +69,7 @@ class BucketRate:
 RESYNC_MARGIN = 0.05
 ARM_READS = BucketRate(250, 25)
 ARM_WRITES = BucketRate(200, 10)
+DEFAULT_MAX_PAUSE_S = 60.0  # the default of BACKUPWARDEN_RETRY_AFTER_MAX
 
 
 class TokenBucket:
@@ -185,8 +188,10 @@ class Pacer:
         writes: BucketRate = ARM_WRITES,
         clock: Clock = time.monotonic,
         sleep: Sleep = time.sleep,
+        max_pause_s: float = DEFAULT_MAX_PAUSE_S,
     ) -> None:
         self.rates = {"read": reads, "write": writes}
+        self.max_pause_s = max_pause_s
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
@@ -200,6 +205,12 @@ class Pacer:
             if found is None:
                 found = self._buckets[key] = TokenBucket(self.rates[kind], self._clock, self._sleep)
             return found
+
+    def pause_s(self, asked_s: float) -> float:
+        """The pause a header asks for, at most `max_pause_s`; none for a negative or nan one."""
+        if not asked_s > 0:
+            return 0.0
+        return min(asked_s, self.max_pause_s)
 
 
 def request_kind(method: str) -> str:
@@ -230,7 +241,7 @@ class PacingPolicy(HTTPPolicy[Any, Any]):
         if remaining is not None:
             bucket.resync(remaining, ticket)
         if response.http_response.status_code == 429:
-            pause = retry_after_s(headers)
+            pause = self._pacer.pause_s(retry_after_s(headers))
             bucket.pause(pause)
             logger.info("arm throttled; pausing", extra={"kind": kind, "pause_s": pause})
         return response
@@ -243,9 +254,9 @@ class PacingPolicy(HTTPPolicy[Any, Any]):
         remaining = _integer(headers.get(QUOTA_REMAINING_HEADER))
         resets_after = parse_timespan_s(headers.get(QUOTA_RESETS_HEADER))
         if remaining is not None and resets_after is not None:
-            window.update(remaining, resets_after)
+            window.update(remaining, self._pacer.pause_s(resets_after))
         if response.http_response.status_code == 429:
-            window.pause(retry_after_s(headers))
+            window.pause(self._pacer.pause_s(retry_after_s(headers)))
         return response
 
 
