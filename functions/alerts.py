@@ -10,7 +10,9 @@ Answers (JSON bodies `{"status": …, "reason"?: …}`):
   (resolved: noted, nothing to do). Only the de-duplication table and the queue are called, so
   the answer comes well within a second.
 - 400 rejected: not JSON, not the common alert schema, an unsupported monitoringService, missing or
-  malformed essentials, a body over 256 KiB. Action groups do not retry a 400.
+  malformed essentials, a body over 256 KiB. Action groups do not retry a 400, so each one is
+  recorded as a `failed` remediation in BackupAutomationActions_CL (the reason, and the alert id and
+  rule name when readable); when that record cannot be stored, the answer is a 503 instead.
 - 401 unauthorized: the secure-webhook token is missing or invalid.
 - 503 unavailable (with Retry-After): storage or the tenant's signing keys could not be reached, or
   another delivery of the same notification is mid-way; action groups retry a 503. Its reason is
@@ -25,10 +27,16 @@ import logging
 import azure.functions as func
 
 from backupwarden.adapters.azure.webhook_token import SigningKeysUnavailable, WebhookUnauthorized
+from backupwarden.adapters.storage.outbox import OutboxUnavailable
 from backupwarden.app import build_alert_intake, build_webhook_validator
 from backupwarden.domain.alerts import InvalidAlert
-from backupwarden.flows.remediation.intake import AlertInFlight, IntakeUnavailable, read_alert_body
-from functions.context import context
+from backupwarden.flows.remediation.intake import (
+    AlertInFlight,
+    IntakeUnavailable,
+    read_alert_body,
+    rejected_notice_record,
+)
+from functions.context import Context, context
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +58,7 @@ def alert_webhook(req: func.HttpRequest) -> func.HttpResponse:
         logger.warning("alert webhook: unauthorized", extra={"reason": exc.reason})
         return _answer(401, "unauthorized", exc.reason, {"WWW-Authenticate": 'Bearer error="invalid_token"'})
     except InvalidAlert as exc:
-        logger.warning("alert webhook: rejected", extra={"reason": str(exc)})
-        return _answer(400, "rejected", str(exc))
+        return _rejected(ctx, req.get_body(), exc)
     except SigningKeysUnavailable as exc:
         return _unavailable("the tenant's token signing keys cannot be fetched right now", exc)
     except IntakeUnavailable as exc:
@@ -59,6 +66,17 @@ def alert_webhook(req: func.HttpRequest) -> func.HttpResponse:
     except AlertInFlight as exc:
         return _unavailable("another delivery of this notification is being taken in", exc)
     return _answer(202, status.value)
+
+
+def _rejected(ctx: Context, body: bytes, exc: InvalidAlert) -> func.HttpResponse:
+    """A 400, which the action group does not resend: recorded as `failed` first, so the notification
+    is not lost without a trace; when that record cannot be stored, a 503 asks for the body again."""
+    logger.warning("alert webhook: rejected", extra={"reason": str(exc)})
+    try:
+        ctx.record([rejected_notice_record(body, exc)], source="Alert")
+    except OutboxUnavailable as unstored:
+        return _unavailable("storage is unavailable right now", unstored)
+    return _answer(400, "rejected", str(exc))
 
 
 def _unavailable(reason: str, exc: Exception) -> func.HttpResponse:

@@ -6,18 +6,27 @@ restart only); the SDK clients for them are built once per process by the compos
 A message no handler can finish becomes a `failed` outcome in the outbox, so it reaches Log
 Analytics like every other decision: a malformed one at once (a retry cannot fix it), one the
 queue gave up on from its poison queue.
+
+Storage (tables and queues) unreachable is mapped here, once for every trigger: the trigger raises
+StorageUnavailable, so the host retries the delivery (Event Grid and the queues redeliver, a timer
+runs again), after one error line instead of the SDK's traceback.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import azure.functions as func
 
 from backupwarden.adapters.azure.clients import AzureClients
+from backupwarden.adapters.storage.alert_dedup import DedupUnavailable
+from backupwarden.adapters.storage.ledger import LedgerUnavailable
+from backupwarden.adapters.storage.outbox import OutboxUnavailable
+from backupwarden.adapters.storage.queues import QueueError
 from backupwarden.app import build_action_recorder, shared_clients
 from backupwarden.domain.records import Outcome
 from backupwarden.flows.recorder import unhandled_message
@@ -28,6 +37,35 @@ logger = logging.getLogger(__name__)
 ItemT = TypeVar("ItemT")
 
 GAVE_UP = "gave up after the queue's retries (poison queue)"
+
+STORAGE_FAILURES = (LedgerUnavailable, OutboxUnavailable, DedupUnavailable, QueueError)
+
+
+class StorageUnavailable(Exception):
+    """Storage could not be reached; raised so the host retries the delivery (nothing was acknowledged)."""
+
+
+@contextmanager
+def retried_if_storage_is_down(delivery: str) -> Iterator[None]:
+    """Decorates a trigger (under the host's decorator): a storage failure in it becomes one error
+    line and StorageUnavailable, whose message names the cause class and says that `delivery` will
+    be retried."""
+    try:
+        yield
+    except STORAGE_FAILURES as exc:
+        cause = type(root_cause(exc)).__name__
+        failed = exc.step if isinstance(exc, QueueError) else str(exc)  # a step names no host
+        message = f"storage is unavailable ({cause}: {failed}); the {delivery} will be retried"
+        logger.error(message, extra={"cause": cause, "detail": str(root_cause(exc))[:500]})
+        # from None: the host logs this short message, not the chain of SDK frames below it
+        raise StorageUnavailable(message) from None
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """The innermost chained cause (the SDK's error under an adapter's)."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return exc
 
 
 @dataclass(frozen=True)

@@ -12,16 +12,19 @@ import logging
 import azure.functions as func
 
 from backupwarden.app import build_protect_vm, enqueue_work_item, requeue_work_item
-from backupwarden.domain.records import Result
-from backupwarden.domain.vm_events import Ignored, InvalidEvent, read_vm_write
+from backupwarden.domain.arm_ids import arm_key
+from backupwarden.domain.records import Outcome, Result
+from backupwarden.domain.vm_events import Ignored, InvalidEvent, parse_vm_id, read_vm_write
 from backupwarden.flows.new_vm.messages import InvalidNewVmWorkItem, NewVmWorkItem
 from backupwarden.flows.new_vm.worker import ACTION, TransientFailure, enqueued_record
 from backupwarden.flows.recorder import unhandled_message
-from functions.context import context, given_up_item, work_item
+from functions.context import context, given_up_item, retried_if_storage_is_down, work_item
 
 logger = logging.getLogger(__name__)
 
 bp = func.Blueprint()
+
+MAX_REASON_LENGTH = 500  # the parser quotes at most a little of the event; this bounds the rest
 
 
 def event_payload(event: func.EventGridEvent) -> dict[str, object]:
@@ -41,12 +44,14 @@ def event_payload(event: func.EventGridEvent) -> dict[str, object]:
 
 
 @bp.event_grid_trigger(arg_name="event")
+@retried_if_storage_is_down("event delivery")
 def vm_written(event: func.EventGridEvent) -> None:
     try:
         parsed = read_vm_write(event_payload(event))
     except InvalidEvent as exc:
         # acknowledged, not retried: a malformed event will not become well-formed on redelivery
         logger.error("rejected event", extra={"event_id": event.id, "reason": str(exc)})
+        context().record([rejected_event_record(event, exc)], source="EventGrid")
         return
     if isinstance(parsed, Ignored):
         logger.info("ignored event", extra={"event_id": parsed.event_id, "reason": parsed.reason})
@@ -58,9 +63,19 @@ def vm_written(event: func.EventGridEvent) -> None:
     logger.info("enqueued new VM", extra={"vm_id": parsed.vm_id, "event_id": parsed.event_id})
 
 
+def rejected_event_record(event: func.EventGridEvent, error: InvalidEvent) -> Outcome:
+    """The `failed` record of an event that is not a VM write this app can read, naming the VM when
+    the event's subject is a VM id (Event Grid sets it to the resource written)."""
+    subject = event.subject if isinstance(event.subject, str) else ""
+    vm_id = arm_key(subject) if parse_vm_id(subject) is not None else ""
+    reason = f"rejected event: {str(error)[:MAX_REASON_LENGTH]}"
+    return unhandled_message(ACTION, reason, vm_id=vm_id, malformed=True)
+
+
 @bp.queue_trigger(
     arg_name="message", queue_name="%BACKUPWARDEN_PROTECT_QUEUE%", connection="AzureWebJobsStorage"
 )
+@retried_if_storage_is_down("queue delivery")
 def protect_vm(message: func.QueueMessage) -> None:
     item = work_item(
         message,
@@ -87,6 +102,7 @@ def protect_vm(message: func.QueueMessage) -> None:
 @bp.queue_trigger(
     arg_name="message", queue_name="%BACKUPWARDEN_PROTECT_QUEUE%-poison", connection="AzureWebJobsStorage"
 )
+@retried_if_storage_is_down("poison queue delivery")
 def protect_vm_poison(message: func.QueueMessage) -> None:
     """The queue gave up on a work item: a `failed` outcome for its VM (an escalation)."""
     item, reason = given_up_item(message, NewVmWorkItem.from_json, InvalidNewVmWorkItem)

@@ -7,7 +7,7 @@ import logging
 import azure.functions as func
 
 from backupwarden.app import build_outcome_shipping
-from functions.context import context
+from functions.context import context, retried_if_storage_is_down
 
 logger = logging.getLogger(__name__)
 
@@ -15,6 +15,7 @@ bp = func.Blueprint()
 
 
 @bp.timer_trigger(schedule="%OUTCOMES_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
+@retried_if_storage_is_down("outcomes run")
 def ship_outcomes(timer: func.TimerRequest) -> None:
     if timer.past_due:
         logger.warning("ship_outcomes timer is past due; running now")

@@ -13,7 +13,7 @@ from backupwarden.domain.arm_ids import arm_key
 from backupwarden.flows.recorder import unhandled_message
 from backupwarden.flows.remediation.messages import InvalidRemediationWorkItem, RemediationWorkItem
 from backupwarden.flows.remediation.worker import ACTION, remediation_run_record
-from functions.context import context, given_up_item, work_item
+from functions.context import context, given_up_item, retried_if_storage_is_down, work_item
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +23,7 @@ bp = func.Blueprint()
 @bp.queue_trigger(
     arg_name="message", queue_name="%BACKUPWARDEN_REMEDIATION_QUEUE%", connection="AzureWebJobsStorage"
 )
+@retried_if_storage_is_down("queue delivery")
 def remediate(message: func.QueueMessage) -> None:
     item = work_item(
         message,
@@ -54,6 +55,7 @@ def remediate(message: func.QueueMessage) -> None:
 @bp.queue_trigger(
     arg_name="message", queue_name="%BACKUPWARDEN_REMEDIATION_QUEUE%-poison", connection="AzureWebJobsStorage"
 )
+@retried_if_storage_is_down("poison queue delivery")
 def remediate_poison(message: func.QueueMessage) -> None:
     """The queue gave up on an alert: a `failed` outcome (for the alert's VM, when it names one) that a
     person must see."""

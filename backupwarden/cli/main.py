@@ -11,6 +11,10 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 from backupwarden.adapters.azure.errors import AzureCallError
+from backupwarden.adapters.storage.alert_dedup import DedupUnavailable
+from backupwarden.adapters.storage.ledger import LedgerUnavailable
+from backupwarden.adapters.storage.outbox import OutboxUnavailable
+from backupwarden.adapters.storage.queues import QueueError
 from backupwarden.app import (
     build_action_recorder,
     build_clients,
@@ -32,6 +36,7 @@ from backupwarden.flows.run_report import RunReport
 from backupwarden.settings import Settings, SettingsError, parse_duration
 
 DEFAULT_SWEEP_WORKERS = 8
+STORAGE_FAILURES = (LedgerUnavailable, OutboxUnavailable, DedupUnavailable, QueueError)
 MAX_REPORT_WINDOW = timedelta(
     days=730
 )  # Log Analytics keeps data queryable (interactive) for 2 years at most
@@ -76,6 +81,16 @@ def main(argv: Sequence[str] | None = None, prog: str = "backupwarden") -> int:
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    try:
+        return _run(args, settings)
+    except STORAGE_FAILURES as exc:
+        # one line, no traceback: the SDK's error under the adapter's is named by its class
+        failed = exc.step if isinstance(exc, QueueError) else str(exc)  # a step names no host
+        print(f"error: storage is unavailable ({_root_cause(exc)}: {failed})", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "report":
         return _report(settings, args.since, args.output)
     if args.command == "ship-outcomes":
@@ -129,6 +144,13 @@ def main(argv: Sequence[str] | None = None, prog: str = "backupwarden") -> int:
     else:
         print(render_table(report))
     return 0 if complete else 1
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The class of the innermost chained cause (the SDK's error under an adapter's)."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return type(exc).__name__
 
 
 def _sweep(settings: Settings, dry_run: bool | None, workers: int) -> tuple[RunReport, bool]:

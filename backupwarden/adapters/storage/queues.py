@@ -23,13 +23,17 @@ POISON_SUFFIX = "-poison"  # what the Functions host appends to a queue's name
 SEND_THREADS = 8  # enqueueing is a round trip per message; a plan of thousands sends them in parallel
 
 
+class QueueError(AzureCallError):
+    """A Storage queue call failed (the cause is chained): Storage, not an Azure API, is at fault."""
+
+
 def create_queue(queue: QueueClient) -> None:
-    """Create the queue if it is missing; AzureCallError when Storage fails."""
+    """Create the queue if it is missing; QueueError when Storage fails."""
     try:
         with contextlib.suppress(ResourceExistsError):
             queue.create_queue()
     except AzureError as exc:
-        raise AzureCallError.from_sdk(f"create queue {queue.queue_name}", exc) from exc
+        raise QueueError.from_sdk(f"create queue {queue.queue_name}", exc) from exc
 
 
 class WorkQueue:
@@ -54,7 +58,7 @@ class WorkQueue:
                 self.ensure()
                 self._queue.send_message(body, visibility_timeout=delay_s or None)
         except AzureError as exc:
-            raise AzureCallError.from_sdk(f"enqueue work item on {self.name}", exc) from exc
+            raise QueueError.from_sdk(f"enqueue work item on {self.name}", exc) from exc
 
 
 @dataclass(frozen=True)
@@ -85,7 +89,7 @@ class SweepQueue(WorkQueue):
         try:
             self._queue.send_message(body)
         except AzureError as exc:
-            return AzureCallError.from_sdk("enqueue sweep work item", exc)
+            return QueueError.from_sdk("enqueue sweep work item", exc)
         return None
 
     def receive(self, count: int, visibility_timeout_s: int) -> list[ReceivedMessage]:
@@ -97,30 +101,30 @@ class SweepQueue(WorkQueue):
                 )
             ]
         except AzureError as exc:
-            raise AzureCallError.from_sdk("receive sweep work items", exc) from exc
+            raise QueueError.from_sdk("receive sweep work items", exc) from exc
 
     def delete(self, message: ReceivedMessage) -> None:
         try:
             self._queue.delete_message(message.id, message.pop_receipt)
         except AzureError as exc:
-            raise AzureCallError.from_sdk("delete sweep work item", exc) from exc
+            raise QueueError.from_sdk("delete sweep work item", exc) from exc
 
     def retry_later(self, message: ReceivedMessage, delay_s: int) -> None:
         """Give the message back, visible again after `delay_s` (the host's visibilityTimeout on failure)."""
         try:
             self._queue.update_message(message.id, message.pop_receipt, visibility_timeout=delay_s)
         except AzureError as exc:
-            raise AzureCallError.from_sdk("release sweep work item", exc) from exc
+            raise QueueError.from_sdk("release sweep work item", exc) from exc
 
     def move_to_poison(self, message: ReceivedMessage) -> None:
         try:
             self._poison.send_message(message.body)
             self._queue.delete_message(message.id, message.pop_receipt)
         except AzureError as exc:
-            raise AzureCallError.from_sdk("move sweep work item to the poison queue", exc) from exc
+            raise QueueError.from_sdk("move sweep work item to the poison queue", exc) from exc
 
     def approximate_count(self) -> int:
         try:
             return int(self._queue.get_queue_properties().approximate_message_count or 0)
         except AzureError as exc:
-            raise AzureCallError.from_sdk("read sweep queue", exc) from exc
+            raise QueueError.from_sdk("read sweep queue", exc) from exc

@@ -34,7 +34,10 @@ from backupwarden.adapters.storage.alert_dedup import (
 )
 from backupwarden.adapters.storage.queues import WorkQueue
 from backupwarden.domain.alerts import AlertNotice, InvalidAlert, read_alert
+from backupwarden.domain.records import Outcome
+from backupwarden.flows.recorder import unhandled_message
 from backupwarden.flows.remediation.messages import RemediationWorkItem
+from backupwarden.flows.remediation.worker import ACTION
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +45,7 @@ MAX_BODY_BYTES = 256 * 1024
 MAX_WORK_ITEM_BYTES = 48_000  # a queue message holds 64 KiB, and base64 makes 4 bytes of 3
 MAX_ID_LENGTH = 1024  # real alert ids and rule names are a few hundred characters at most
 FIRED = "Fired"
+MAX_QUOTED = 200  # how much of an alert id, a rule name or a reason a rejection's record quotes
 
 
 class IntakeStatus(StrEnum):
@@ -71,6 +75,29 @@ def read_alert_body(body: bytes) -> AlertNotice:
         raise InvalidAlert("the body is nested too deeply") from None
     _check_storable(notice)
     return notice
+
+
+def rejected_notice_record(body: bytes, error: InvalidAlert) -> Outcome:
+    """The `failed` record of a body answered 400: the action group does not resend it, so this record
+    is all that is left of it. It quotes the alert id and rule name when they are readable, and no
+    more of the body."""
+    alert_id, rule = _readable_ids(body)
+    known = f" (alert {alert_id or 'unknown'}, rule {rule or 'unknown'})"
+    reason = f"rejected alert notification{known}: {str(error)[:MAX_QUOTED]}"
+    return unhandled_message(ACTION, reason, malformed=True)
+
+
+def _readable_ids(body: bytes) -> tuple[str, str]:
+    """data.essentials.alertId and alertRule when the body is JSON holding them as text, else ''."""
+    if len(body) > MAX_BODY_BYTES:
+        return "", ""
+    try:
+        essentials = json.loads(body)["data"]["essentials"]
+        values = (essentials.get("alertId"), essentials.get("alertRule"))
+    except (ValueError, RecursionError, LookupError, TypeError, AttributeError):
+        return "", ""
+    alert_id, rule = (value[:MAX_QUOTED] if isinstance(value, str) else "" for value in values)
+    return alert_id, rule
 
 
 def _json(body: bytes) -> Any:
