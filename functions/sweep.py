@@ -7,6 +7,9 @@ enqueued on %BACKUPWARDEN_SWEEP_QUEUE% in work items of one vault's candidates, 
 that raised is delivered again (maxDequeueCount deliveries); on its last delivery the candidates
 that still raise become `failed` outcomes, and a message no delivery finished (a crash, a
 timeout) ends in the poison queue, where `sweep_worker_poison` records it as `failed`.
+
+Every decision goes into the outbox as it is made, so a run killed part-way (a timeout, a crash)
+keeps the record of what it did; the timer's last write is the run record.
 """
 
 from __future__ import annotations
@@ -16,11 +19,12 @@ import logging
 import azure.functions as func
 
 from backupwarden.app import build_sweep_fanout, build_sweep_worker
+from backupwarden.domain.records import Outcome
 from backupwarden.flows.recorder import unhandled_message
 from backupwarden.flows.sweep.candidates import ACTION
 from backupwarden.flows.sweep.fanout import SweepItemFailed
 from backupwarden.flows.sweep.messages import InvalidSweepWorkItem, SweepWorkItem
-from functions.context import context, given_up_item, message_text, work_item
+from functions.context import context, given_up_item, message_text, retried_if_storage_is_down, work_item
 
 logger = logging.getLogger(__name__)
 
@@ -28,13 +32,20 @@ bp = func.Blueprint()
 
 
 @bp.timer_trigger(schedule="%SWEEP_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
+@retried_if_storage_is_down("sweep run")
 def sweep(timer: func.TimerRequest) -> None:
     if timer.past_due:
         logger.warning("sweep timer is past due; running now")
     ctx = context()
-    planned = build_sweep_fanout(ctx.settings, ctx.clients).run()
+    fanout = build_sweep_fanout(ctx.settings, ctx.clients)
+    dry_run = fanout.sweep.config.dry_run
+
+    def record(outcomes: list[Outcome]) -> None:
+        ctx.record(outcomes, source="Timer", dry_run=dry_run)
+
+    planned = fanout.run(record=record)
     report = planned.report
-    ctx.record([*report.outcomes, planned.run_record()], source="Timer", dry_run=report.dry_run)
+    record([planned.run_record()])
     logger.info(
         "sweep run summary",
         extra={
@@ -51,6 +62,7 @@ def sweep(timer: func.TimerRequest) -> None:
 @bp.queue_trigger(
     arg_name="message", queue_name="%BACKUPWARDEN_SWEEP_QUEUE%", connection="AzureWebJobsStorage"
 )
+@retried_if_storage_is_down("queue delivery")
 def sweep_worker(message: func.QueueMessage) -> None:
     item = work_item(
         message,
@@ -64,17 +76,19 @@ def sweep_worker(message: func.QueueMessage) -> None:
         return
     deliveries = message.dequeue_count or 1
     ctx = context()
+
+    def record(outcomes: list[Outcome]) -> None:
+        ctx.record(outcomes, source="Queue", dry_run=item.dry_run)
+
     try:
-        outcomes = build_sweep_worker(ctx.settings, ctx.clients).handle(item, deliveries)
+        outcomes = build_sweep_worker(ctx.settings, ctx.clients).handle(item, deliveries, record)
     except SweepItemFailed as exc:
-        # what finished is recorded now; the queue delivers the item again for the rest
-        ctx.record(exc.outcomes, source="Queue", dry_run=item.dry_run)
+        # what finished is recorded already; the queue delivers the item again for the rest
         logger.warning(
             "sweep work item failed; the queue will deliver it again",
             extra={"run_id": item.run_id, "deliveries": deliveries, "reason": str(exc)},
         )
         raise
-    ctx.record(outcomes, source="Queue", dry_run=item.dry_run)
     for outcome in outcomes:
         logger.info("sweep outcome", extra=outcome.to_dict())
 
@@ -82,6 +96,7 @@ def sweep_worker(message: func.QueueMessage) -> None:
 @bp.queue_trigger(
     arg_name="message", queue_name="%BACKUPWARDEN_SWEEP_QUEUE%-poison", connection="AzureWebJobsStorage"
 )
+@retried_if_storage_is_down("poison queue delivery")
 def sweep_worker_poison(message: func.QueueMessage) -> None:
     """The queue gave up on a work item: each of its VMs gets a `failed` outcome with the reason."""
     ctx = context()

@@ -35,9 +35,9 @@ def backup_post_of(name: str) -> str:
     return rf"/protectedItems/[^/]*;{name}/backup$"
 
 
-def lose_answer(bench: RemediationBench, vm: str) -> None:
-    """The VM's next "Backup now" is performed and its answer lost."""
-    fault = Fault(backup_post_of(vm), method="POST", lose_answer=True, remaining=1)
+def lose_answer(bench: RemediationBench, vm: str, times: int = 1) -> None:
+    """The VM's next `times` "Backup now" POSTs are performed (or refused) and their answers lost."""
+    fault = Fault(backup_post_of(vm), method="POST", lose_answer=True, remaining=times)
     with bench.emulator.lock:
         bench.emulator.faults.set([fault, *bench.emulator.faults.list()])
 
@@ -156,6 +156,29 @@ def test_a_job_the_list_does_not_show_yet_is_taken_as_ours_and_its_outcome_attri
     assert "taken as ours (the job list does not show its job yet)" in outcome.reason
     claim = backup_claim(bench, WEB_01)
     assert (claim.status, claim.job_id) == (LedgerStatus.COMPLETED, "")
+    shipped = shipped_job(bench, job_id)
+    assert (shipped["TriggeredBy"], shipped["Attempt"]) == ("Sweep", 1)
+
+
+def test_a_trigger_whose_every_answer_was_lost_before_the_list_shows_its_job_is_triggered_unconfirmed(
+    remediation_bench: RemediationBench,
+) -> None:
+    """The POST and both its repeats lose their answers, and the list lags: the backup runs, so the
+    trigger is not a failure; it is completed without its job id, to be settled from the list."""
+    bench = remediation_bench
+    scenario = remediation_scenario("web-01")
+    scenario["recoveryservices"] = {"job_list_lag_s": 120}
+    bench.load(scenario)
+    lose_answer(bench, "web-01", times=3)
+
+    outcome = by_vm_name(bench.sweep_and_record().outcomes)["web-01"]
+
+    [job_id] = backup_jobs(bench, "web-01")
+    assert post_statuses(bench, "web-01") == [0, 0, 0]
+    assert (outcome.result, outcome.job_id) == (Result.TRIGGERED, None), outcome
+    assert "the trigger is unconfirmed" in outcome.reason
+    claim = backup_claim(bench, WEB_01)
+    assert (claim.status, claim.job_id, claim.attempts) == (LedgerStatus.COMPLETED, "", 1)
     shipped = shipped_job(bench, job_id)
     assert (shipped["TriggeredBy"], shipped["Attempt"]) == ("Sweep", 1)
 

@@ -253,12 +253,6 @@ def test_every_decision_and_job_outcome_is_in_log_analytics_once(
     decisions = bench.query(load_kql("dedupe_automation_actions"))
     assert decisions_of(decisions, LOST_SWEEP_POST)["triggered"] == 1
     assert decisions_of(decisions, LOST_NEW_VM_POST)["protected"] == 1  # duplicate events: already_protected
-    for vm in (LOST_SWEEP_POST, LOST_NEW_VM_POST):
-        if "failed" in decisions_of(decisions, vm):
-            # Known open defect (session note, issue 15): when the profile's random losses also take
-            # both repeats of the lost POST and the job list still lags, backup_now records `failed`
-            # for a backup that runs. Reported as an expected failure, not passed over.
-            pytest.xfail(f"{vm}: every answer of its trigger was lost; recorded failed (open defect)")
     assert triggered_by(bench, backup_job_of(bench, LOST_SWEEP_POST, swept.started)) == "Sweep"
     assert triggered_by(bench, backup_job_of(bench, LOST_NEW_VM_POST, new_vms.started)) == "NewVm"
 

@@ -3,9 +3,12 @@
 `guarded_action` claims (VM, action, day) in the ledger, acts, then settles the claim with what
 Azure answered. `backup_now` is that path for "Backup now" (the sweep, the new-VM flow and
 remediation trigger through it); the new-VM flow also enables protection through it. A "Backup now"
-whose answer was lost is not a failure until the service says so: `trigger_through_lost_answers` asks.
-`todays_trigger` reads today's trigger of a VM and the live status of its job; `reopen_failed_trigger`
-is the write that lets a trigger whose job failed be claimed again.
+whose answer was lost is not a failure until the service says so: `trigger_through_lost_answers` asks;
+when even the job list cannot tell yet, the trigger is taken as started, unconfirmed, without its job id.
+`todays_trigger` reads today's trigger of a VM and the live status of its job (for an unconfirmed
+trigger: the job the list shows since, or none past `TRIGGER_CONFIRMATION_WINDOW`);
+`settle_todays_trigger` is the write: the job id found goes into the claim, and a trigger whose job
+failed or never showed is reopened, so it may be claimed again.
 """
 
 from __future__ import annotations
@@ -33,12 +36,19 @@ from backupwarden.adapters.storage.ledger import (
     LedgerRecord,
     LedgerStatus,
 )
+from backupwarden.domain.arm_ids import arm_key
 from backupwarden.domain.records import LedgerView, Result
 
 LEDGER_ACTION = "backup"
 IN_PROGRESS_CODE = "UserErrorBackupOperationInProgress"
 FAILED_JOB_STATUSES = frozenset({"Failed", "Cancelled"})
 LOST_ANSWER_REPEATS = 2  # a repeat whose answer is lost as well is repeated, up to this many in all
+# An unconfirmed trigger (its job id unknown) whose job the list has not shown by this long after it
+# was settled never started (the request, not only its answer, was lost). Job lists trail the service
+# by minutes (the emulator's unkind profile: 2), so this is well past their lag, and short enough for
+# a reopened trigger to be retried the same day.
+TRIGGER_CONFIRMATION_WINDOW = timedelta(minutes=30)
+NOT_CONFIRMED_CODE = "TriggerNotConfirmed"
 
 
 class Started(Protocol):
@@ -177,7 +187,10 @@ def trigger_through_lost_answers(
     scheduled one or one started before `sent_at` (then the in-progress error is raised, as for any
     trigger meeting a running backup). The list trails the service, so the job may not show yet: the
     backup is then taken as ours without its job id, and the reason says so. When every answer is
-    lost, only the list can tell; without a job of ours there, the first lost answer is raised.
+    lost, only the list can tell: a job of ours there is the trigger's; a list showing no job is
+    taken as lagging (a lost answer is most often a write that happened): the trigger is started,
+    unconfirmed, and `todays_trigger` settles it from the list later. A running job not ours (a
+    scheduled one) refused the POST: the first lost answer is raised.
     """
 
     def trigger() -> BackupStarted:
@@ -209,7 +222,14 @@ def trigger_through_lost_answers(
                 raise
             return _lost_but_running(running)
     running = recovery.running_backup_job(target.vault, target.container_name)
-    if running is not None and _started_by(running, sent_at):
+    if running is None:
+        return BackupStarted(
+            "",
+            None,
+            "every answer lost and the job list shows no job yet; the trigger is unconfirmed, "
+            "settled from the job list later",
+        )
+    if _started_by(running, sent_at):
         return _lost_but_running(running)
     raise lost
 
@@ -234,6 +254,8 @@ class TodaysTrigger:
     record: LedgerRecord | None
     job_status: str | None  # the live status of its job, when it was COMPLETED with one
     failure_code: str | None  # why the trigger or its job failed
+    job_found: bool = False  # COMPLETED without its job id, found now in the job list (`record` has it)
+    not_confirmed: bool = False  # COMPLETED without a job id, and none shown within the window
 
     @property
     def job_failed(self) -> bool:
@@ -265,7 +287,8 @@ def todays_trigger(
     """Today's trigger record of the VM, its job's live status and why it failed, if it did. Reads only.
 
     A trigger completed without its job id (its answer was lost before the job list showed the job)
-    is read with the VM's first ad hoc Backup job since the claim, once the list shows one."""
+    is read with the VM's first ad hoc Backup job since the claim, once the list shows one; when
+    none shows within `TRIGGER_CONFIRMATION_WINDOW` of its settling, it is read as not confirmed."""
     record = ledger.record(vm_id, LEDGER_ACTION, now.date())
     if record is None:
         return TodaysTrigger(None, None, None)
@@ -276,11 +299,14 @@ def todays_trigger(
     if not record.job_id:
         job = _first_job_since_claim(recovery, vault, record, now)
         if job is None:
+            if now - record.updated > TRIGGER_CONFIRMATION_WINDOW:
+                return TodaysTrigger(record, None, NOT_CONFIRMED_CODE, not_confirmed=True)
             return TodaysTrigger(record, None, None)
-        record = replace(record, job_id=job.job_id)
-        job_status, error_code = job.status, job.error_code
-    else:
-        job_status, error_code = recovery.job_status(vault, record.job_id)
+        found = replace(record, job_id=job.job_id)
+        if job.status not in FAILED_JOB_STATUSES:
+            return TodaysTrigger(found, job.status, None, job_found=True)
+        return TodaysTrigger(found, job.status, job.error_code or f"Job{job.status}", job_found=True)
+    job_status, error_code = recovery.job_status(vault, record.job_id)
     if job_status not in FAILED_JOB_STATUSES:
         return TodaysTrigger(record, job_status, None)
     return TodaysTrigger(record, job_status, error_code or f"Job{job_status}")
@@ -289,17 +315,29 @@ def todays_trigger(
 def _first_job_since_claim(
     recovery: RecoveryServices, vault: VaultRef, record: LedgerRecord, now: datetime
 ) -> ItemBackupJob | None:
-    """The VM's first ad hoc Backup job started after its claim (`first_seen`: when it was claimed)."""
+    """The VM's first ad hoc Backup job started after its claim (`first_seen`: when it was first
+    claimed today) that no earlier attempt of the claim started."""
     since = record.first_seen - CLOCK_SKEW
     # the window's end only bounds the list: our clock and the service's may differ by more than a skew
     parts = record.vm_id.strip("/").split("/")  # subscriptions/{s}/resourceGroups/{rg}/…/{vm}
     container, _ = item_names(parts[3], parts[-1])
     jobs = recovery.backup_jobs_started(vault, container, since, now + timedelta(days=1))
-    return next((job for job in jobs if job.user_triggered is not False), None)
+    earlier = {arm_key(job.job_id) for job in record.jobs}
+    return next(
+        (job for job in jobs if job.user_triggered is not False and arm_key(job.job_id) not in earlier),
+        None,
+    )
 
 
-def reopen_failed_trigger(ledger: Ledger, today: TodaysTrigger) -> None:
-    """When today's accepted trigger saw its job fail, mark it FAILED so a retry may claim the key
-    again, within the daily budget; otherwise write nothing."""
-    if today.job_failed and today.record is not None:
-        ledger.fail(today.record.as_claim(), today.failure_code or "", job_id=today.record.job_id)
+def settle_todays_trigger(ledger: Ledger, today: TodaysTrigger) -> None:
+    """Write what `todays_trigger` found. An accepted trigger whose job failed, or that was never
+    confirmed, is marked FAILED so a retry may claim the key again, within the daily budget; a job id
+    found in the job list is written into the claim, so the job is attributed by its id from then on.
+    Otherwise nothing is written."""
+    record = today.record
+    if record is None:
+        return
+    if today.job_failed or today.not_confirmed:
+        ledger.fail(record.as_claim(), today.failure_code or "", job_id=record.job_id or None)
+    elif today.job_found:
+        ledger.record_found_job(record.as_claim(), record.job_id)

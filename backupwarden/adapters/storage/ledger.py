@@ -13,7 +13,8 @@ the jobs of the earlier attempts along (`earlier_jobs`), so "which of our action
 of VM V" is one query in V's partition (a job's VM is known from the job itself, since a VM is
 protected by a vault of its own subscription). A claim completed without its job id (the trigger's
 answer was lost and the job list did not show the job yet) is asked for by action
-(`unknown_job_action`): it started the VM's first ad hoc job after it.
+(`unknown_job_action`): it started the VM's first ad hoc job after it, until the job found in the
+list is written into it (`record_found_job`).
 
 Concurrency and lost answers are the claim mechanics of `claims.py`: a claim is an insert (only
 one creator wins) or, for a failed or stale claim, a REPLACE conditioned on the ETag read (only
@@ -239,6 +240,10 @@ class Ledger:
         """The action was accepted by Azure: record its job (and operation) id and who started it."""
         changes = {"job_id": job_id, "op_id": op_id or "", "triggered_by": triggered_by}
         self._settle(claim, LedgerStatus.COMPLETED, changes)
+
+    def record_found_job(self, claim: Claim, job_id: str) -> None:
+        """A completed claim that did not know its job learns it: only while it is the version read."""
+        self._claims.settle(claim, {"status": LedgerStatus.COMPLETED.value, "job_id": job_id})
 
     def job_attribution(
         self, job_id: str, vm_id: str, started: datetime, *, unknown_job_action: str | None = None

@@ -36,7 +36,7 @@ from backupwarden.domain.remediation_rules import (
     decide_remediation,
 )
 from backupwarden.domain.times import parse_time, utc_now
-from backupwarden.flows.backup_now import BackupTarget, backup_now, reopen_failed_trigger, todays_trigger
+from backupwarden.flows.backup_now import BackupTarget, backup_now, settle_todays_trigger, todays_trigger
 from backupwarden.flows.remediation.messages import RemediationWorkItem
 from backupwarden.flows.run_report import RunReport, action_outcome, run_outcome
 
@@ -210,7 +210,7 @@ class Remediation:
     ) -> Outcome:
         vault_id = arm_key(target.vault.id)
         today = todays_trigger(self._ledger, self._recovery, target.vault, failure.vm_id, now)
-        reopen_failed_trigger(self._ledger, today)  # the failed job's key may be claimed for the retry
+        settle_todays_trigger(self._ledger, today)  # the failed job's key may be claimed for the retry
         try:
             count = self._ledger.claim(
                 failure.vm_id,

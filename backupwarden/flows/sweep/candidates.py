@@ -6,7 +6,8 @@ ledger, so overlapping runs, retries and the other flows never trigger the same 
 `CandidateHandler` is the per-VM path (verify, read the ledger, decide once, trigger). `Sweep.run`
 runs it over every candidate in this process; the queue worker (`backupwarden.flows.sweep.fanout`)
 runs the same handler over the candidates of one work item, with `TriggerSlots` counting the
-per-run cap across workers.
+per-run cap across workers. Given a `RecordDecisions` sink, each decision is handed to it as soon as
+it is made, so a run killed part-way keeps the record of everything it did.
 """
 
 from __future__ import annotations
@@ -23,7 +24,14 @@ from typing import Any, Protocol
 from backupwarden.adapters.azure.discovery import Discovery, DiscoveryResult
 from backupwarden.adapters.azure.errors import AzureCallError
 from backupwarden.adapters.azure.recovery_services import RecoveryServices, VaultRef
-from backupwarden.adapters.storage.ledger import Claim, Ledger, LedgerError, LedgerStatus
+from backupwarden.adapters.storage.ledger import (
+    CLOCK_SKEW,
+    Claim,
+    Ledger,
+    LedgerError,
+    LedgerRecord,
+    LedgerStatus,
+)
 from backupwarden.domain.records import Candidate, ItemState, LedgerView, Outcome, Result
 from backupwarden.domain.sweep_rules import (
     SweepPolicy,
@@ -37,7 +45,7 @@ from backupwarden.flows.backup_now import (
     LEDGER_ACTION,
     BackupTarget,
     backup_now,
-    reopen_failed_trigger,
+    settle_todays_trigger,
     todays_trigger,
 )
 from backupwarden.flows.run_report import RunReport, action_outcome
@@ -46,6 +54,9 @@ logger = logging.getLogger(__name__)
 
 ACTION = "trigger_backup"
 SWEEP_RUN_ACTION = "sweep_run"  # one record per run: its health (completed, partial, failed)
+
+# Where decisions go as they are made (the outbox, through the action recorder).
+RecordDecisions = Callable[[list[Outcome]], None]
 
 
 @dataclass(frozen=True)
@@ -137,11 +148,21 @@ class Sweep:
             )
         return found
 
-    def handle_all(self, report: RunReport, candidates: list[Candidate]) -> None:
-        """Every candidate through the per-VM path, `config.workers` at a time, in this process."""
+    def handle_all(
+        self, report: RunReport, candidates: list[Candidate], record: RecordDecisions | None = None
+    ) -> None:
+        """Every candidate through the per-VM path, `config.workers` at a time, in this process;
+        each decision goes to `record` as soon as it is made."""
         handler = self.handler(report.run_id)
+
+        def decide(candidate: Candidate) -> Outcome:
+            outcome = handler.handle(candidate)
+            if record is not None:
+                record([outcome])
+            return outcome
+
         with ThreadPoolExecutor(max_workers=max(1, self._config.workers)) as pool:
-            report.outcomes.extend(pool.map(handler.handle, candidates))
+            report.outcomes.extend(pool.map(decide, candidates))
 
     def finish(self, report: RunReport) -> RunReport:
         report.finished = self._now()
@@ -238,7 +259,8 @@ class CandidateHandler:
         ledger read, saving a round trip for a VM the day has not seen.
 
         Today's record can only add refusals (`refuse_for_today`): when the insert finds one, the
-        record is read (a failed job reopened) and only those refusals are checked before triggering.
+        record is read (a failed job reopened) and only those refusals are checked before triggering;
+        a trigger it shows this run or a run that died already made is stated, not made again.
         """
         first_seen = self._first_seen(candidate, item)
         decision = self._decide(candidate, item, LedgerView(first_seen=first_seen), now)
@@ -247,7 +269,13 @@ class CandidateHandler:
         claim = self._ledger.claim_if_new(candidate.vm_id, LEDGER_ACTION, now.date(), self.run_id)
         if claim is None:
             today = todays_trigger(self._ledger, self._recovery, vault, candidate.vm_id, now)
-            reopen_failed_trigger(self._ledger, today)
+            earlier = self._own_trigger(candidate, today.record) or self._dead_runs_trigger(
+                candidate, vault, today.record, now
+            )
+            if earlier is not None:
+                self._slots.give_back()
+                return earlier
+            settle_todays_trigger(self._ledger, today)
             refusal = refuse_for_today(today.ledger_view(first_seen=first_seen, now=now), self._config.policy)
             if refusal is not None:
                 self._slots.give_back()
@@ -296,8 +324,13 @@ class CandidateHandler:
         Whether its trigger reached Azure is read from the service: a running backup of the item is
         that trigger (the claim is completed with its job; nothing is sent again); otherwise the claim
         is released, costing no attempt, and the item is handled as if new.
+
+        A claim this run already completed is that earlier delivery's trigger (`_own_trigger`).
         """
         record = self._ledger.record(candidate.vm_id, LEDGER_ACTION, now.date())
+        own = self._own_trigger(candidate, record)
+        if own is not None:
+            return own
         if record is None or record.status is not LedgerStatus.IN_PROGRESS or record.run_id != self.run_id:
             return None
         claim = record.as_claim()
@@ -314,6 +347,60 @@ class CandidateHandler:
             candidate,
             Result.TRIGGERED,
             f"an earlier delivery triggered it before it died; backup job {running.job_id}",
+            job_id=running.job_id,
+        )
+
+    def _own_trigger(self, candidate: Candidate, record: LedgerRecord | None) -> Outcome | None:
+        """Today's trigger completed by this very run (an earlier or duplicate delivery of its work
+        item), stated again: this decision's record replaces the earlier one (same run, VM and
+        action), and a `skipped` would hide the trigger."""
+        if record is None or record.run_id != self.run_id or record.status is not LedgerStatus.COMPLETED:
+            return None
+        job = record.job_id or "unknown yet"
+        return self._outcome(
+            candidate,
+            Result.TRIGGERED,
+            f"an earlier delivery of this run triggered it; backup job {job}",
+            job_id=record.job_id or None,
+        )
+
+    def _dead_runs_trigger(
+        self, candidate: Candidate, vault: VaultRef, record: LedgerRecord | None, now: datetime
+    ) -> Outcome | None:
+        """The trigger of another run that died holding today's claim (expired, still in progress),
+        when the service shows it: a running ad hoc backup started after that claim.
+
+        The claim is completed with its job and the decision is stated under the dead run's id (the
+        record that run would have written); otherwise None, and the claim is taken over as usual.
+        """
+        if (
+            record is None
+            or record.status is not LedgerStatus.IN_PROGRESS
+            or record.run_id == self.run_id
+            or record.expires > now
+        ):
+            return None
+        running = self._recovery.running_backup_job(vault, candidate.container_name)
+        if running is None or running.user_triggered is False:
+            return None
+        if running.started is not None and running.started < record.updated - CLOCK_SKEW:
+            return None  # running since before that claim: not its trigger
+        self._ledger.complete(record.as_claim(), running.job_id, triggered_by="Sweep")
+        logger.warning(
+            "completed the claim of a run that died after its trigger",
+            extra={"vm_id": candidate.vm_id, "dead_run_id": record.run_id, "run_id": self.run_id},
+        )
+        reason = (
+            f"this run triggered it and died before recording it (found by run {self.run_id}); "
+            f"backup job {running.job_id}"
+        )
+        return action_outcome(
+            record.run_id,
+            candidate.vm_id,
+            candidate.vault_id,
+            ACTION,
+            Result.TRIGGERED,
+            reason,
             job_id=running.job_id,
         )
 

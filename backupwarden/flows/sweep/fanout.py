@@ -10,6 +10,10 @@
   (`CandidateHandler`), with the per-run cap counted across workers (`adapters/storage/run_slots.py`)
   when the plan could reach it.
 
+Given a `RecordDecisions` sink, every decision is recorded as it is made: the planner's own before
+any candidate is handled or enqueued, each VM's right after its per-VM path decided it, so a run or
+worker killed part-way loses none of what it did.
+
 A worker that dies mid-item leaves the message to come back (the queue's visibility timeout);
 the redelivery sees its own run's claim in the ledger and `CandidateHandler` resolves it from the
 service's state, so the VM is neither lost nor triggered twice.
@@ -28,7 +32,13 @@ from backupwarden.adapters.storage.queues import SweepQueue
 from backupwarden.domain.records import Candidate, Outcome, Result
 from backupwarden.domain.sweep_rules import skip_before_verifying
 from backupwarden.flows.run_report import RunReport, action_outcome
-from backupwarden.flows.sweep.candidates import ACTION, SWEEP_RUN_ACTION, Sweep, TriggerSlots
+from backupwarden.flows.sweep.candidates import (
+    ACTION,
+    SWEEP_RUN_ACTION,
+    RecordDecisions,
+    Sweep,
+    TriggerSlots,
+)
 from backupwarden.flows.sweep.messages import (
     DEFAULT_BATCH_SIZE,
     InvalidSweepWorkItem,
@@ -111,12 +121,16 @@ class SweepFanout:
         self._inline_max = inline_max
         self._batch_size = batch_size
 
-    def run(self, run_id: str | None = None) -> FanoutResult:
-        """Plan; handle a small plan here, enqueue a large one (the caller may then drain it)."""
+    def run(self, run_id: str | None = None, record: RecordDecisions | None = None) -> FanoutResult:
+        """Plan; handle a small plan here, enqueue a large one (the caller may then drain it).
+
+        `record`: where each decision goes as it is made; the report still holds them all, and the
+        caller records only the run record (`FanoutResult.run_record`) at the end."""
         plan = self._planner.plan(run_id)
         report = plan.report
+        _record(record, report.outcomes)
         if self.queue is None or len(plan.to_handle) <= self._inline_max:
-            self.sweep.handle_all(report, plan.to_handle)
+            self.sweep.handle_all(report, plan.to_handle, record)
             return FanoutResult(self.sweep.finish(report), inline=True)
         items = list(
             work_items(
@@ -127,7 +141,9 @@ class SweepFanout:
                 batch_size=self._batch_size,
             )
         )
+        planned = len(report.outcomes)
         sent = self._enqueue(items, report)
+        _record(record, report.outcomes[planned:])
         enqueued = sum(len(item.candidates) for item in sent)
         logger.info(
             "sweep planned",
@@ -196,22 +212,28 @@ class SweepWorker:
         handler = sweep.handler(item.run_id, self._slots_for(item), policy=policy)
         return handler.handle(candidate, redelivered=deliveries > 1)
 
-    def handle(self, item: SweepWorkItem, deliveries: int) -> list[Outcome]:
-        """Every candidate of the item, `config.workers` at a time (the queue trigger's path).
+    def handle(
+        self, item: SweepWorkItem, deliveries: int, record: RecordDecisions | None = None
+    ) -> list[Outcome]:
+        """Every candidate of the item, `config.workers` at a time (the queue trigger's path); each
+        decision goes to `record` as soon as it is made.
 
-        Raises SweepItemFailed for a redelivery while deliveries remain; on the last delivery the
-        candidates that still raise become `failed` outcomes naming the error.
+        Raises SweepItemFailed for a redelivery while deliveries remain (what finished is recorded
+        already); on the last delivery the candidates that still raise become `failed` outcomes
+        naming the error.
         """
         workers = max(1, self._sweep_for(item.dry_run).config.workers)
         with ThreadPoolExecutor(max_workers=min(workers, len(item.candidates) or 1)) as pool:
-            attempts = list(pool.map(lambda c: self._attempt(item, c, deliveries), item.candidates))
+            attempts = list(pool.map(lambda c: self._attempt(item, c, deliveries, record), item.candidates))
         outcomes = [result for _, result in attempts if isinstance(result, Outcome)]
         failures = [(c, result) for c, result in attempts if not isinstance(result, Outcome)]
         if not failures:
             return outcomes
         if deliveries < self.max_deliveries:
             raise SweepItemFailed(outcomes, failures)
-        return outcomes + [given_up(item.run_id, c, deliveries, error) for c, error in failures]
+        given = [given_up(item.run_id, c, deliveries, error) for c, error in failures]
+        _record(record, given)
+        return outcomes + given
 
     def poisoned(self, body: str) -> list[Outcome]:
         """A work item the queue gave up on (the poison queue): a `failed` outcome for each candidate
@@ -233,13 +255,20 @@ class SweepWorker:
         ]
 
     def _attempt(
-        self, item: SweepWorkItem, candidate: Candidate, deliveries: int
+        self, item: SweepWorkItem, candidate: Candidate, deliveries: int, record: RecordDecisions | None
     ) -> tuple[Candidate, Outcome | Exception]:
         try:
-            return candidate, self.handle_candidate(item, candidate, deliveries)
+            outcome = self.handle_candidate(item, candidate, deliveries)
         except Exception as exc:  # this candidate's failure; the others of the item go on
             logger.exception("sweep work item candidate failed", extra={"vm_id": candidate.vm_id})
             return candidate, exc
+        _record(record, [outcome])
+        return candidate, outcome
+
+
+def _record(record: RecordDecisions | None, outcomes: list[Outcome]) -> None:
+    if record is not None and outcomes:
+        record(list(outcomes))
 
 
 def given_up(run_id: str, candidate: Candidate, deliveries: int, error: BaseException) -> Outcome:
