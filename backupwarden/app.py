@@ -171,6 +171,7 @@ def build_sweep(
         ),
         recovery_point_expiry=timedelta(days=settings.recovery_point_expiry_days),
         dry_run=settings.dry_run if dry_run is None else dry_run,
+        call_timeout=settings.call_timeout,
     )
     if workers is not None:
         config = replace(config, workers=workers)
@@ -227,7 +228,7 @@ def build_sweep_worker(
         return LedgerRunSlots(clients.ledger_table(), item.run_id)
 
     sweep_for(settings.dry_run)  # builds the ledger table before the threads start
-    return SweepWorker(sweep_for, slots_for)
+    return SweepWorker(sweep_for, slots_for, queue=build_sweep_queue(settings, clients))
 
 
 def ensured_ledger(

@@ -88,8 +88,12 @@ def protect_vm(message: func.QueueMessage) -> None:
     if item is None:
         return
     ctx = context()
+    # every delivery of one message is one run: a redelivery states again what a killed one did
+    redelivered = (message.dequeue_count or 1) > 1
     try:
-        outcome = build_protect_vm(ctx.settings, ctx.clients).handle(item)
+        outcome = build_protect_vm(ctx.settings, ctx.clients).handle(
+            item, message.id or None, redelivered=redelivered
+        )
     except TransientFailure as exc:
         logger.warning("transient failure; the queue will redeliver", extra=exc.outcome.to_dict())
         raise

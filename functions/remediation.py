@@ -10,6 +10,7 @@ import azure.functions as func
 from backupwarden.adapters.azure.errors import AzureCallError
 from backupwarden.app import build_remediation
 from backupwarden.domain.arm_ids import arm_key
+from backupwarden.domain.records import Outcome
 from backupwarden.flows.recorder import unhandled_message
 from backupwarden.flows.remediation.messages import InvalidRemediationWorkItem, RemediationWorkItem
 from backupwarden.flows.remediation.worker import ACTION, remediation_run_record
@@ -36,9 +37,17 @@ def remediate(message: func.QueueMessage) -> None:
     if item is None:
         return
     ctx = context()
-    run_id = str(uuid.uuid4())
+    # every delivery of one message is one run: a redelivery states again what a killed one did
+    run_id = message.id or str(uuid.uuid4())
+    redelivered = (message.dequeue_count or 1) > 1
+
+    def record(decisions: list[Outcome]) -> None:
+        ctx.record(decisions, source="Alert")
+
     try:
-        outcomes = build_remediation(ctx.settings, ctx.clients).handle_item(item, run_id)
+        outcomes = build_remediation(ctx.settings, ctx.clients).handle_item(
+            item, run_id, record, redelivered=redelivered
+        )
     except AzureCallError as exc:
         # the alert's rows could not be read: let the queue redeliver (poison after maxDequeueCount)
         logger.warning(
@@ -47,7 +56,7 @@ def remediate(message: func.QueueMessage) -> None:
         )
         ctx.record([remediation_run_record(run_id, item.alert_id, [], exc)], source="Alert")
         raise
-    ctx.record([*outcomes, remediation_run_record(run_id, item.alert_id, outcomes)], source="Alert")
+    ctx.record([remediation_run_record(run_id, item.alert_id, outcomes)], source="Alert")
     for outcome in outcomes:
         logger.info("remediation outcome", extra={**outcome.to_dict(), "alert_id": item.alert_id})
 

@@ -10,6 +10,10 @@ timeout) ends in the poison queue, where `sweep_worker_poison` records it as `fa
 
 Every decision goes into the outbox as it is made, so a run killed part-way (a timeout, a crash)
 keeps the record of what it did; the timer's last write is the run record.
+
+Each invocation has a time budget (BACKUPWARDEN_TIME_BUDGET, `run_deadline`): near its end the timer's
+inline run and the worker start no more candidates and enqueue the rest as work items of the same
+run, so the host's functionTimeout never stops one mid-candidate.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import logging
 
 import azure.functions as func
 
-from backupwarden.app import build_sweep_fanout, build_sweep_worker
+from backupwarden.app import build_sweep_fanout, build_sweep_worker, run_deadline
 from backupwarden.domain.records import Outcome
 from backupwarden.flows.recorder import unhandled_message
 from backupwarden.flows.sweep.candidates import ACTION
@@ -37,13 +41,14 @@ def sweep(timer: func.TimerRequest) -> None:
     if timer.past_due:
         logger.warning("sweep timer is past due; running now")
     ctx = context()
+    deadline = run_deadline(ctx.settings)
     fanout = build_sweep_fanout(ctx.settings, ctx.clients)
     dry_run = fanout.sweep.config.dry_run
 
     def record(outcomes: list[Outcome]) -> None:
         ctx.record(outcomes, source="Timer", dry_run=dry_run)
 
-    planned = fanout.run(record=record)
+    planned = fanout.run(record=record, deadline=deadline)
     report = planned.report
     record([planned.run_record()])
     logger.info(
@@ -54,6 +59,7 @@ def sweep(timer: func.TimerRequest) -> None:
             "fanned_out": not planned.inline,
             "work_items": planned.work_items,
             "enqueued": planned.enqueued,
+            "handed_on": planned.handed_on,
             **report.summary(),
         },
     )
@@ -76,12 +82,13 @@ def sweep_worker(message: func.QueueMessage) -> None:
         return
     deliveries = message.dequeue_count or 1
     ctx = context()
+    deadline = run_deadline(ctx.settings)
 
     def record(outcomes: list[Outcome]) -> None:
         ctx.record(outcomes, source="Queue", dry_run=item.dry_run)
 
     try:
-        outcomes = build_sweep_worker(ctx.settings, ctx.clients).handle(item, deliveries, record)
+        outcomes = build_sweep_worker(ctx.settings, ctx.clients).handle(item, deliveries, record, deadline)
     except SweepItemFailed as exc:
         # what finished is recorded already; the queue delivers the item again for the rest
         logger.warning(

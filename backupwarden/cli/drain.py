@@ -9,7 +9,8 @@ the N threads, so a work item of 20 candidates does not hold one thread for 20 r
 candidate finished here is not handled again when its message comes back.
 
 Messages of other runs (an earlier CLI run that was stopped, the timer's plan) are worked too,
-and their outcomes returned apart from the run's own.
+and their outcomes returned apart from the run's own. Given a `RecordDecisions` sink, each decision
+(of any run) goes to it as soon as the drain has it, so a drain stopped part-way keeps its records.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 
 from backupwarden.adapters.storage.queues import ReceivedMessage, SweepQueue
 from backupwarden.domain.records import Candidate, Outcome
+from backupwarden.flows.sweep.candidates import RecordDecisions
 from backupwarden.flows.sweep.fanout import (
     MAX_DELIVERIES,
     FanoutResult,
@@ -67,10 +69,17 @@ class _InFlight:
 
 
 class LocalDrain:
-    def __init__(self, sweep_queue: SweepQueue, worker: SweepWorker, config: DrainConfig) -> None:
+    def __init__(
+        self,
+        sweep_queue: SweepQueue,
+        worker: SweepWorker,
+        config: DrainConfig,
+        record: RecordDecisions | None = None,
+    ) -> None:
         self._queue = sweep_queue
         self._worker = worker
         self._config = config
+        self._record = record
         self._done: queue.Queue[tuple[_InFlight, Candidate, Outcome | Exception]] = queue.Queue()
         self._finished: set[tuple[str, str]] = set()  # (run, VM) handled to an outcome in this drain
         self._running = 0
@@ -172,6 +181,7 @@ class LocalDrain:
         if isinstance(done, Outcome):
             self._finished.add((state.item.run_id, candidate.vm_id))
             (result.outcomes if state.item.run_id == run_id else result.other_runs).append(done)
+            self._recorded([done])
         else:
             state.failures.append((candidate, done))
         if state.pending == 0:
@@ -204,9 +214,14 @@ class LocalDrain:
         fresh = [o for o in outcomes if (item.run_id, o.vm_id) not in self._finished]
         self._finished.update((item.run_id, o.vm_id) for o in fresh)
         (result.outcomes if item.run_id == run_id else result.other_runs).extend(fresh)
+        self._recorded(fresh)
         if item.run_id == run_id:
             result.poisoned += 1
         self._count_settled(item, run_id, result)
+
+    def _recorded(self, outcomes: list[Outcome]) -> None:
+        if self._record is not None and outcomes:
+            self._record(outcomes)
 
     @staticmethod
     def _count_settled(item: SweepWorkItem, run_id: str, result: DrainResult) -> None:
@@ -222,14 +237,20 @@ def _result(done: Future[Outcome]) -> Outcome | Exception:
 
 
 def sweep_and_drain(
-    fanout: SweepFanout, worker: SweepWorker, config: DrainConfig, run_id: str | None = None
+    fanout: SweepFanout,
+    worker: SweepWorker,
+    config: DrainConfig,
+    run_id: str | None = None,
+    record: RecordDecisions | None = None,
 ) -> tuple[FanoutResult, DrainResult]:
-    """Plan; a fanned-out plan is then drained here. The report holds every outcome of the run."""
-    planned = fanout.run(run_id)
+    """Plan; a fanned-out plan is then drained here. The report holds every outcome of the run;
+    `record` gets each decision as it is made (the caller records the run record last)."""
+    planned = fanout.run(run_id, record)
     drained = DrainResult()
     if planned.inline or fanout.queue is None:
         return planned, drained
-    drained = LocalDrain(fanout.queue, worker, config).drain(planned.report.run_id, planned.work_items)
+    drain = LocalDrain(fanout.queue, worker, config, record)
+    drained = drain.drain(planned.report.run_id, planned.work_items)
     planned.report.outcomes.extend(drained.outcomes)
     planned.report.finished = fanout.sweep.now()
     return planned, drained

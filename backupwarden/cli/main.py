@@ -27,6 +27,7 @@ from backupwarden.app import (
 )
 from backupwarden.cli.drain import DrainConfig, sweep_and_drain
 from backupwarden.domain.alerts import InvalidAlert
+from backupwarden.domain.records import Outcome
 from backupwarden.domain.text_table import text_table
 from backupwarden.domain.vm_events import InvalidEvent
 from backupwarden.flows.new_vm.event_batch import handle_events, read_events
@@ -154,15 +155,21 @@ def _root_cause(exc: BaseException) -> str:
 
 
 def _sweep(settings: Settings, dry_run: bool | None, workers: int) -> tuple[RunReport, bool]:
-    """Plan; handle a small plan here, or enqueue a large one and drain it with `workers` threads."""
+    """Plan; handle a small plan here, or enqueue a large one and drain it with `workers` threads.
+
+    Each decision is recorded as it is made, as the timer does, so a CLI run stopped part-way keeps
+    the record of what it did; the run record is written last."""
     with build_clients(settings) as clients:
         fanout = build_sweep_fanout(settings, clients, dry_run=dry_run, workers=workers)
         worker = build_sweep_worker(settings, clients, workers=workers)
-        planned, drained = sweep_and_drain(fanout, worker, DrainConfig(workers=workers))
-        report = planned.report
-        decisions = [*report.outcomes, *drained.other_runs, planned.run_record()]
-        build_action_recorder(settings, clients).record(decisions, source="Cli", dry_run=report.dry_run)
-    return report, not drained.timed_out
+        recorder = build_action_recorder(settings, clients)
+
+        def record(outcomes: list[Outcome]) -> None:
+            recorder.record(outcomes, source="Cli", dry_run=fanout.sweep.config.dry_run)
+
+        planned, drained = sweep_and_drain(fanout, worker, DrainConfig(workers=workers), record=record)
+        record([planned.run_record()])
+    return planned.report, not drained.timed_out
 
 
 def _demo() -> int:

@@ -134,18 +134,27 @@ def backup_now(
     expiry: datetime,
     triggered_by: str,
     claim: Claim | None = None,
+    earlier_attempt_at: datetime | None = None,
 ) -> BackupNowResult:
     """Trigger "Backup now" through `guarded_action` under (VM, backup, today); every answer is a result.
 
     `claim`: one the caller already holds for (VM, backup, today). A backup already running is a
     no-op (the claim is released, costing no attempt); one our lost-answer POST started is TRIGGERED.
+    `earlier_attempt_at`: `claim` was taken then by an earlier attempt (a delivery that died holding
+    it) that may have sent the POST: see `resume_earlier_attempt`.
     """
     guard = LedgerGuard(target.vm_id, LEDGER_ACTION, now.date(), run_id, daily_budget, triggered_by)
+
+    def trigger() -> BackupStarted:
+        if earlier_attempt_at is not None:
+            return resume_earlier_attempt(recovery, target, expiry, since=earlier_attempt_at, now=now)
+        return trigger_through_lost_answers(recovery, target, expiry, sent_at=now)
+
     try:
         triggered = guarded_action(
             ledger,
             guard,
-            lambda: trigger_through_lost_answers(recovery, target, expiry, sent_at=now),
+            trigger,
             claim=claim,
             release_on=(IN_PROGRESS_CODE,),
         )
@@ -169,15 +178,42 @@ class BackupStarted:
 
     operation_id: str
     job_id: str | None
-    answer_lost: str = ""  # after a lost answer: what showed that the POST took effect
+    answer_lost: str = ""  # after a lost answer or an earlier attempt: what showed the POST took effect
 
     @classmethod
     def answered(cls, triggered: TriggeredBackup) -> BackupStarted:
         return cls(triggered.operation_id, triggered.job_id)
 
 
+def resume_earlier_attempt(
+    recovery: RecoveryServices, target: BackupTarget, expiry: datetime, *, since: datetime, now: datetime
+) -> BackupStarted:
+    """The POST of a claim an earlier attempt took at `since` and may have sent before it died.
+
+    The newest ad hoc job the list shows started since then (less the clock skew) is that POST's:
+    nothing is sent. The newest, as an older one within the skew may be someone else's. Otherwise
+    the POST is sent as a repeat after a lost answer: the list trails the service, so a backup the
+    earlier attempt started moments ago may not show yet, and an in-progress answer is then ours.
+    """
+    jobs = recovery.backup_jobs_started(
+        target.vault, target.container_name, since - CLOCK_SKEW, now + timedelta(days=1)
+    )
+    ad_hoc = [job for job in jobs if job.user_triggered is not False]
+    if ad_hoc:
+        job = ad_hoc[-1]  # the list is oldest first
+        return BackupStarted(
+            "", job.job_id, f"an earlier delivery triggered it; the service shows backup job {job.job_id}"
+        )
+    return trigger_through_lost_answers(recovery, target, expiry, sent_at=since, repeat=True)
+
+
 def trigger_through_lost_answers(
-    recovery: RecoveryServices, target: BackupTarget, expiry: datetime, *, sent_at: datetime
+    recovery: RecoveryServices,
+    target: BackupTarget,
+    expiry: datetime,
+    *,
+    sent_at: datetime,
+    repeat: bool = False,
 ) -> BackupStarted:
     """POST "Backup now"; when its answer is lost, ask the service whether it took effect.
 
@@ -191,6 +227,9 @@ def trigger_through_lost_answers(
     taken as lagging (a lost answer is most often a write that happened): the trigger is started,
     unconfirmed, and `todays_trigger` settles it from the list later. A running job not ours (a
     scheduled one) refused the POST: the first lost answer is raised.
+
+    `repeat`: an earlier attempt may have sent the POST at `sent_at`, so even the first POST is a
+    repeat, and its in-progress answer is read as a repeat's is.
     """
 
     def trigger() -> BackupStarted:
@@ -202,6 +241,12 @@ def trigger_through_lost_answers(
         return trigger()
     except AnswerLost as exc:
         lost = exc
+    except AzureCallError as exc:
+        if not repeat or exc.code != IN_PROGRESS_CODE:
+            raise
+        return _repeat_met_running(
+            recovery, target, exc, sent_at, "an earlier delivery may have triggered it"
+        )
     for _ in range(LOST_ANSWER_REPEATS):
         try:
             return trigger()
@@ -210,17 +255,7 @@ def trigger_through_lost_answers(
         except AzureCallError as exc:
             if exc.code != IN_PROGRESS_CODE:
                 raise
-            running = recovery.running_backup_job(target.vault, target.container_name)
-            if running is None:
-                return BackupStarted(
-                    "",
-                    None,
-                    "answer lost; a repeat met a backup in progress, taken as ours "
-                    "(the job list does not show its job yet)",
-                )
-            if not _started_by(running, sent_at):
-                raise
-            return _lost_but_running(running)
+            return _repeat_met_running(recovery, target, exc, sent_at, "answer lost")
     running = recovery.running_backup_job(target.vault, target.container_name)
     if running is None:
         return BackupStarted(
@@ -234,6 +269,24 @@ def trigger_through_lost_answers(
     raise lost
 
 
+def _repeat_met_running(
+    recovery: RecoveryServices, target: BackupTarget, refused: AzureCallError, sent_at: datetime, why: str
+) -> BackupStarted:
+    """A repeated POST refused because a backup runs: the one the first POST started, unless the job
+    list shows one that POST cannot have started (then `refused` is raised)."""
+    running = recovery.running_backup_job(target.vault, target.container_name)
+    if running is None:
+        return BackupStarted(
+            "",
+            None,
+            f"{why}; a repeat met a backup in progress, taken as ours "
+            "(the job list does not show its job yet)",
+        )
+    if not _started_by(running, sent_at):
+        raise refused
+    return _lost_but_running(running, why)
+
+
 def _started_by(running: ItemBackupJob, sent_at: datetime) -> bool:
     """Whether a running backup can be the one a POST sent at `sent_at` started: not a scheduled
     one, and not started before it was sent."""
@@ -242,8 +295,8 @@ def _started_by(running: ItemBackupJob, sent_at: datetime) -> bool:
     return running.started is None or running.started >= sent_at - CLOCK_SKEW
 
 
-def _lost_but_running(running: ItemBackupJob) -> BackupStarted:
-    reason = f"answer lost; the service shows backup job {running.job_id} running"
+def _lost_but_running(running: ItemBackupJob, why: str = "answer lost") -> BackupStarted:
+    reason = f"{why}; the service shows backup job {running.job_id} running"
     return BackupStarted("", running.job_id, reason)
 
 

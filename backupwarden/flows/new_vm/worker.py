@@ -18,13 +18,26 @@ from backupwarden.adapters.azure.errors import AzureCallError
 from backupwarden.adapters.azure.inventory import Inventory
 from backupwarden.adapters.azure.protection import Protection, item_names
 from backupwarden.adapters.azure.recovery_services import RecoveryServices, VaultRef
-from backupwarden.adapters.storage.ledger import AlreadyClaimed, BudgetExhausted, Ledger, LedgerError
+from backupwarden.adapters.storage.ledger import (
+    AlreadyClaimed,
+    BudgetExhausted,
+    Claim,
+    Ledger,
+    LedgerError,
+    LedgerStatus,
+)
 from backupwarden.domain.arm_ids import arm_key
 from backupwarden.domain.new_vm_rules import decide_new_vm
 from backupwarden.domain.records import Outcome, Result
 from backupwarden.domain.times import utc_now
 from backupwarden.domain.vault_selection import MappingRule, VmFacts, choose_vault
-from backupwarden.flows.backup_now import BackupTarget, LedgerGuard, backup_now, guarded_action
+from backupwarden.flows.backup_now import LEDGER_ACTION as BACKUP_LEDGER_ACTION
+from backupwarden.flows.backup_now import (
+    BackupTarget,
+    LedgerGuard,
+    backup_now,
+    guarded_action,
+)
 from backupwarden.flows.new_vm.messages import NewVmWorkItem
 from backupwarden.flows.run_report import action_outcome
 
@@ -71,11 +84,15 @@ class ProtectVm:
         self._config = config
         self._now = now
 
-    def handle(self, item: NewVmWorkItem, run_id: str | None = None) -> Outcome:
-        """One VM to its outcome. Raises TransientFailure when a retry may succeed."""
+    def handle(self, item: NewVmWorkItem, run_id: str | None = None, *, redelivered: bool = False) -> Outcome:
+        """One VM to its outcome. Raises TransientFailure when a retry may succeed.
+
+        `run_id`: the same for every delivery of one message, so a redelivery finds what an earlier
+        delivery of it did (`redelivered`: one may have died after acting, before its outcome was
+        recorded) and states it again under the same record."""
         run_id = run_id or str(uuid.uuid4())
         try:
-            outcome = self._handle(item, run_id)
+            outcome = self._handle(item, run_id, redelivered)
         except AzureCallError as exc:
             reason = f"{exc.step} failed"
             outcome = action_outcome(run_id, item.vm_id, "", ACTION, Result.FAILED, reason, error=exc)
@@ -89,7 +106,7 @@ class ProtectVm:
         logger.info("new VM outcome", extra=outcome.to_dict())
         return outcome
 
-    def _handle(self, item: NewVmWorkItem, run_id: str) -> Outcome:
+    def _handle(self, item: NewVmWorkItem, run_id: str, redelivered: bool) -> Outcome:
         vm = self._inventory.vm(item.subscription_id, item.resource_group, item.vm_name)
         status = (
             self._protection.status(item.subscription_id, vm.location, item.vm_id)
@@ -107,7 +124,7 @@ class ProtectVm:
         )
         vault_id = (status.vault_id or "") if status else ""
         if decision.result is Result.ALREADY_PROTECTED and self._protected_by_us_today(item):
-            return self._resume(item, VaultRef.parse(vault_id), run_id)
+            return self._resume(item, VaultRef.parse(vault_id), run_id, redelivered)
         if not decision.proceed or vm is None:
             result = decision.result or Result.SKIPPED
             return action_outcome(run_id, item.vm_id, vault_id, ACTION, result, decision.reason)
@@ -145,7 +162,18 @@ class ProtectVm:
         configured = f"protected in {where}, ConfigureBackup job {enabled.job_id or enabled.operation_id}"
         return self._initial_backup(item, vault, run_id, configured)
 
-    def _initial_backup(self, item: NewVmWorkItem, vault: VaultRef, run_id: str, done_so_far: str) -> Outcome:
+    def _initial_backup(
+        self,
+        item: NewVmWorkItem,
+        vault: VaultRef,
+        run_id: str,
+        done_so_far: str,
+        *,
+        abandoned: Claim | None = None,
+        abandoned_at: datetime | None = None,
+    ) -> Outcome:
+        """`abandoned`: the backup claim an earlier delivery of this run took at `abandoned_at` and died
+        holding, carried on as that delivery's attempt (it may have sent the trigger)."""
         now = self._now()
         container, item_name = item_names(item.resource_group, item.vm_name)
         result = backup_now(
@@ -157,6 +185,8 @@ class ProtectVm:
             daily_budget=self._config.daily_budget,
             expiry=now + self._config.recovery_point_expiry,
             triggered_by="NewVm",
+            claim=abandoned,
+            earlier_attempt_at=abandoned_at,
         )
         vault_id, reason = arm_key(vault.id), f"{done_so_far}; initial backup: {result.reason}"
         if result.result is Result.FAILED and result.error is not None:
@@ -171,9 +201,28 @@ class ProtectVm:
             run_id, item.vm_id, vault_id, ACTION, Result.PROTECTED, reason, job_id=result.job_id
         )
 
-    def _resume(self, item: NewVmWorkItem, vault: VaultRef, run_id: str) -> Outcome:
-        """Protected by an earlier run of ours today: make sure its initial backup was triggered."""
-        outcome = self._initial_backup(item, vault, run_id, "protected earlier today by backupwarden")
+    def _resume(self, item: NewVmWorkItem, vault: VaultRef, run_id: str, redelivered: bool) -> Outcome:
+        """Protected by an earlier run of ours today: make sure its initial backup was triggered.
+
+        The initial backup of an earlier delivery of this very run (this message) is that delivery's
+        decision, stated again: it may have died before recording it, and the record this one writes
+        replaces its record (same run, VM and action)."""
+        done_so_far = "protected earlier today by backupwarden"
+        backup = self._ledger.record(item.vm_id, BACKUP_LEDGER_ACTION, self._now().date())
+        if backup is not None and backup.run_id == run_id:
+            if backup.status is LedgerStatus.COMPLETED:
+                job = backup.job_id or "unknown yet"
+                reason = f"{done_so_far}; initial backup: an earlier delivery triggered it; backup job {job}"
+                vault_id = arm_key(vault.id)
+                job_id = backup.job_id or None
+                return action_outcome(
+                    run_id, item.vm_id, vault_id, ACTION, Result.PROTECTED, reason, job_id=job_id
+                )
+            if backup.status is LedgerStatus.IN_PROGRESS and redelivered:
+                return self._initial_backup(
+                    item, vault, run_id, done_so_far, abandoned=backup.as_claim(), abandoned_at=backup.updated
+                )
+        outcome = self._initial_backup(item, vault, run_id, done_so_far)
         if outcome.result is Result.PROTECTED and outcome.job_id is None:
             # the ledger shows the initial backup already handled: a duplicate or redelivered event
             return replace(outcome, result=Result.ALREADY_PROTECTED)

@@ -20,7 +20,15 @@ from backupwarden.adapters.azure.errors import AzureCallError
 from backupwarden.adapters.azure.logs_query import LogsQuery
 from backupwarden.adapters.azure.protection import item_names
 from backupwarden.adapters.azure.recovery_services import RecoveryServices, VaultRef
-from backupwarden.adapters.storage.ledger import AlreadyClaimed, BudgetExhausted, Claim, Ledger, LedgerError
+from backupwarden.adapters.storage.ledger import (
+    AlreadyClaimed,
+    BudgetExhausted,
+    Claim,
+    Ledger,
+    LedgerError,
+    LedgerRecord,
+    LedgerStatus,
+)
 from backupwarden.domain.alert_rules import BACKUP_FAILED, AlertRuleDefinition, rule_named
 from backupwarden.domain.alerts import AZURE_BACKUP, AlertNotice, InvalidAlert, read_alert
 from backupwarden.domain.arm_ids import arm_key, same_arm_id
@@ -36,7 +44,13 @@ from backupwarden.domain.remediation_rules import (
     decide_remediation,
 )
 from backupwarden.domain.times import parse_time, utc_now
-from backupwarden.flows.backup_now import BackupTarget, backup_now, settle_todays_trigger, todays_trigger
+from backupwarden.flows.backup_now import LEDGER_ACTION as BACKUP_LEDGER_ACTION
+from backupwarden.flows.backup_now import (
+    BackupTarget,
+    backup_now,
+    settle_todays_trigger,
+    todays_trigger,
+)
 from backupwarden.flows.remediation.messages import RemediationWorkItem
 from backupwarden.flows.run_report import RunReport, action_outcome, run_outcome
 
@@ -48,6 +62,9 @@ RETRY_LEDGER_ACTION = "remediate"
 STILL_UNPROTECTED_CODE = "StillUnprotected"  # pseudo error code of the "still unprotected" rule's rows
 BUILT_IN_ALERT_LOOKBACK = timedelta(hours=1)  # Azure Backup's own alerts carry no query window
 MAX_ALERT_WINDOW = timedelta(days=2)  # the longest query range Azure Monitor allows a log search alert
+
+# Where decisions go as they are made (the outbox, through the action recorder).
+RecordDecisions = Callable[[list[Outcome]], None]
 
 
 @dataclass(frozen=True)
@@ -72,42 +89,65 @@ class Remediation:
         self._config = config
         self._now = now
 
-    def handle_item(self, item: RemediationWorkItem, run_id: str | None = None) -> list[Outcome]:
+    def handle_item(
+        self,
+        item: RemediationWorkItem,
+        run_id: str | None = None,
+        record: RecordDecisions | None = None,
+        *,
+        redelivered: bool = False,
+    ) -> list[Outcome]:
         """A work item the webhook enqueued (only Fired alerts are)."""
-        return self.handle(item.notice(), run_id)
+        return self.handle(item.notice(), run_id, record, redelivered=redelivered)
 
-    def handle(self, alert: AlertNotice, run_id: str | None = None) -> list[Outcome]:
+    def handle(
+        self,
+        alert: AlertNotice,
+        run_id: str | None = None,
+        record: RecordDecisions | None = None,
+        *,
+        redelivered: bool = False,
+    ) -> list[Outcome]:
+        """Every decision about the alert. `record`: where each goes as soon as it is made, so a
+        delivery killed part-way keeps the record of what it did. `run_id`: the same for every
+        delivery of one work item, so a redelivery (`redelivered`) finds what an earlier one did."""
         run_id = run_id or str(uuid.uuid4())
+        outcomes: list[Outcome] = []
+
+        def decided(outcome: Outcome) -> None:
+            outcomes.append(outcome)
+            if record is not None:
+                record([outcome])
+
+        self._decide(alert, run_id, redelivered, decided)
+        return outcomes
+
+    def _decide(
+        self, alert: AlertNotice, run_id: str, redelivered: bool, decided: Callable[[Outcome], None]
+    ) -> None:
         if alert.monitor_condition != "Fired":
-            return [
-                action_outcome(
-                    run_id, "", "", ACTION, Result.SKIPPED, f"alert {alert.alert_id} resolved: recorded only"
-                )
-            ]
+            reason = f"alert {alert.alert_id} resolved: recorded only"
+            decided(action_outcome(run_id, "", "", ACTION, Result.SKIPPED, reason))
+            return
         rule = BACKUP_FAILED if alert.monitoring_service == AZURE_BACKUP else rule_named(alert.rule)
         if rule is None:
-            return [
-                action_outcome(
-                    run_id, "", "", ACTION, Result.ESCALATED, f"alert rule {alert.rule[:200]!r} is not ours"
-                )
-            ]
+            reason = f"alert rule {alert.rule[:200]!r} is not ours"
+            decided(action_outcome(run_id, "", "", ACTION, Result.ESCALATED, reason))
+            return
         if not rule.remediates:
-            return [
-                action_outcome(run_id, "", "", ACTION, Result.ESCALATED, f"{rule.name}: {rule.description}")
-            ]
+            reason = f"{rule.name}: {rule.description}"
+            decided(action_outcome(run_id, "", "", ACTION, Result.ESCALATED, reason))
+            return
         failures = self._failures(alert, rule)
         if not failures:
-            return [
-                action_outcome(
-                    run_id, "", "", ACTION, Result.SKIPPED, "no failure in the alert's window any more"
-                )
-            ]
-        outcomes = []
+            reason = "no failure in the alert's window any more"
+            decided(action_outcome(run_id, "", "", ACTION, Result.SKIPPED, reason))
+            return
         for failure in failures:
             try:
-                outcomes.append(self._remediate(failure, run_id))
+                decided(self._remediate(failure, run_id, redelivered))
             except AzureCallError as exc:
-                outcomes.append(
+                decided(
                     action_outcome(
                         run_id,
                         failure.vm_id,
@@ -118,7 +158,6 @@ class Remediation:
                         error=exc,
                     )
                 )
-        return outcomes
 
     # --- which failures ---------------------------------------------------------------------
     def _failures(self, alert: AlertNotice, rule: AlertRuleDefinition) -> list[Failure]:
@@ -137,11 +176,15 @@ class Remediation:
         return sorted(latest.values(), key=lambda f: f.vm_id)
 
     # --- what to do about one -----------------------------------------------------------------
-    def _remediate(self, failure: Failure, run_id: str) -> Outcome:
+    def _remediate(self, failure: Failure, run_id: str, redelivered: bool) -> Outcome:
         now = self._now()
         vault = VaultRef.parse(failure.vault_id)
         resource_group, vm_name = _vm_parts(failure.vm_id)
         container, item = item_names(resource_group, vm_name)
+        target = BackupTarget(failure.vm_id, vault, container, item)
+        earlier = self._earlier_retry(failure, target, run_id, now)
+        if earlier is not None:  # decided before the retry: the live item and history now show it
+            return earlier
         decision = decide_remediation(
             failure,
             self._live(vault, container, item),
@@ -168,21 +211,31 @@ class Remediation:
             return action_outcome(
                 run_id, failure.vm_id, vault_id, ACTION, Result.DRY_RUN, f"would retry: {decision.reason}"
             )
-        return self._retry(
-            failure, BackupTarget(failure.vm_id, vault, container, item), decision.reason, run_id, now
-        )
+        return self._retry(failure, target, decision.reason, run_id, now, redelivered)
 
     def _retry(
-        self, failure: Failure, target: BackupTarget, reason: str, run_id: str, now: datetime
+        self,
+        failure: Failure,
+        target: BackupTarget,
+        reason: str,
+        run_id: str,
+        now: datetime,
+        redelivered: bool,
     ) -> Outcome:
         """One retry per failed job, however many alerts report it; a retry that did not start (refused,
-        already running, budget) leaves the failed job to a later alert."""
+        already running, budget) leaves the failed job to a later alert.
+
+        The claims an earlier delivery of this run died holding are carried on (`_abandoned`)."""
         fix: Claim | None = None
         if failure.job_id:
+            key = _fix_key(failure)
             try:
-                key = f"fix-{arm_key(failure.job_id)}"
                 fix = self._ledger.claim(failure.vm_id, key, now.date(), run_id, max_attempts=1)
             except (AlreadyClaimed, BudgetExhausted):
+                held = self._ledger.record(failure.vm_id, key, now.date())
+                if held is not None and _abandoned(held, run_id, redelivered):
+                    fix = held.as_claim()
+            if fix is None:
                 return action_outcome(
                     run_id,
                     failure.vm_id,
@@ -192,7 +245,7 @@ class Remediation:
                     f"failed job {failure.job_id} already remediated",
                 )
         try:
-            outcome = self._trigger_retry(failure, target, reason, run_id, now)
+            outcome = self._trigger_retry(failure, target, reason, run_id, now, redelivered)
         except BaseException:
             if fix is not None:
                 with contextlib.suppress(LedgerError):
@@ -206,7 +259,13 @@ class Remediation:
         return outcome
 
     def _trigger_retry(
-        self, failure: Failure, target: BackupTarget, reason: str, run_id: str, now: datetime
+        self,
+        failure: Failure,
+        target: BackupTarget,
+        reason: str,
+        run_id: str,
+        now: datetime,
+        redelivered: bool,
     ) -> Outcome:
         vault_id = arm_key(target.vault.id)
         today = todays_trigger(self._ledger, self._recovery, target.vault, failure.vm_id, now)
@@ -220,9 +279,14 @@ class Remediation:
                 max_attempts=self._config.policy.daily_budget,
             )
         except (AlreadyClaimed, BudgetExhausted) as exc:
-            return action_outcome(
-                run_id, failure.vm_id, vault_id, ACTION, Result.SKIPPED, f"retry not claimed: {exc}"
-            )
+            held = self._ledger.record(failure.vm_id, RETRY_LEDGER_ACTION, now.date())
+            if held is None or not _abandoned(held, run_id, redelivered):
+                return action_outcome(
+                    run_id, failure.vm_id, vault_id, ACTION, Result.SKIPPED, f"retry not claimed: {exc}"
+                )
+            count = held.as_claim()
+        backup = today.record
+        abandoned = backup if backup is not None and _abandoned(backup, run_id, redelivered) else None
         done = backup_now(
             self._ledger,
             self._recovery,
@@ -232,6 +296,8 @@ class Remediation:
             daily_budget=self._config.policy.daily_budget,
             expiry=now + self._config.recovery_point_expiry,
             triggered_by="Remediation",
+            claim=abandoned.as_claim() if abandoned else None,
+            earlier_attempt_at=abandoned.updated if abandoned else None,
         )
         if done.result is Result.TRIGGERED:
             # settled as "may be claimed again": the key counts retries (attempts) up to the budget
@@ -258,6 +324,30 @@ class Remediation:
             error_code=failure.error_code,
         )
 
+    def _earlier_retry(
+        self, failure: Failure, target: BackupTarget, run_id: str, now: datetime
+    ) -> Outcome | None:
+        """The retry of this failed job an earlier delivery of this run triggered, stated again with its
+        backup's job: that delivery may have died before recording it, and the record this one writes
+        replaces its record (same run, VM and action), so a `skipped` would hide the retry."""
+        if not failure.job_id:
+            return None
+        fix = self._ledger.record(failure.vm_id, _fix_key(failure), now.date())
+        if fix is None or fix.run_id != run_id or fix.status is not LedgerStatus.COMPLETED:
+            return None
+        backup = self._ledger.record(failure.vm_id, BACKUP_LEDGER_ACTION, now.date())
+        job_id = backup.job_id if backup is not None and backup.run_id == run_id else ""
+        return action_outcome(
+            run_id,
+            failure.vm_id,
+            arm_key(target.vault.id),
+            ACTION,
+            Result.TRIGGERED,
+            f"an earlier delivery retried failed job {failure.job_id}; backup job {job_id or 'unknown yet'}",
+            job_id=job_id or None,
+            error_code=failure.error_code,
+        )
+
     def _live(self, vault: VaultRef, container: str, item: str) -> LiveItem:
         try:
             raw = self._recovery.protected_item(vault, container, item)
@@ -278,6 +368,16 @@ class Remediation:
         if record is None:
             return RetryHistory(retries_today=0)
         return RetryHistory(retries_today=record.attempts, last_retry_at=record.updated)
+
+
+def _fix_key(failure: Failure) -> str:
+    """The ledger action that allows one retry per failed job."""
+    return f"fix-{arm_key(failure.job_id)}"
+
+
+def _abandoned(record: LedgerRecord, run_id: str, redelivered: bool) -> bool:
+    """A claim an earlier delivery of this run died holding."""
+    return redelivered and record.run_id == run_id and record.status is LedgerStatus.IN_PROGRESS
 
 
 def _query_span(alert: AlertNotice, rule: AlertRuleDefinition) -> tuple[datetime, datetime]:

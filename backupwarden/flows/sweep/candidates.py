@@ -4,10 +4,12 @@ One VM's failure is that VM's outcome; nothing aborts the run. Every trigger goe
 ledger, so overlapping runs, retries and the other flows never trigger the same VM twice.
 
 `CandidateHandler` is the per-VM path (verify, read the ledger, decide once, trigger). `Sweep.run`
-runs it over every candidate in this process; the queue worker (`backupwarden.flows.sweep.fanout`)
-runs the same handler over the candidates of one work item, with `TriggerSlots` counting the
-per-run cap across workers. Given a `RecordDecisions` sink, each decision is handed to it as soon as
-it is made, so a run killed part-way keeps the record of everything it did.
+runs it over every candidate in this process (`handle_all`, which starts no candidate once a run's
+`Deadline` is near its end and returns the ones it did not start); the queue worker
+(`backupwarden.flows.sweep.fanout`) runs the same handler over the candidates of one work item,
+with `TriggerSlots` counting the per-run cap across workers. Given a `RecordDecisions` sink, each
+decision is handed to it as soon as it is made, so a run killed part-way keeps the record of
+everything it did.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from backupwarden.domain.sweep_rules import (
     refuse_for_today,
     skip_before_verifying,
 )
-from backupwarden.domain.times import utc_now
+from backupwarden.domain.times import Deadline, utc_now
 from backupwarden.flows.backup_now import (
     LEDGER_ACTION,
     BackupTarget,
@@ -65,6 +67,13 @@ class SweepConfig:
     recovery_point_expiry: timedelta
     dry_run: bool = False
     workers: int = 8
+    # what one call may take with its retries (Settings.call_timeout): with less left of its time
+    # budget, a run starts no more candidates, so a started one can finish before the host stops it
+    call_timeout: timedelta = timedelta(minutes=1, seconds=45)
+
+    def out_of_time(self, deadline: Deadline | None) -> bool:
+        """Whether a run with `deadline` (None: no budget) must stop taking new candidates."""
+        return deadline is not None and deadline.near_end(self.call_timeout)
 
 
 class TriggerSlots(Protocol):
@@ -85,6 +94,11 @@ class RunSlots:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._triggered = 0
+
+    @property
+    def triggered(self) -> int:
+        with self._lock:
+            return self._triggered
 
     def take(self, decide: Callable[[int], TriggerDecision]) -> TriggerDecision:
         with self._lock:
@@ -149,20 +163,35 @@ class Sweep:
         return found
 
     def handle_all(
-        self, report: RunReport, candidates: list[Candidate], record: RecordDecisions | None = None
-    ) -> None:
+        self,
+        report: RunReport,
+        candidates: list[Candidate],
+        record: RecordDecisions | None = None,
+        *,
+        deadline: Deadline | None = None,
+        slots: RunSlots | None = None,
+    ) -> list[Candidate]:
         """Every candidate through the per-VM path, `config.workers` at a time, in this process;
-        each decision goes to `record` as soon as it is made."""
-        handler = self.handler(report.run_id)
+        each decision goes to `record` as soon as it is made. `slots`: the run's count (a new one
+        by default).
 
-        def decide(candidate: Candidate) -> Outcome:
+        Once `deadline` is near its end no candidate is started: those are returned, in order, for
+        the caller to hand on.
+        """
+        handler = self.handler(report.run_id, slots)
+
+        def decide(candidate: Candidate) -> Outcome | None:
+            if self._config.out_of_time(deadline):
+                return None
             outcome = handler.handle(candidate)
             if record is not None:
                 record([outcome])
             return outcome
 
         with ThreadPoolExecutor(max_workers=max(1, self._config.workers)) as pool:
-            report.outcomes.extend(pool.map(decide, candidates))
+            decided = list(pool.map(decide, candidates))
+        report.outcomes.extend(outcome for outcome in decided if outcome is not None)
+        return [candidate for candidate, outcome in zip(candidates, decided, strict=True) if outcome is None]
 
     def finish(self, report: RunReport) -> RunReport:
         report.finished = self._now()
@@ -319,11 +348,12 @@ class CandidateHandler:
     def _recover_abandoned_claim(
         self, candidate: Candidate, vault: VaultRef, now: datetime
     ) -> Outcome | None:
-        """A claim of this very run still in progress means an earlier delivery died mid-item.
+        """A claim of this very run still in progress means an earlier delivery died mid-item, after
+        deciding to trigger and maybe after sending the trigger.
 
-        Whether its trigger reached Azure is read from the service: a running backup of the item is
-        that trigger (the claim is completed with its job; nothing is sent again); otherwise the claim
-        is released, costing no attempt, and the item is handled as if new.
+        The claim is carried on through `backup_now` as that delivery's attempt: a backup the service
+        shows since the claim is that trigger (nothing is sent again); otherwise it is sent, and a
+        backup in progress that the job list does not show yet is taken as the earlier one's.
 
         A claim this run already completed is that earlier delivery's trigger (`_own_trigger`).
         """
@@ -333,22 +363,24 @@ class CandidateHandler:
             return own
         if record is None or record.status is not LedgerStatus.IN_PROGRESS or record.run_id != self.run_id:
             return None
-        claim = record.as_claim()
-        running = self._recovery.running_backup_job(vault, candidate.container_name)
-        if running is None:
-            self._ledger.release(claim)
-            logger.warning(
-                "released a claim an earlier delivery abandoned before its trigger",
-                extra={"vm_id": candidate.vm_id, "run_id": self.run_id},
-            )
-            return None
-        self._ledger.complete(claim, running.job_id, triggered_by="Sweep")
-        return self._outcome(
-            candidate,
-            Result.TRIGGERED,
-            f"an earlier delivery triggered it before it died; backup job {running.job_id}",
-            job_id=running.job_id,
+        target = BackupTarget(candidate.vm_id, vault, candidate.container_name, candidate.item_name)
+        done = backup_now(
+            self._ledger,
+            self._recovery,
+            target,
+            run_id=self.run_id,
+            now=now,
+            daily_budget=self._config.policy.daily_budget,
+            expiry=now + self._config.recovery_point_expiry,
+            triggered_by="Sweep",
+            claim=record.as_claim(),
+            earlier_attempt_at=record.updated,
         )
+        if done.result is not Result.TRIGGERED:
+            self._slots.give_back()  # the earlier delivery's decided trigger did not happen
+            return self._outcome(candidate, done.result, done.reason, error=done.error)
+        reason = f"resumed the claim of an earlier delivery that died; {done.reason}"
+        return self._outcome(candidate, Result.TRIGGERED, reason, job_id=done.job_id)
 
     def _own_trigger(self, candidate: Candidate, record: LedgerRecord | None) -> Outcome | None:
         """Today's trigger completed by this very run (an earlier or duplicate delivery of its work

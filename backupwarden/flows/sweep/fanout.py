@@ -10,6 +10,10 @@
   (`CandidateHandler`), with the per-run cap counted across workers (`adapters/storage/run_slots.py`)
   when the plan could reach it.
 
+Given a run's `Deadline`, the inline run and the worker start no candidate once it is near its end
+(less than a call's timeout left): the candidates not started are handed on, enqueued as work items
+of the same run (`hand_on`), so the host never stops a run mid-candidate and nothing is dropped.
+
 Given a `RecordDecisions` sink, every decision is recorded as it is made: the planner's own before
 any candidate is handled or enqueued, each VM's right after its per-VM path decided it, so a run or
 worker killed part-way loses none of what it did.
@@ -31,11 +35,13 @@ from backupwarden.adapters.azure.errors import AzureCallError
 from backupwarden.adapters.storage.queues import SweepQueue
 from backupwarden.domain.records import Candidate, Outcome, Result
 from backupwarden.domain.sweep_rules import skip_before_verifying
+from backupwarden.domain.times import Deadline
 from backupwarden.flows.run_report import RunReport, action_outcome
 from backupwarden.flows.sweep.candidates import (
     ACTION,
     SWEEP_RUN_ACTION,
     RecordDecisions,
+    RunSlots,
     Sweep,
     TriggerSlots,
 )
@@ -49,6 +55,7 @@ from backupwarden.flows.sweep.messages import (
 logger = logging.getLogger(__name__)
 
 MAX_DELIVERIES = 5  # host.json extensions.queues.maxDequeueCount (a test holds them equal)
+NOT_STARTED = "not started: the run's time budget (BACKUPWARDEN_TIME_BUDGET) was nearly spent"
 
 
 @dataclass
@@ -70,11 +77,19 @@ class FanoutResult:
     work_items: int = 0  # enqueued
     enqueued: int = 0  # candidates in them
     cap: int | None = None
+    handed_on: int = 0  # candidates an inline run near its time budget enqueued instead of starting
 
     def run_record(self) -> Outcome:
-        """The run's health record (completed, partial or failed); a fanned-out run says what it enqueued."""
+        """The run's health record (completed, partial or failed); a fanned-out run says what it
+        enqueued, an inline run what it handed on."""
         if self.inline:
-            return self.report.run_record(SWEEP_RUN_ACTION)
+            if not self.handed_on:
+                return self.report.run_record(SWEEP_RUN_ACTION)
+            summary = (
+                f"{self.report.candidates} candidates: {self.report.counts()}; {self.handed_on} handed on "
+                f"in {self.work_items} work items (time budget nearly spent)"
+            )
+            return self.report.run_record(SWEEP_RUN_ACTION, summary)
         capped = f", cap {self.cap} counted across workers" if self.cap is not None else ""
         summary = (
             f"{self.report.candidates} candidates: {self.enqueued} enqueued in {self.work_items} work items"
@@ -121,17 +136,22 @@ class SweepFanout:
         self._inline_max = inline_max
         self._batch_size = batch_size
 
-    def run(self, run_id: str | None = None, record: RecordDecisions | None = None) -> FanoutResult:
+    def run(
+        self,
+        run_id: str | None = None,
+        record: RecordDecisions | None = None,
+        deadline: Deadline | None = None,
+    ) -> FanoutResult:
         """Plan; handle a small plan here, enqueue a large one (the caller may then drain it).
 
         `record`: where each decision goes as it is made; the report still holds them all, and the
-        caller records only the run record (`FanoutResult.run_record`) at the end."""
+        caller records only the run record (`FanoutResult.run_record`) at the end. `deadline`: the
+        run's time budget; the inline run hands on what it did not start when it nears its end."""
         plan = self._planner.plan(run_id)
         report = plan.report
         _record(record, report.outcomes)
         if self.queue is None or len(plan.to_handle) <= self._inline_max:
-            self.sweep.handle_all(report, plan.to_handle, record)
-            return FanoutResult(self.sweep.finish(report), inline=True)
+            return self._run_inline(plan, record, deadline)
         items = list(
             work_items(
                 plan.to_handle,
@@ -141,9 +161,9 @@ class SweepFanout:
                 batch_size=self._batch_size,
             )
         )
-        planned = len(report.outcomes)
-        sent = self._enqueue(items, report)
-        _record(record, report.outcomes[planned:])
+        sent, failed = enqueue(self.queue, items)
+        report.outcomes.extend(failed)
+        _record(record, failed)
         enqueued = sum(len(item.candidates) for item in sent)
         logger.info(
             "sweep planned",
@@ -159,24 +179,37 @@ class SweepFanout:
         finished = self.sweep.finish(report)
         return FanoutResult(finished, False, work_items=len(sent), enqueued=enqueued, cap=plan.cap)
 
-    def _enqueue(self, items: list[SweepWorkItem], report: RunReport) -> list[SweepWorkItem]:
-        """The items sent; the candidates of the others become `failed` outcomes naming the error."""
-        assert self.queue is not None
-        try:
-            self.queue.ensure()
-            errors = self.queue.send_each(item.to_json() for item in items)
-        except AzureCallError as exc:
-            errors = [exc] * len(items)
-        for item, error in zip(items, errors, strict=True):
-            if error is not None:
-                reason = f"{error.step} failed"
-                report.outcomes.extend(
-                    action_outcome(
-                        report.run_id, c.vm_id, c.vault_id, ACTION, Result.FAILED, reason, error=error
-                    )
-                    for c in item.candidates
-                )
-        return [item for item, error in zip(items, errors, strict=True) if error is None]
+    def _run_inline(
+        self, plan: SweepPlan, record: RecordDecisions | None, deadline: Deadline | None
+    ) -> FanoutResult:
+        """The plan handled here; what the deadline left unstarted is handed on, under what is
+        left of the cap: the handed-on items' workers share one counter starting at 0 (this
+        process counted in memory), so together they may trigger the cap less what this run did."""
+        report = plan.report
+        slots = RunSlots()
+        left = self.sweep.handle_all(report, plan.to_handle, record, deadline=deadline, slots=slots)
+        if not left:
+            return FanoutResult(self.sweep.finish(report), inline=True)
+        left_of_cap = plan.max_triggers - slots.triggered
+        items = list(
+            work_items(
+                left,
+                report.run_id,
+                dry_run=self.sweep.config.dry_run,
+                cap=left_of_cap if len(left) > left_of_cap else None,
+                batch_size=self._batch_size,
+            )
+        )
+        sent, not_sent = hand_on(self.queue, items)
+        report.outcomes.extend(not_sent)
+        _record(record, not_sent)
+        handed_on = sum(len(item.candidates) for item in sent)
+        logger.warning(
+            "sweep run near its time budget handed the rest on",
+            extra={"run_id": report.run_id, "handed_on": handed_on, "not_handed_on": len(not_sent)},
+        )
+        finished = self.sweep.finish(report)
+        return FanoutResult(finished, inline=True, work_items=len(sent), handed_on=handed_on)
 
 
 class SweepItemFailed(Exception):
@@ -190,17 +223,21 @@ class SweepItemFailed(Exception):
 
 
 class SweepWorker:
-    """One work item through `CandidateHandler`, as the queue trigger and the local drain run it."""
+    """One work item through `CandidateHandler`, as the queue trigger and the local drain run it.
+
+    `queue`: where a delivery near its time budget hands on the candidates it did not start."""
 
     def __init__(
         self,
         sweep_for: Callable[[bool], Sweep],
         slots_for: Callable[[SweepWorkItem], TriggerSlots],
         *,
+        queue: SweepQueue | None = None,
         max_deliveries: int = MAX_DELIVERIES,
     ) -> None:
         self._sweep_for = sweep_for
         self._slots_for = slots_for
+        self._queue = queue
         self.max_deliveries = max_deliveries
 
     def handle_candidate(self, item: SweepWorkItem, candidate: Candidate, deliveries: int) -> Outcome:
@@ -213,27 +250,47 @@ class SweepWorker:
         return handler.handle(candidate, redelivered=deliveries > 1)
 
     def handle(
-        self, item: SweepWorkItem, deliveries: int, record: RecordDecisions | None = None
+        self,
+        item: SweepWorkItem,
+        deliveries: int,
+        record: RecordDecisions | None = None,
+        deadline: Deadline | None = None,
     ) -> list[Outcome]:
         """Every candidate of the item, `config.workers` at a time (the queue trigger's path); each
         decision goes to `record` as soon as it is made.
 
         Raises SweepItemFailed for a redelivery while deliveries remain (what finished is recorded
-        already); on the last delivery the candidates that still raise become `failed` outcomes
-        naming the error.
+        already; the redelivery holds the candidates not started too); on the last delivery the
+        candidates that still raise become `failed` outcomes naming the error. Once `deadline` is
+        near its end no candidate is started: those are handed on as a new work item of the run
+        (same cap, counted by the same run counter).
         """
-        workers = max(1, self._sweep_for(item.dry_run).config.workers)
+        config = self._sweep_for(item.dry_run).config
+        workers = max(1, config.workers)
+
+        def attempt(candidate: Candidate) -> tuple[Candidate, Outcome | Exception | None]:
+            if config.out_of_time(deadline):
+                return candidate, None
+            return self._attempt(item, candidate, deliveries, record)
+
         with ThreadPoolExecutor(max_workers=min(workers, len(item.candidates) or 1)) as pool:
-            attempts = list(pool.map(lambda c: self._attempt(item, c, deliveries, record), item.candidates))
+            attempts = list(pool.map(attempt, item.candidates))
         outcomes = [result for _, result in attempts if isinstance(result, Outcome)]
-        failures = [(c, result) for c, result in attempts if not isinstance(result, Outcome)]
-        if not failures:
-            return outcomes
-        if deliveries < self.max_deliveries:
+        failures = [(c, result) for c, result in attempts if isinstance(result, Exception)]
+        if failures and deliveries < self.max_deliveries:
             raise SweepItemFailed(outcomes, failures)
         given = [given_up(item.run_id, c, deliveries, error) for c, error in failures]
         _record(record, given)
-        return outcomes + given
+        not_started = [c for c, result in attempts if result is None]
+        if not not_started:
+            return outcomes + given
+        _, not_sent = hand_on(self._queue, [replace(item, candidates=tuple(not_started))])
+        _record(record, not_sent)
+        logger.warning(
+            "sweep work item near its time budget handed the rest on",
+            extra={"run_id": item.run_id, "handed_on": len(not_started) - len(not_sent)},
+        )
+        return outcomes + given + not_sent
 
     def poisoned(self, body: str) -> list[Outcome]:
         """A work item the queue gave up on (the poison queue): a `failed` outcome for each candidate
@@ -264,6 +321,46 @@ class SweepWorker:
             return candidate, exc
         _record(record, [outcome])
         return candidate, outcome
+
+
+def enqueue(
+    queue: SweepQueue, items: list[SweepWorkItem], reason: str = ""
+) -> tuple[list[SweepWorkItem], list[Outcome]]:
+    """The items sent, and a `failed` outcome for each candidate of the others naming the error
+    (after `reason`, when given)."""
+    try:
+        queue.ensure()
+        errors = queue.send_each(item.to_json() for item in items)
+    except AzureCallError as exc:
+        errors = [exc] * len(items)
+    sent: list[SweepWorkItem] = []
+    failed: list[Outcome] = []
+    for item, error in zip(items, errors, strict=True):
+        if error is None:
+            sent.append(item)
+            continue
+        why = f"{reason}; {error.step} failed" if reason else f"{error.step} failed"
+        failed.extend(
+            action_outcome(item.run_id, c.vm_id, c.vault_id, ACTION, Result.FAILED, why, error=error)
+            for c in item.candidates
+        )
+    return sent, failed
+
+
+def hand_on(
+    queue: SweepQueue | None, items: list[SweepWorkItem]
+) -> tuple[list[SweepWorkItem], list[Outcome]]:
+    """Work items of candidates a run near its time budget did not start, put on the sweep queue:
+    the items sent, and an outcome naming the budget for each candidate that was not (no queue:
+    `skipped`, the next run finds the VM still stuck; the enqueue failed: `failed`)."""
+    if queue is None:
+        reason = f"{NOT_STARTED}; no sweep queue to hand it on to: the next run handles it"
+        return [], [
+            action_outcome(item.run_id, c.vm_id, c.vault_id, ACTION, Result.SKIPPED, reason)
+            for item in items
+            for c in item.candidates
+        ]
+    return enqueue(queue, items, reason=f"{NOT_STARTED}; handing it on")
 
 
 def _record(record: RecordDecisions | None, outcomes: list[Outcome]) -> None:
