@@ -94,7 +94,14 @@ def test_token_bucket_answers_429_with_retry_after(
         f"{emulator_server.endpoint}/_emulator/throttle", json={"read": {"capacity": 2, "refill_per_s": 0.5}}
     )
     url = f"{emulator_server.endpoint}{VAULTS}?api-version=2026-11-01"
-    answers = [http.get(url, headers=AUTH) for _ in range(3)]
+    # frozen: the bucket refills on the emulated clock, whose scale an earlier test may have left fast,
+    # and a loaded machine may take seconds between the three requests
+    scale = emulator.clock.scale
+    emulator.clock.set(emulator.clock.now(), scale=0)
+    try:
+        answers = [http.get(url, headers=AUTH) for _ in range(3)]
+    finally:
+        emulator.clock.set(emulator.clock.now(), scale=scale)
     assert [a.status_code for a in answers] == [200, 200, 429]
     assert int(answers[2].headers["Retry-After"]) >= 1
     assert answers[1].headers["x-ms-ratelimit-remaining-subscription-reads"] == "0"
