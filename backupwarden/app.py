@@ -350,7 +350,7 @@ def build_outcome_shipping(
         now=now,
     )
     shipper = Shipper(outbox, LogsUploader(clients.logs_ingestion(), settings.dcr_immutable_id))
-    return OutcomeShipping(collector, shipper, outbox)
+    return OutcomeShipping(collector, shipper, outbox, call_timeout=settings.call_timeout)
 
 
 def report_query(settings: Settings, clients: AzureClients) -> LogsQuery:

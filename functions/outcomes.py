@@ -6,7 +6,7 @@ import logging
 
 import azure.functions as func
 
-from backupwarden.app import build_outcome_shipping
+from backupwarden.app import build_outcome_shipping, run_deadline
 from functions.context import context, retried_if_storage_is_down
 
 logger = logging.getLogger(__name__)
@@ -20,7 +20,8 @@ def ship_outcomes(timer: func.TimerRequest) -> None:
     if timer.past_due:
         logger.warning("ship_outcomes timer is past due; running now")
     ctx = context()
-    report = build_outcome_shipping(ctx.settings, ctx.clients).run()
+    deadline = run_deadline(ctx.settings)
+    report = build_outcome_shipping(ctx.settings, ctx.clients).run(deadline)
     # the run's health record waits in the outbox for the next run: an outage delays it, and the
     # "flow silent" alert covers the gap (docs/alerts.md)
     ctx.record([report.run_record()], source="Timer", dry_run=False)

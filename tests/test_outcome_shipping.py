@@ -22,6 +22,7 @@ from azure.functions.timer import TimerRequest  # the concrete class the host's 
 
 import function_app
 from backupwarden.adapters.storage.outbox import Outbox
+from backupwarden.app import build_outcome_shipping
 from backupwarden.cli import main as cli
 from backupwarden.domain.kql import load_kql
 from backupwarden.domain.log_records import (
@@ -33,6 +34,7 @@ from backupwarden.domain.log_records import (
 )
 from backupwarden.domain.log_schema import AUTOMATION_ACTIONS, FINISHED_JOB_STATUSES, JOB_OUTCOMES
 from backupwarden.domain.records import Outcome, Result
+from backupwarden.domain.times import Deadline
 from backupwarden.flows.new_vm.event_batch import handle_events
 from backupwarden.flows.outcomes.collector import FIRST_RUN_LOOKBACK, WATERMARK
 from emulator import Emulator, EmulatorServer
@@ -236,6 +238,42 @@ def test_killed_after_an_upload_loses_nothing_and_resends_only_that_batch(
     assert bench.watermark() is not None
     assert bench.ship().results[0].upload_calls == 0  # never again after the bookkeeping
     assert Counter(ids_in_order(bench.landed())) == landed
+
+
+# --- a run near the end of its time budget starts no upload ----------------------------------------
+def test_a_run_near_its_time_budget_starts_no_upload_and_the_next_run_ships_the_rest(
+    bench: OutcomeBench, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outcomes = sweep_and_finish(bench)
+    ship_in_batches_of(monkeypatch, 4096)  # several upload calls per stream
+    settings = bench.settings()
+    ticks = iter(range(0, 10_000, 150))  # each reading of the run's clock 150 s later than the last
+    deadline = Deadline.start(timedelta(minutes=7), lambda: float(next(ticks)))
+    # start 0; before batch 1: 150 s (270 s left), batch 2: 300 s (120 s), batch 3: 450 s (nothing left)
+    assert settings.call_timeout == timedelta(seconds=105)
+
+    cut = build_outcome_shipping(settings, bench.clients(settings), now=bench.emulator.now).run(deadline)
+
+    jobs, actions = cut.results
+    assert (jobs.shipped > 0, jobs.upload_calls, jobs.out_of_time, jobs.stopped) == (True, 2, True, None)
+    assert (actions.upload_calls, actions.out_of_time) == (0, True)
+    assert cut.watermark is None and bench.watermark() is None  # not every collected job shipped yet
+    record = cut.run_record()
+    assert record.result is Result.COMPLETED
+    assert "the rest waits for the next run (BACKUPWARDEN_TIME_BUDGET nearly spent)" in record.reason
+    assert len(bench.landed()) == jobs.shipped
+
+    after = bench.ship()
+
+    assert all(r.complete for r in after.results)
+    landed = ids_in_order(bench.landed())
+    assert len(landed) == len(set(landed)) == jobs.shipped + after.results[0].shipped
+    assert_in_time_order(bench.landed())
+    actions_landed = bench.landed(AUTOMATION_ACTIONS.table)
+    assert Counter((a["RunId"], a["VmId"], a["Action"]) for a in actions_landed) == Counter(
+        (o.run_id, o.vm_id, o.action) for o in outcomes
+    )
+    assert after.watermark is not None
 
 
 # --- limits: long fields and odd characters are bounded, never a rejected batch ------------------

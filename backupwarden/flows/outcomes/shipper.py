@@ -2,7 +2,9 @@
 
 A batch is removed from the outbox only after its upload succeeded. A batch the service refuses
 (400/413) is halved until the record at fault stands alone; that record is parked with its error
-and the rest ship. Throttling or an outage stops the run: the records wait for the next one.
+and the rest ship. Throttling or an outage stops the run: the records wait for the next one. So
+does a run near the end of its time budget (a backlog after an outage can outlast one run): it
+sends no further batch and the next run goes on from there.
 Between a successful upload and the bookkeeping a crash can resend that batch once (at least
 once); `kql/dedupe_*.kql` read the tables de-duplicated by RecordId.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Protocol
 
 from backupwarden.adapters.azure.logs_ingestion import (
@@ -23,6 +26,7 @@ from backupwarden.adapters.azure.logs_ingestion import (
 )
 from backupwarden.adapters.storage.outbox import Outbox, PendingRecord
 from backupwarden.domain.log_schema import JOB_OUTCOMES
+from backupwarden.domain.times import Deadline
 
 logger = logging.getLogger(__name__)
 
@@ -38,11 +42,12 @@ class ShipResult:
     upload_calls: int = 0
     bytes_sent: int = 0
     parked: list[str] = field(default_factory=list)  # record ids refused on their own
-    stopped: str | None = None  # why the run stopped early (the rest waits in the outbox)
+    stopped: str | None = None  # why the upload failed and the run stopped (the rest waits in the outbox)
+    out_of_time: bool = False  # the run's time budget was nearly spent: the rest waits for the next run
 
     @property
     def complete(self) -> bool:
-        return self.stopped is None
+        return self.stopped is None and not self.out_of_time
 
 
 class Shipper:
@@ -51,10 +56,21 @@ class Shipper:
         self._uploader = uploader
         self._max = max_upload_bytes
 
-    def ship(self, stream: str) -> ShipResult:
+    def ship(
+        self, stream: str, deadline: Deadline | None = None, margin: timedelta = timedelta(0)
+    ) -> ShipResult:
+        """Every pending record of `stream`, batch by batch; no batch is started with `margin` or less
+        left of `deadline` (one upload's timeout, so a started upload can end within the budget)."""
         result = ShipResult(stream)
         try:
             for batch in self._batches(stream):
+                if deadline is not None and deadline.near_end(margin):
+                    result.out_of_time = True
+                    logger.warning(
+                        "log upload paused: the run's time budget is nearly spent; the rest waits",
+                        extra={"stream": stream, "shipped": result.shipped},
+                    )
+                    break
                 self._send(batch, result)
         except IngestionUnavailable as exc:
             result.stopped = str(exc)

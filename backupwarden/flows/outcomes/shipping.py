@@ -11,6 +11,7 @@ from backupwarden.adapters.azure.errors import AzureCallError
 from backupwarden.adapters.storage.outbox import Outbox
 from backupwarden.domain.log_schema import AUTOMATION_ACTIONS, JOB_OUTCOMES
 from backupwarden.domain.records import Outcome, Result
+from backupwarden.domain.times import Deadline
 from backupwarden.flows.outcomes.collector import WATERMARK, Collected, JobOutcomeCollector
 from backupwarden.flows.outcomes.shipper import Shipper, ShipResult
 from backupwarden.flows.run_report import action_outcome, run_outcome
@@ -49,6 +50,8 @@ class ShippingReport:
         if parked:
             reason = f"{parked} records refused and parked; {summary}"
             return action_outcome(self.run_id, "", "", RUN_ACTION, Result.PARTIAL, reason)
+        if any(r.out_of_time for r in self.results):
+            summary += "; the rest waits for the next run (BACKUPWARDEN_TIME_BUDGET nearly spent)"
         return run_outcome(self.run_id, RUN_ACTION, [], summary)
 
     def to_json(self) -> dict[str, object]:
@@ -63,6 +66,7 @@ class ShippingReport:
                     "upload_calls": r.upload_calls,
                     "parked": r.parked,
                     "stopped": r.stopped,
+                    "out_of_time": r.out_of_time,
                 }
                 for r in self.results
             ],
@@ -70,12 +74,20 @@ class ShippingReport:
 
 
 class OutcomeShipping:
-    def __init__(self, collector: JobOutcomeCollector, shipper: Shipper, outbox: Outbox) -> None:
+    def __init__(
+        self,
+        collector: JobOutcomeCollector,
+        shipper: Shipper,
+        outbox: Outbox,
+        *,
+        call_timeout: timedelta = timedelta(0),
+    ) -> None:
         self._collector = collector
         self._shipper = shipper
         self._outbox = outbox
+        self._call_timeout = call_timeout  # no upload starts with less than this left of a run's budget
 
-    def run(self) -> ShippingReport:
+    def run(self, deadline: Deadline | None = None) -> ShippingReport:
         watermark, etag = self._outbox.watermark(WATERMARK)
         collect_failed = None
         try:
@@ -84,9 +96,11 @@ class OutcomeShipping:
             collect_failed = f"collecting finished jobs failed at {exc.step}"
             collected = Collected(0, 0, None)
             logger.warning("finished jobs not collected", extra={"error": str(exc)})
-        jobs = self._shipper.ship(JOB_OUTCOMES.stream)
+        jobs = self._shipper.ship(JOB_OUTCOMES.stream, deadline, self._call_timeout)
         if jobs.complete:
-            actions = self._shipper.ship(AUTOMATION_ACTIONS.stream)
+            actions = self._shipper.ship(AUTOMATION_ACTIONS.stream, deadline, self._call_timeout)
+        elif jobs.out_of_time:
+            actions = ShipResult(AUTOMATION_ACTIONS.stream, out_of_time=True)
         else:  # the service is throttling or down: a second stream's call is bound to fail too
             actions = ShipResult(AUTOMATION_ACTIONS.stream, stopped=f"not tried: {jobs.stopped}")
         results = (jobs, actions)
