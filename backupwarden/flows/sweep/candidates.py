@@ -45,6 +45,7 @@ from backupwarden.domain.sweep_rules import (
 from backupwarden.domain.times import Deadline, utc_now
 from backupwarden.flows.backup_now import (
     LEDGER_ACTION,
+    BackupNowResult,
     BackupTarget,
     backup_now,
     settle_todays_trigger,
@@ -328,8 +329,22 @@ class CandidateHandler:
     def _trigger(
         self, candidate: Candidate, vault: VaultRef, reason: str, now: datetime, claim: Claim | None
     ) -> Outcome:
+        done = self._backup_now(candidate, vault, now, claim)
+        if done.result is not Result.TRIGGERED:
+            self._slots.give_back()
+            return self._outcome(candidate, done.result, done.reason, error=done.error)
+        return self._outcome(candidate, Result.TRIGGERED, f"{reason}; {done.reason}", job_id=done.job_id)
+
+    def _backup_now(
+        self,
+        candidate: Candidate,
+        vault: VaultRef,
+        now: datetime,
+        claim: Claim | None,
+        earlier_attempt_at: datetime | None = None,
+    ) -> BackupNowResult:
         target = BackupTarget(candidate.vm_id, vault, candidate.container_name, candidate.item_name)
-        done = backup_now(
+        return backup_now(
             self._ledger,
             self._recovery,
             target,
@@ -339,11 +354,8 @@ class CandidateHandler:
             expiry=now + self._config.recovery_point_expiry,
             triggered_by="Sweep",
             claim=claim,
+            earlier_attempt_at=earlier_attempt_at,
         )
-        if done.result is not Result.TRIGGERED:
-            self._slots.give_back()
-            return self._outcome(candidate, done.result, done.reason, error=done.error)
-        return self._outcome(candidate, Result.TRIGGERED, f"{reason}; {done.reason}", job_id=done.job_id)
 
     def _recover_abandoned_claim(
         self, candidate: Candidate, vault: VaultRef, now: datetime
@@ -363,19 +375,7 @@ class CandidateHandler:
             return own
         if record is None or record.status is not LedgerStatus.IN_PROGRESS or record.run_id != self.run_id:
             return None
-        target = BackupTarget(candidate.vm_id, vault, candidate.container_name, candidate.item_name)
-        done = backup_now(
-            self._ledger,
-            self._recovery,
-            target,
-            run_id=self.run_id,
-            now=now,
-            daily_budget=self._config.policy.daily_budget,
-            expiry=now + self._config.recovery_point_expiry,
-            triggered_by="Sweep",
-            claim=record.as_claim(),
-            earlier_attempt_at=record.updated,
-        )
+        done = self._backup_now(candidate, vault, now, record.as_claim(), earlier_attempt_at=record.updated)
         if done.result is not Result.TRIGGERED:
             self._slots.give_back()  # the earlier delivery's decided trigger did not happen
             return self._outcome(candidate, done.result, done.reason, error=done.error)
