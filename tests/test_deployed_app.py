@@ -31,6 +31,8 @@ FUNCTIONS = [
     "sweep",
     "sweep_worker",
     "sweep_worker_poison",
+    "vm_event_queued",
+    "vm_event_queued_poison",
     "vm_written",
 ]
 # Run in the deployed copy (argv: the checkout, the copy): the copy first on sys.path, the checkout (put
