@@ -3,13 +3,9 @@
 // One resource group holds the app: its managed identity, storage, Log Analytics (outcome tables, data
 // collection endpoint and rule), Application Insights, the Flex Consumption function app, the alert
 // rules and action group, and the workbook. Each subscription in scope (this one and those in
-// additionalSubscriptionIds) gets the identity's roles there and an Event Grid system topic feeding
-// vm_written (subscription/scope.bicep).
-//
-// Two things point at functions that exist only once the code is deployed: the Event Grid
-// subscriptions (vm_written) and the action group's webhook (alert_webhook, whose URL carries the
-// function key). They are left out until `functionsDeployed` is true, which azure.yaml's postdeploy
-// hook sets before provisioning once more, so `azd up` still ends fully wired. See docs/deploy.md.
+// additionalSubscriptionIds) gets the identity's roles there and an Event Grid system topic (new, or
+// its existing one) delivering VM writes to the app's vm-events queue (subscription/scope.bicep). The
+// queue exists before the code, so one provision wires the events. See docs/deploy.md.
 
 targetScope = 'subscription'
 
@@ -18,8 +14,46 @@ targetScope = 'subscription'
 @description('Name of the azd environment; names and tags every resource.')
 param environmentName string
 
+// Regions that offer Flex Consumption, as Azure-Samples/functions-quickstart-python-http-azd lists them
+// (infra/main.bicep). Microsoft publishes no fixed list: `az functionapp list-flexconsumption-locations`
+// gives today's (https://learn.microsoft.com/azure/azure-functions/flex-consumption-how-to#view-currently-supported-regions).
+// The list grows: add a region the command shows (docs/deploy.md, "Regions").
 @minLength(1)
-@description('Azure region of the app (one where Flex Consumption is offered).')
+@description('Azure region of the app: one where Flex Consumption is offered.')
+@allowed([
+  'australiaeast'
+  'australiasoutheast'
+  'brazilsouth'
+  'canadacentral'
+  'centralindia'
+  'centralus'
+  'eastasia'
+  'eastus'
+  'eastus2'
+  'eastus2euap'
+  'francecentral'
+  'germanywestcentral'
+  'italynorth'
+  'japaneast'
+  'koreacentral'
+  'northcentralus'
+  'northeurope'
+  'norwayeast'
+  'southafricanorth'
+  'southcentralus'
+  'southeastasia'
+  'southindia'
+  'spaincentral'
+  'swedencentral'
+  'uaenorth'
+  'uksouth'
+  'ukwest'
+  'westcentralus'
+  'westeurope'
+  'westus'
+  'westus2'
+  'westus3'
+])
 @metadata({
   azd: {
     type: 'location'
@@ -30,10 +64,31 @@ param location string
 @description('Name of the app\'s resource group; empty: rg-<environmentName>.')
 param resourceGroupName string = ''
 
-@description('Whether the code is deployed (vm_written and alert_webhook exist). Set by the postdeploy hook.')
+@description('Storage redundancy: Standard_LRS or Standard_ZRS; empty: ZRS where the region has availability zones, else LRS (app/storage.bicep).')
+@allowed([
+  ''
+  'Standard_LRS'
+  'Standard_ZRS'
+])
+param storageSkuName string = ''
+
+@description('Private-network mode: a virtual network the app integrates with, private endpoints for its storage, storage closed to public networks (app/network.bicep).')
+param vnetEnabled bool = false
+
+@description('Python version of the function app (what Flex Consumption runs and the code is tested on).')
+@allowed([
+  '3.11'
+  '3.12'
+])
+param runtimeVersion string = '3.11'
+
+@description('Whether the code is deployed (alert_webhook exists, for the plain webhook\'s function key).')
 param functionsDeployed bool = false
 
 // --- scope and rights ------------------------------------------------------------------------------
+@description('Resource id of this subscription\'s existing Event Grid system topic (type Microsoft.Resources.Subscriptions, with a system-assigned identity); empty: create backupwarden-subscription-events. A subscription holds only one such topic.')
+param existingSystemTopicId string = ''
+
 @description('More subscriptions in scope besides this one, comma-separated ids. The deployer needs Owner (or User Access Administrator and Contributor) there; otherwise deploy subscription/scope.bicep per subscription (docs/deploy.md).')
 param additionalSubscriptionIds string = ''
 
@@ -50,29 +105,49 @@ param backupOperatorScope string = 'resourceGroups'
 @description('Comma-separated resource ids (/subscriptions/…/resourceGroups/…) of the resource groups holding the Recovery Services vaults.')
 param vaultResourceGroupIds string = ''
 
-@description('Where new VMs may get protection enabled: each whole subscription, the groups in vmResourceGroupIds, or nowhere.')
+@description('Where new VMs may get protection enabled: the groups in vmResourceGroupIds (default; at least one required), each whole subscription (an explicit choice), or nowhere.')
 @allowed([
   'subscription'
   'resourceGroups'
   'none'
 ])
-param vmWriteScope string = 'subscription'
+param vmWriteScope string = 'resourceGroups'
 
 @description('Comma-separated resource ids of the resource groups whose new VMs may be protected (vmWriteScope resourceGroups).')
 param vmResourceGroupIds string = ''
 
-@description('Role carrying the VM write permission: custom (only virtualMachines/read and /write) or VirtualMachineContributor.')
+// Virtual Machine Contributor by default: the least built-in role holding virtualMachines/write, which
+// Azure Backup checks when protection is enabled. The custom role (only VM read and write) is created
+// in the same deployment as its assignments, which can fail until the new definition has replicated.
+@description('Role carrying the VM write permission: VirtualMachineContributor (built-in) or custom (only virtualMachines/read and /write; its first assignment may race its creation).')
 @allowed([
   'custom'
   'VirtualMachineContributor'
 ])
-param vmWriteRole string = 'custom'
+param vmWriteRole string = 'VirtualMachineContributor'
+
+@description('Object id of the deploying user or principal (azd fills it in: AZURE_PRINCIPAL_ID); it gets the data roles the backupwarden CLI needs on the storage account, the workspace and the data collection rule. Empty: none.')
+param deployerPrincipalId string = ''
+
+@description('Principal type of deployerPrincipalId: User, or ServicePrincipal when a pipeline deploys.')
+@allowed([
+  'User'
+  'ServicePrincipal'
+])
+param deployerPrincipalType string = 'User'
 
 // --- alerting --------------------------------------------------------------------------------------
 @description('E-mail address told of every alert; empty: no e-mail.')
 param alertEmail string = ''
 
-@description('Client (application) id of an Entra app for the secure webhook; empty: plain webhook, protected by the function key only.')
+@description('How the action group authenticates to alert_webhook: entra (secure webhook, an Entra ID token the app checks; needs webhookEntraAppId and webhookEntraAppObjectId, else no webhook) or functionKey (opt-out: the function key in the URL, once functionsDeployed).')
+@allowed([
+  'entra'
+  'functionKey'
+])
+param webhookAuth string = 'entra'
+
+@description('Client (application) id of the Entra app registration of the secure webhook (docs/deploy.md); empty: the action group has no webhook until it is given.')
 param webhookEntraAppId string = ''
 
 @description('Object id of that Entra application (the action group names it); required with webhookEntraAppId.')
@@ -205,7 +280,14 @@ var tags = {
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var functionAppName = 'func-backupwarden-${resourceToken}'
 var deadLetterContainerName = 'vm-events-deadletter'
-var secureWebhook = !empty(webhookEntraAppId)
+// Event Grid's queue; functions/new_vms.py's VM_EVENT_QUEUE names it too (tests hold them equal)
+var vmEventQueueName = 'backupwarden-vm-events'
+// Subscription-scope deployment names are global to the subscription and tied to a region: one per
+// environment (resourceToken), within the 64 characters a deployment name may have
+// (https://learn.microsoft.com/azure/azure-resource-manager/management/resource-name-rules#microsoftresources).
+var scopeDeploymentPrefix = 'backupwarden-${resourceToken}'
+var entraWebhook = webhookAuth == 'entra'
+var secureWebhook = entraWebhook && !empty(webhookEntraAppId)
 var webhookAudience = empty(webhookEntraAppIdUri) ? 'api://${webhookEntraAppId}' : webhookEntraAppIdUri
 var additionalSubscriptionList = empty(additionalSubscriptionIds) ? [] : split(additionalSubscriptionIds, ',')
 var separatelyGrantedSubscriptionList = empty(separatelyGrantedSubscriptionIds) ? [] : split(separatelyGrantedSubscriptionIds, ',')
@@ -242,10 +324,25 @@ module storage 'app/storage.bicep' = {
       protectQueueName
       remediationQueueName
       sweepQueueName
+      vmEventQueueName
     ]
     ledgerTableName: ledgerTableName
     outboxTableName: outboxTableName
     alertDedupTableName: alertDedupTableName
+    skuName: storageSkuName
+    privateNetwork: vnetEnabled
+  }
+}
+
+module network 'app/network.bicep' = if (vnetEnabled) {
+  name: 'network'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    name: 'vnet-backupwarden-${resourceToken}'
+    storageAccountResourceId: storage.outputs.STORAGE_ACCOUNT_RESOURCE_ID
+    storageAccountName: storage.outputs.STORAGE_ACCOUNT_NAME
   }
 }
 
@@ -289,6 +386,8 @@ module functionApp 'app/function-app.bicep' = {
     storageTableEndpoint: storage.outputs.STORAGE_TABLE_ENDPOINT
     deploymentContainerUrl: storage.outputs.DEPLOYMENT_CONTAINER_URL
     applicationInsightsConnectionString: appInsights.outputs.APPLICATIONINSIGHTS_CONNECTION_STRING
+    runtimeVersion: runtimeVersion
+    virtualNetworkSubnetId: vnetEnabled ? network.outputs.APP_SUBNET_ID : ''
     // Every setting backupwarden/settings.py reads, except the emulator-only ones and the storage
     // connection, which function-app.bicep sets by identity (tests/test_infra.py holds the two equal).
     appSettings: {
@@ -345,6 +444,17 @@ module rbac 'app/rbac.bicep' = {
     dataCollectionRuleName: monitoring.outputs.DATA_COLLECTION_RULE_NAME
     workspaceName: monitoring.outputs.LOG_ANALYTICS_WORKSPACE_NAME
     applicationInsightsName: appInsights.outputs.APPLICATIONINSIGHTS_NAME
+    deployerPrincipalId: deployerPrincipalId
+    deployerPrincipalType: deployerPrincipalType
+  }
+}
+
+// vmWriteScope 'resourceGroups' with no group fails here, with the parameter named, instead of granting nothing.
+module vmWriteGroupsCheck 'app/vm-write-groups-check.bicep' = if (vmWriteScope == 'resourceGroups') {
+  name: 'vm-write-groups-check'
+  scope: rg
+  params: {
+    vmResourceGroupIds: vmResourceGroupIdList
   }
 }
 
@@ -358,6 +468,7 @@ module alerts 'app/alerts.bicep' = {
     actionGroupName: 'ag-backupwarden-${resourceToken}'
     alertEmail: alertEmail
     functionAppName: functionApp.outputs.FUNCTION_APP_NAME
+    webhookAuth: webhookAuth
     functionsDeployed: functionsDeployed
     secureWebhook: secureWebhook
     webhookEntraAppObjectId: webhookEntraAppObjectId
@@ -389,7 +500,7 @@ module workbook 'app/workbook.bicep' = {
 
 // This subscription: its system topic lives in the app's resource group.
 module deploymentSubscription 'subscription/scope.bicep' = {
-  name: 'backupwarden-scope-${subscription().subscriptionId}'
+  name: '${scopeDeploymentPrefix}-${subscription().subscriptionId}'
   params: {
     principalId: identity.outputs.IDENTITY_PRINCIPAL_ID
     location: location
@@ -401,15 +512,15 @@ module deploymentSubscription 'subscription/scope.bicep' = {
     vmWriteScope: vmWriteScope
     vmResourceGroupIds: vmResourceGroupIdList
     vmWriteRole: vmWriteRole
-    functionAppResourceId: functionApp.outputs.FUNCTION_APP_RESOURCE_ID
-    functionsDeployed: functionsDeployed
+    existingSystemTopicId: existingSystemTopicId
     storageAccountResourceId: storage.outputs.STORAGE_ACCOUNT_RESOURCE_ID
+    vmEventQueueName: vmEventQueueName
     deadLetterContainerName: deadLetterContainerName
   }
 }
 
 module additionalSubscriptions 'subscription/scope.bicep' = [for subscriptionId in additionalSubscriptionList: {
-  name: 'backupwarden-scope-${trim(subscriptionId)}'
+  name: '${scopeDeploymentPrefix}-${trim(subscriptionId)}'
   scope: subscription(trim(subscriptionId))
   params: {
     principalId: identity.outputs.IDENTITY_PRINCIPAL_ID
@@ -422,9 +533,8 @@ module additionalSubscriptions 'subscription/scope.bicep' = [for subscriptionId 
     vmWriteScope: vmWriteScope
     vmResourceGroupIds: vmResourceGroupIdList
     vmWriteRole: vmWriteRole
-    functionAppResourceId: functionApp.outputs.FUNCTION_APP_RESOURCE_ID
-    functionsDeployed: functionsDeployed
     storageAccountResourceId: storage.outputs.STORAGE_ACCOUNT_RESOURCE_ID
+    vmEventQueueName: vmEventQueueName
     deadLetterContainerName: deadLetterContainerName
   }
 }]

@@ -41,6 +41,7 @@ from emulator import Emulator, EmulatorServer
 from emulator.compute.models import ComputeBackend
 from emulator.eventgrid.models import EventGridBackend
 from emulator.monitor.models import MonitorBackend
+from functions.new_vms import VM_EVENT_QUEUE
 from tests.conftest import StaticToken
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,8 +90,12 @@ SAMPLE_OUTPUTS = {
         "InstrumentationKey=00000000-0000-0000-0000-000000000000;"
         "IngestionEndpoint=https://westeurope-5.in.applicationinsights.azure.com/"
     ),
+    "functionApp.outputs.FUNCTION_APP_NAME": "func-backupwarden-test",
     "alerts.outputs.ACTION_GROUP_RESOURCE_ID": (
         f"{RG_ID}/providers/Microsoft.Insights/actionGroups/ag-backupwarden"
+    ),
+    "network.outputs.APP_SUBNET_ID": (
+        f"{RG_ID}/providers/Microsoft.Network/virtualNetworks/vnet-backupwarden/subnets/app"
     ),
 }
 FUNCTION_PROPERTIES = {
@@ -98,6 +103,7 @@ FUNCTION_PROPERTIES = {
     ("subscription", "id"): f"/subscriptions/{SUBSCRIPTION}",
     ("tenant", "tenantId"): TENANT,
     ("environment", "resourceManager"): "https://management.azure.com/",
+    ("environment", "suffixes.storage"): "core.windows.net",
 }
 # The azd environment of a first `azd up`; variants add to it.
 AZD_ENVIRONMENT = {"AZURE_ENV_NAME": "bw-test", "AZURE_LOCATION": "westeurope"}
@@ -153,6 +159,7 @@ DOCUMENTED_ROLE_IDS = {
     "Storage Blob Data Owner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
     "Storage Blob Data Contributor": "ba92f5b4-2d11-453d-a403-e96b0029c9fe",
     "Storage Queue Data Contributor": "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
+    "Storage Queue Data Message Sender": "c6a89b2d-59bc-44d0-9896-0f6e12d7b80a",
     "Storage Table Data Contributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
 }
 ROLE_VARIABLE = re.compile(r"^var (?P<name>[a-z][A-Za-z]*)RoleId = '(?P<id>" + GUID + r")'$")
@@ -232,6 +239,10 @@ class BicepEvaluator:
         unknown = set(self.params) - set(self.tree.get("parameters", {}))
         if unknown:
             raise CannotEvaluate(f"{path.name} declares no parameters {sorted(unknown)}")
+        for name, value in self.params.items():  # ARM refuses a value outside @allowed
+            for decorator in self.tree["parameters"][name]["decorators"]:
+                if decorator["type"] == "allowed" and value not in decorator["argument"]:
+                    raise CannotEvaluate(f"{path.name}: {name}={value!r} is not allowed")
 
     def with_locals(self, **values: Any) -> BicepEvaluator:
         return BicepEvaluator(self.path, self.params, {**self.locals, **values})
@@ -288,9 +299,12 @@ class BicepEvaluator:
         return re.sub(r"\$\{([^{}]+)\}", lambda m: self._as_string(self._segment(m.group(1))), text)
 
     def _segment(self, expression: str) -> Any:
-        call = re.fullmatch(r"(\w+)\(\)\.(\w+)", expression)
+        call = re.fullmatch(r"(\w+)\(\)\.(\w+(?:\.\w+)*)", expression)
         if call:
             return self._function_property(call.group(1), call.group(2))
+        trimmed = re.fullmatch(r"trim\(([A-Za-z_]\w*)\)", expression)  # '${trim(subscriptionId)}'
+        if trimmed:
+            return self._as_string(self.identifier(trimmed.group(1))).strip()
         if re.fullmatch(r"[A-Za-z_]\w*(\.\w+)*", expression):
             return self._path(expression.split("."))
         raise CannotEvaluate(f"{self.path.name}: cannot evaluate ${{{expression}}}")
@@ -326,9 +340,11 @@ class BicepEvaluator:
             return self._function_property(kind, prop)
         simple: dict[str, Callable[..., Any]] = {
             "empty": lambda item_to_test: item_to_test in ("", [], {}, None),
+            "contains": lambda container, item_to_find: item_to_find in container,
             "string": self._as_string,
             "to_lower": lambda string_to_change: string_to_change.lower(),
             "trim": lambda string_to_trim: string_to_trim.strip(),
+            "last": lambda arg_1: arg_1[-1],
             "union": lambda arg_1, arg_2: {**arg_1, **arg_2},
             "concat": concat,
             "join": lambda input_array, delimiter: delimiter.join(input_array),
@@ -689,7 +705,8 @@ def test_storage_takes_no_shared_keys_and_the_app_only_https() -> None:
     (site,) = resources_of_type(parse_bicep(FUNCTION_APP), "Microsoft.Web/sites").values()
     assert site["kind"] == "functionapp,linux" and site["identity"]["type"] == "UserAssigned"
     assert site["properties"]["httpsOnly"] is True
-    assert site["properties"]["functionAppConfig"]["runtime"] == {"name": "python", "version": "3.11"}
+    # the version is a parameter: tests/test_runtime_version.py
+    assert site["properties"]["functionAppConfig"]["runtime"]["name"] == "python"
     site_config = site["properties"]["siteConfig"]
     assert (site_config["minTlsVersion"], site_config["ftpsState"]) == ("1.2", "Disabled")
     publishing = resources_of_type(
@@ -764,8 +781,9 @@ def test_the_webhook_and_the_event_subscription_point_at_real_functions() -> Non
     webhook = triggers[alerts.variable("webhookFunctionName")]
     assert webhook.type == "httpTrigger" and webhook.route == alerts.variable("webhookRoute")
     assert [method.value for method in webhook.methods] == ["POST"]
-    events = BicepEvaluator(EVENTS, {})
-    assert triggers[events.variable("vmWrittenFunctionName")].type == "eventGridTrigger"
+    (queued,) = [t for t in triggers.values() if getattr(t, "queue_name", "") == VM_EVENT_QUEUE]
+    assert queued.type == "queueTrigger"
+    assert parse_bicep(MAIN)["variables"]["vmEventQueueName"]["value"] == VM_EVENT_QUEUE
 
 
 # --- alert KQL in the emulator's workspace --------------------------------------------------------
@@ -1046,13 +1064,14 @@ class EventFilter:
 
 def vm_write_filter() -> EventFilter:
     tree = parse_bicep(EVENTS)
-    (subscription,) = resources_of_type(tree, "Microsoft.EventGrid/systemTopics/eventSubscriptions").values()
-    properties = subscription["properties"]
-    assert properties["destination"]["endpointType"] == "AzureFunction"
+    subscriptions = resources_of_type(tree, "Microsoft.EventGrid/systemTopics/eventSubscriptions").values()
+    assert {config["properties"] for config in subscriptions} == {"eventSubscription"}
+    properties = tree["variables"]["eventSubscription"]["value"]
+    assert properties["deliveryWithResourceIdentity"]["destination"]["endpointType"] == "StorageQueue"
     assert properties["retryPolicy"] == {"maxDeliveryAttempts": 30, "eventTimeToLiveInMinutes": 1440}
     dead_letter = properties["deadLetterWithResourceIdentity"]["deadLetterDestination"]
     assert dead_letter["endpointType"] == "StorageBlob"
-    (topic,) = resources_of_type(tree, "Microsoft.EventGrid/systemTopics").values()
+    topic = resources_of_type(tree, "Microsoft.EventGrid/systemTopics")["newTopic"]
     assert topic["properties"]["topicType"] == "Microsoft.Resources.Subscriptions"
     return EventFilter.from_bicep(BicepEvaluator(EVENTS, {}).evaluate(properties["filter"]))
 
@@ -1172,7 +1191,9 @@ def test_every_role_assignment_is_named_guid_of_scope_principal_and_role() -> No
         )
         properties = config["properties"]
         assert principal_part == expression(properties["principalId"]), where
-        assert properties["principalType"] == "ServicePrincipal", where
+        deployer = properties["principalId"] == "deployerPrincipalId"  # rbac.bicep: the deploying user
+        expected_type = "deployerPrincipalType" if deployer else "ServicePrincipal"
+        assert properties["principalType"] == expected_type, where
         role = properties["roleDefinitionId"]
         variables = parse_bicep(path).get("variables", {})
         if isinstance(role, str) and role in variables and role_part != role:
@@ -1209,20 +1230,6 @@ def test_azure_yaml_deploys_this_project_to_the_tagged_function_app() -> None:
     app = module_evaluator(main_evaluator(AZD_ENVIRONMENT), "functionApp")
     (site,) = resources_of_type(app.tree, "Microsoft.Web/sites").values()
     assert app.evaluate(site["tags"])["azd-service-name"] == service_name
-
-
-def test_the_postdeploy_hook_turns_on_what_needs_the_deployed_functions() -> None:
-    project = yaml.safe_load((ROOT / "azure.yaml").read_text())
-    hooks = project["hooks"]["postdeploy"]
-    for platform in ("posix", "windows"):
-        script = ROOT / hooks[platform]["run"]
-        text = script.read_text()
-        assert "azd env set BACKUPWARDEN_FUNCTIONS_DEPLOYED true" in text and "azd provision" in text
-    parameters = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
-    assert parameters["functionsDeployed"]["value"] == "${BACKUPWARDEN_FUNCTIONS_DEPLOYED=false}"
-    unwired = main_evaluator(AZD_ENVIRONMENT)
-    wired = main_evaluator(VARIANTS["three subscriptions, wired"])
-    assert (unwired.identifier("functionsDeployed"), wired.identifier("functionsDeployed")) == (False, True)
 
 
 # --- Azure Backup's built-in alerts routed to the webhook, and the worker's telemetry (issue 14) ----------

@@ -103,7 +103,16 @@ def errors_of(diagnostics: list[dict[str, Any]], text: str) -> list[str]:
 def sample_parameters(path: Path) -> dict[str, Any]:
     """A value for every parameter of the Bicep file, so that any variable can be evaluated."""
     samples = {"string": "sample", "bool": False, "int": 0, "object": {}, "array": []}
-    return {name: samples[p["type"]] for name, p in (parse_bicep(path).get("parameters") or {}).items()}
+    parameters = parse_bicep(path).get("parameters") or {}
+    return {name: _allowed(p, default=samples[p["type"]]) for name, p in parameters.items()}
+
+
+def _allowed(parameter: dict[str, Any], *, default: Any) -> Any:
+    """The first value an `@allowed` parameter may take (a sample outside it is refused), else `default`."""
+    for decorator in parameter.get("decorators") or []:
+        if decorator["type"] == "allowed":
+            return decorator["argument"][0]
+    return default
 
 
 def queries_in(value: Any) -> list[str]:

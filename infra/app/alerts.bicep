@@ -5,11 +5,18 @@
 // frequency, window, operator, threshold, dimensions and severity below equal to alert_rules.py.
 //
 // The action group mails the operator (when an address is given) and posts every alert to the app's
-// alert_webhook (POST /api/alerts, authLevel FUNCTION: the URL carries that function's key). The key
-// and the function exist only once the code is deployed, so the webhook is added by the provision that
-// follows the first deploy (`functionsDeployed`). With an Entra app given, the webhook is a secure
-// webhook: the action group also sends an Entra ID token for that app, which the code checks
-// (BACKUPWARDEN_WEBHOOK_AUDIENCE).
+// alert_webhook (POST /api/alerts). By default (webhookAuth 'entra') it is a secure webhook: the action
+// group sends an Entra ID token for the operator's app registration, the app checks it
+// (BACKUPWARDEN_WEBHOOK_AUDIENCE) and the function takes no key, so nothing here waits for the code or
+// lists a key. Entra app registrations are not ARM resources, so the template cannot create one: until
+// its ids are given, the action group has no webhook. webhookAuth 'functionKey' is the explicit opt-out:
+// the URL carries the function's key, which exists only once the code is deployed (`functionsDeployed`).
+// Secure webhook properties: https://learn.microsoft.com/azure/azure-monitor/alerts/action-groups#secure-webhook
+//
+// The rules skip ARM's query validation: they are created seconds after their _CL tables, before the
+// workspace's query schema knows them, and validation would then refuse a correct query. The KQL is
+// run against the emulator's workspace by tests/test_infra.py instead.
+// skipQueryValidation: https://learn.microsoft.com/azure/templates/microsoft.insights/2023-12-01/scheduledqueryrules
 
 @description('Azure region of the alert rules (the workspace\'s).')
 param location string
@@ -29,10 +36,17 @@ param alertEmail string = ''
 @description('Name of the function app whose alert_webhook receives the alerts.')
 param functionAppName string
 
-@description('Whether the app\'s code is deployed (alert_webhook exists and has a key).')
-param functionsDeployed bool
+@description('How the webhook is authenticated: an Entra ID token (secure webhook) or, as an explicit opt-out, the function key in its URL.')
+@allowed([
+  'entra'
+  'functionKey'
+])
+param webhookAuth string = 'entra'
 
-@description('Whether the webhook is a secure webhook (Entra ID token) rather than a plain one (function key only).')
+@description('Whether the app\'s code is deployed (alert_webhook exists and has a key); used by webhookAuth functionKey only.')
+param functionsDeployed bool = false
+
+@description('Whether the Entra application of the secure webhook is given (webhookAuth entra); without it the action group gets no webhook.')
 param secureWebhook bool = false
 
 @description('Object id of the Entra application the secure webhook authenticates to.')
@@ -43,6 +57,7 @@ param webhookEntraAppIdUri string = ''
 
 var webhookFunctionName = 'alert_webhook'
 var webhookRoute = 'alerts'
+var entraWebhook = webhookAuth == 'entra'
 
 // The rules of backupwarden/domain/alert_rules.py. Durations are ISO 8601; dimensions split alerts per value.
 var alertRules = [
@@ -214,20 +229,26 @@ resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = {
         useCommonAlertSchema: true
       }
     ]
-    // listKeys stays inside the condition: ARM evaluates only the branch taken, and before the first
-    // deploy the function has no key to list.
-    webhookReceivers: functionsDeployed ? [
-      union({
+    // The secure webhook's URL carries no key. listKeys stays inside its condition: ARM evaluates only
+    // the branch taken, and before the first deploy the function has no key to list.
+    webhookReceivers: entraWebhook ? (secureWebhook ? [
+      {
         name: webhookFunctionName
-        serviceUri: 'https://${functionApp.properties.defaultHostName}/api/${webhookRoute}?code=${listKeys('${functionApp.id}/functions/${webhookFunctionName}', '2024-04-01').default}'
+        serviceUri: 'https://${functionApp.properties.defaultHostName}/api/${webhookRoute}'
         useCommonAlertSchema: true
-        useAadAuth: secureWebhook
-      }, secureWebhook ? {
+        useAadAuth: true
         objectId: webhookEntraAppObjectId
         identifierUri: webhookEntraAppIdUri
         tenantId: tenant().tenantId
-      } : {})
-    ] : []
+      }
+    ] : []) : (functionsDeployed ? [
+      {
+        name: webhookFunctionName
+        serviceUri: 'https://${functionApp.properties.defaultHostName}/api/${webhookRoute}?code=${listKeys('${functionApp.id}/functions/${webhookFunctionName}', '2024-04-01').default}'
+        useCommonAlertSchema: true
+        useAadAuth: false
+      }
+    ] : [])
   }
 }
 
@@ -247,6 +268,7 @@ resource rules 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = [for rule i
     evaluationFrequency: rule.evaluationFrequency
     windowSize: rule.windowSize
     autoMitigate: true
+    skipQueryValidation: true
     criteria: {
       allOf: [
         {

@@ -1,4 +1,4 @@
-// The function app on Flex Consumption (Python 3.11) and its plan. It runs as a user-assigned managed
+// The function app on Flex Consumption (Python 3.11 or 3.12) and its plan. It runs as a user-assigned managed
 // identity and holds no secret: the Functions host reaches storage by identity (AzureWebJobsStorage__*),
 // Application Insights by identity (APPLICATIONINSIGHTS_AUTHENTICATION_STRING), and the code gets its
 // tokens from DefaultAzureCredential with AZURE_CLIENT_ID naming the identity.
@@ -61,6 +61,18 @@ param maximumInstanceCount int = 40
 ])
 param instanceMemoryMB int = 2048
 
+// Flex Consumption runs Python 3.11 and 3.12 (`az functionapp list-flexconsumption-runtimes`;
+// https://learn.microsoft.com/azure/azure-functions/flex-consumption-plan); the code is tested on both.
+@description('Python version of the app.')
+@allowed([
+  '3.11'
+  '3.12'
+])
+param runtimeVersion string = '3.11'
+
+@description('Subnet the app integrates with (network.bicep, private-network mode); empty: no virtual network.')
+param virtualNetworkSubnetId string = ''
+
 // How the Functions host and the Azure SDKs find the identity and the storage account.
 var hostSettings = {
   AzureWebJobsStorage__accountName: storageAccountName
@@ -80,7 +92,7 @@ var hostSettings = {
 var allSettings = union(appSettings, hostSettings)
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
-  // checkov:skip=CKV_AZURE_225: zone-redundant Flex Consumption plans exist only in some regions; the app's state lives in zone-redundant storage, so a zone outage delays a sweep and loses nothing.
+  // checkov:skip=CKV_AZURE_225: zone-redundant Flex Consumption plans exist only in some regions; the app's state lives in storage (zone-redundant where the region has zones), so a zone outage delays a sweep and loses nothing.
   name: planName
   location: location
   tags: tags
@@ -95,7 +107,7 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
 }
 
 resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
-  // checkov:skip=CKV_AZURE_222: public network access stays on: Event Grid and the action group's webhook reach the app over the internet; the webhook needs the function key (and, when configured, the secure-webhook token) and the Event Grid trigger the host's system key.
+  // checkov:skip=CKV_AZURE_222: public network access stays on: Event Grid and the action group's webhook reach the app over the internet; the webhook needs the secure-webhook Entra ID token (or, opted out, the function key) and the Event Grid trigger the host's system key.
   // checkov:skip=CKV_AZURE_17: no client certificates: Event Grid and action groups cannot present one; callers are authenticated by function keys and Entra ID tokens instead.
   // checkov:skip=CKV_AZURE_212: Flex Consumption scales per trigger from zero on its own; a fixed minimum instance count (always-ready) would only add cost to a timer and queue workload.
   // checkov:skip=CKV_AZURE_213: no health check path: the app serves no HTTP endpoint besides the alert webhook, so there is nothing for a health probe to route around; failures surface in Application Insights and the automation-silent alert.
@@ -113,6 +125,9 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   }
   properties: {
     serverFarmId: plan.id
+    // Virtual network integration of Flex Consumption: the app reaches storage through the private endpoints
+    // (https://learn.microsoft.com/azure/azure-functions/flex-consumption-plan#virtual-network-integration).
+    virtualNetworkSubnetId: empty(virtualNetworkSubnetId) ? null : virtualNetworkSubnetId
     httpsOnly: true
     publicNetworkAccess: 'Enabled'
     clientCertEnabled: false
@@ -147,7 +162,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       }
       runtime: {
         name: 'python'
-        version: '3.11'
+        version: runtimeVersion
       }
     }
   }

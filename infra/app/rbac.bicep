@@ -8,7 +8,15 @@
 //   - Log Analytics Reader on the workspace: the report command and remediation's queries;
 //   - Monitoring Metrics Publisher on Application Insights: the host's identity-based telemetry.
 // Roles outside this group (Reader, Backup Operator, VM write) come from infra/subscription/scope.bicep.
-// Every assignment is named guid(scope, principal, role), so a redeploy finds the same one.
+//
+// The deploying user (deployerPrincipalId, filled in by azd) gets what the backupwarden CLI does against
+// this deployment, and no more: the tables and queues (Storage Table and Queue Data Contributor on the
+// account; no blob role, the CLI reads no blob), the workspace's queries (Log Analytics Reader) and
+// ship-outcomes' uploads (Monitoring Metrics Publisher on the rule). Data roles are not implied by Owner.
+//
+// Every assignment is named guid(scope, principal, role), so a redeploy finds the same one, and names its
+// principalType, so ARM does not look up a principal created moments ago before it has replicated
+// (https://learn.microsoft.com/azure/role-based-access-control/role-assignments-template#new-service-principal).
 
 @description('Principal (object) id of the app\'s managed identity.')
 param principalId string
@@ -24,6 +32,18 @@ param workspaceName string
 
 @description('Name of the Application Insights component.')
 param applicationInsightsName string
+
+@description('Object id of the deploying user or principal, given the CLI\'s data roles; empty: none.')
+param deployerPrincipalId string = ''
+
+@description('Principal type of deployerPrincipalId.')
+@allowed([
+  'User'
+  'ServicePrincipal'
+])
+param deployerPrincipalType string = 'User'
+
+var grantDeployer = !empty(deployerPrincipalId)
 
 var storageBlobDataOwnerRoleId = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
 var storageQueueDataContributorRoleId = '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
@@ -104,6 +124,50 @@ resource telemetryPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01'
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', monitoringMetricsPublisherRoleId)
     principalId: principalId
     principalType: 'ServicePrincipal'
+  }
+}
+
+resource deployerTableDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (grantDeployer) {
+  name: guid(storageAccount.id, deployerPrincipalId, storageTableDataContributorRoleId)
+  scope: storageAccount
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageTableDataContributorRoleId)
+    principalId: deployerPrincipalId
+    principalType: deployerPrincipalType
+    description: 'backupwarden CLI: the ledger, outbox and alert tables.'
+  }
+}
+
+resource deployerQueueDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (grantDeployer) {
+  name: guid(storageAccount.id, deployerPrincipalId, storageQueueDataContributorRoleId)
+  scope: storageAccount
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageQueueDataContributorRoleId)
+    principalId: deployerPrincipalId
+    principalType: deployerPrincipalType
+    description: 'backupwarden CLI: the protect, remediation and sweep queues.'
+  }
+}
+
+resource deployerWorkspaceReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (grantDeployer) {
+  name: guid(workspace.id, deployerPrincipalId, logAnalyticsReaderRoleId)
+  scope: workspace
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', logAnalyticsReaderRoleId)
+    principalId: deployerPrincipalId
+    principalType: deployerPrincipalType
+    description: 'backupwarden CLI: report queries.'
+  }
+}
+
+resource deployerRuleMetricsPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (grantDeployer) {
+  name: guid(dataCollectionRule.id, deployerPrincipalId, monitoringMetricsPublisherRoleId)
+  scope: dataCollectionRule
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', monitoringMetricsPublisherRoleId)
+    principalId: deployerPrincipalId
+    principalType: deployerPrincipalType
+    description: 'backupwarden CLI: ship-outcomes uploads through the Logs Ingestion API.'
   }
 }
 

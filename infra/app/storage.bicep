@@ -35,6 +35,59 @@ param outboxTableName string
 @description('Table where alert_webhook records the notifications it took in (BACKUPWARDEN_ALERT_DEDUP_TABLE).')
 param alertDedupTableName string
 
+@description('Redundancy of the account; empty: Standard_ZRS where the region has availability zones, else Standard_LRS.')
+@allowed([
+  ''
+  'Standard_LRS'
+  'Standard_ZRS'
+])
+param skuName string = ''
+
+@description('Private-network mode: the account refuses public networks; the app comes through the private endpoints of network.bicep.')
+param privateNetwork bool = false
+
+// Regions with availability zones ("Azure regions list", Microsoft Learn,
+// https://learn.microsoft.com/azure/reliability/regions-list, column "Availability zone support"; source:
+// MicrosoftDocs/azure-docs articles/reliability/regions-list.md). ZRS is refused where a region has none.
+// The list grows: add a region's programmatic name (`az account list-locations`) when the page lists it.
+var zoneRedundantRegions = [
+  'australiaeast'
+  'brazilsouth'
+  'canadacentral'
+  'centralindia'
+  'centralus'
+  'eastasia'
+  'eastus'
+  'eastus2'
+  'francecentral'
+  'germanywestcentral'
+  'indonesiacentral'
+  'israelcentral'
+  'italynorth'
+  'japaneast'
+  'japanwest'
+  'koreacentral'
+  'mexicocentral'
+  'newzealandnorth'
+  'northeurope'
+  'norwayeast'
+  'polandcentral'
+  'qatarcentral'
+  'southafricanorth'
+  'southcentralus'
+  'southeastasia'
+  'spaincentral'
+  'swedencentral'
+  'switzerlandnorth'
+  'uaenorth'
+  'uksouth'
+  'westeurope'
+  'westus2'
+  'westus3'
+]
+var regionSku = contains(zoneRedundantRegions, location) ? 'Standard_ZRS' : 'Standard_LRS'
+var sku = empty(skuName) ? regionSku : skuName
+
 // The Functions host moves a message it gave up on to "<queue>-poison", where the *_poison functions
 // listen; the queues are created here rather than on first use, so the identity needs no create rights.
 var poisonQueueNames = [for queueName in workQueueNames: '${queueName}-poison']
@@ -45,16 +98,21 @@ var tableNames = [
   alertDedupTableName
 ]
 
+// Private mode refuses every public network (no IP or virtual network rule) but keeps the public endpoint
+// for trusted Azure services: Event Grid delivers VM events to the queue and dead-letters with its
+// system-assigned identity, let through a firewall only as a trusted service
+// (https://learn.microsoft.com/azure/event-grid/handler-storage-queues); disabling public network access
+// would shut that path too. The app reaches the account through the private endpoints (network.bicep).
 resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
-  // checkov:skip=CKV_AZURE_35: default action Allow: the Flex Consumption app runs without a virtual network, so its calls come from public Azure addresses; each one still needs an Entra ID token (shared keys are off).
-  // checkov:skip=CKV_AZURE_59: public network access stays on for the same reason (no virtual network, no private endpoint); shared-key, SAS and anonymous access are all disabled.
-  // checkov:skip=CKV_AZURE_206: zone-redundant (ZRS) on purpose: the queues and tables hold the app's working state in the app's own region; a copy in a second region is of no use while the app itself runs in one.
+  // checkov:skip=CKV_AZURE_35: default action Allow unless privateNetwork: without a virtual network the Flex Consumption app calls from public Azure addresses; each call still needs an Entra ID token (shared keys are off).
+  // checkov:skip=CKV_AZURE_59: the public endpoint stays for Event Grid, a trusted service (see networkAcls); with privateNetwork it refuses every public network. Shared-key, SAS and anonymous access are all disabled.
+  // checkov:skip=CKV_AZURE_206: ZRS (or LRS where the region has no zones) on purpose: the queues and tables hold the app's working state in the app's own region; a copy in a second region is of no use while the app itself runs in one.
   name: name
   location: location
   tags: tags
   kind: 'StorageV2'
   sku: {
-    name: 'Standard_ZRS'
+    name: sku
   }
   properties: {
     accessTier: 'Hot'
@@ -64,10 +122,13 @@ resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     defaultToOAuthAuthentication: true
     minimumTlsVersion: 'TLS1_2'
     supportsHttpsTrafficOnly: true
+    // privateNetwork: see the note above the account.
     publicNetworkAccess: 'Enabled'
     networkAcls: {
-      defaultAction: 'Allow'
+      defaultAction: privateNetwork ? 'Deny' : 'Allow'
       bypass: 'AzureServices'
+      ipRules: []
+      virtualNetworkRules: []
     }
     encryption: {
       keySource: 'Microsoft.Storage'

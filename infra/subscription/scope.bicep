@@ -9,7 +9,8 @@
 //   - where new VMs are to be protected: a custom role with just Microsoft.Compute/virtualMachines/read
 //     and /write (or Virtual Machine Contributor, by parameter), on the subscription or on given
 //     resource groups: Azure Backup checks the VM write permission when protection is enabled;
-//   - the Event Grid system topic of the subscription and its subscription to vm_written.
+//   - the Event Grid system topic of the subscription (or the one it has already: a subscription holds
+//     at most one of type Microsoft.Resources.Subscriptions) and its subscription to the vm-events queue.
 
 targetScope = 'subscription'
 
@@ -28,8 +29,11 @@ param eventsResourceGroupName string
 @description('Whether to create that resource group (false: it exists, e.g. the app\'s own group).')
 param createEventsResourceGroup bool = true
 
-@description('Name of the subscription\'s system topic. A subscription has at most one per source: name the existing one (and its group) if there is one.')
+@description('Name of the system topic created when existingSystemTopicId is empty.')
 param systemTopicName string = 'backupwarden-subscription-events'
+
+@description('Resource id of the subscription\'s existing system topic of type Microsoft.Resources.Subscriptions (with a system-assigned identity); empty: create one in eventsResourceGroupName.')
+param existingSystemTopicId string = ''
 
 @description('Where Backup Operator is assigned: the vaults\' resource groups (vaultResourceGroupIds), or the whole subscription.')
 @allowed([
@@ -59,14 +63,11 @@ param vmResourceGroupIds array = []
 ])
 param vmWriteRole string = 'custom'
 
-@description('Resource id of the function app.')
-param functionAppResourceId string
-
-@description('Whether the app\'s code is deployed (the event subscription needs vm_written).')
-param functionsDeployed bool
-
-@description('Resource id of the app\'s storage account (dead-lettered events land there).')
+@description('Resource id of the app\'s storage account (events are queued and dead-lettered there).')
 param storageAccountResourceId string
+
+@description('Queue of the app\'s storage account the VM write events are delivered to.')
+param vmEventQueueName string
 
 @description('Blob container for dead-lettered events.')
 param deadLetterContainerName string
@@ -151,23 +152,25 @@ module vmWriteOnGroups 'group-role.bicep' = [for groupId in vmResourceGroupIds: 
   }
 }]
 
-resource eventsGroup 'Microsoft.Resources/resourceGroups@2024-03-01' = if (createEventsResourceGroup) {
+resource eventsGroup 'Microsoft.Resources/resourceGroups@2024-03-01' = if (createEventsResourceGroup && empty(existingSystemTopicId)) {
   name: eventsResourceGroupName
   location: location
   tags: tags
 }
 
+// A reused topic may sit in any resource group of this subscription: the event subscription goes there.
+// The name is per app (principal), so environments sharing a topic's group do not overwrite each other.
 module events 'events.bicep' = {
-  name: 'backupwarden-events-${uniqueString(subscription().id)}'
-  scope: resourceGroup(eventsResourceGroupName)
+  name: 'backupwarden-events-${uniqueString(subscription().id, principalId)}'
+  scope: resourceGroup(empty(existingSystemTopicId) ? eventsResourceGroupName : split(existingSystemTopicId, '/')[4])
   params: {
     systemTopicName: systemTopicName
+    existingSystemTopicId: existingSystemTopicId
     tags: tags
-    functionAppResourceId: functionAppResourceId
-    functionsDeployed: functionsDeployed
     storageSubscriptionId: storageIdParts[2]
     storageResourceGroupName: storageIdParts[4]
     storageAccountName: last(storageIdParts)
+    vmEventQueueName: vmEventQueueName
     deadLetterContainerName: deadLetterContainerName
   }
   dependsOn: [
