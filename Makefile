@@ -1,6 +1,7 @@
 # `make demo` and `make test` work on a fresh clone: each sets up what it needs, then runs.
 #   .venv/         Python virtual environment (requirements.txt + requirements-dev.txt), with the
-#                  checkout installed editable for the `backupwarden` console script (pyproject.toml)
+#                  checkout installed editable for the `backupwarden` console script (pyproject.toml);
+#                  .venv/py3.12/ the same for `PYTHON=python3.12`
 #   node_modules/  Azurite, the Azure Storage emulator, and the Kusto language service, the KQL
 #                  analyser of tests/test_kql_analysis.py (package.json + package-lock.json)
 #   .venv-iac/     checkov, the IaC scanner tests/test_infra.py runs on infra/ (requirements-iac.txt);
@@ -10,8 +11,12 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := test
 
+# The interpreter: `make test PYTHON=python3.12` runs the suite on 3.12 (Flex Consumption runs 3.11 and
+# 3.12). Each minor version gets its own environment, so switching never reuses the other's packages:
+# .venv for 3.11, .venv/py3.12 for 3.12 (inside .venv/, which git and the deployment already leave out).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
-VENV := .venv
+PYTHON_VERSION := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+VENV := $(if $(filter 3.11,$(PYTHON_VERSION)),.venv,.venv/py$(PYTHON_VERSION))
 VENV_PYTHON := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.requirements-installed
 NODE_STAMP := node_modules/.package-lock-installed
@@ -27,9 +32,9 @@ PYTEST_ARGS ?= -n $(PYTEST_WORKERS) --dist loadfile
 venv: $(VENV_STAMP)
 
 $(VENV_STAMP): requirements.txt requirements-dev.txt pyproject.toml
-	@test -n "$(PYTHON)" || { echo "make: python3.11 or python3 is required" >&2; exit 1; }
-	@test -x $(VENV_PYTHON) || $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
-		|| { echo "make: $(PYTHON) is older than Python 3.11" >&2; exit 1; }
+	@test -n "$(PYTHON_VERSION)" || { echo "make: no Python at '$(PYTHON)' (python3.11 or python3 is required)" >&2; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 12))' \
+		|| { echo "make: $(PYTHON) is Python $(PYTHON_VERSION); backupwarden runs on 3.11 and 3.12" >&2; exit 1; }
 	test -x $(VENV_PYTHON) || $(PYTHON) -m venv $(VENV)
 	$(VENV_PYTHON) -m pip install --disable-pip-version-check --quiet -r requirements-dev.txt
 	$(VENV_PYTHON) -m pip install --disable-pip-version-check --quiet --no-deps -e .
