@@ -1,9 +1,11 @@
 """The alert webhook: action groups POST alert notifications (common alert schema) here.
 
-Auth level FUNCTION: the Functions host checks the function key (`code` query parameter or
-`x-functions-key` header) before this code runs, and answers a missing or wrong key with 401
-itself. When BACKUPWARDEN_WEBHOOK_AUDIENCE is set, the handler also requires the action group's
-secure-webhook token (backupwarden/adapters/azure/webhook_token.py).
+When BACKUPWARDEN_WEBHOOK_AUDIENCE is set (the deployment's default, a secure webhook), the handler
+requires the action group's Entra ID token (backupwarden/adapters/azure/webhook_token.py) and the
+function takes no key (auth level ANONYMOUS), so the deployment never lists one. Without it, auth level
+FUNCTION: the Functions host checks the function key (`code` query parameter or `x-functions-key`
+header) before this code runs, and answers a missing or wrong key with 401 itself. Both read the same
+setting, so the endpoint is never open: no audience, a key; an audience, a token.
 
 Answers (JSON bodies `{"status": …, "reason"?: …}`):
 - 202 accepted (fired: a remediation work item is queued), duplicate (taken in before), recorded
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 
 import azure.functions as func
 
@@ -45,7 +48,13 @@ bp = func.Blueprint()
 RETRY_AFTER_S = 30
 
 
-@bp.route(route="alerts", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+def webhook_auth_level() -> func.AuthLevel:
+    """ANONYMOUS for a secure webhook (its token is checked in the handler), else FUNCTION (the key)."""
+    secure = os.environ.get("BACKUPWARDEN_WEBHOOK_AUDIENCE", "").strip()
+    return func.AuthLevel.ANONYMOUS if secure else func.AuthLevel.FUNCTION
+
+
+@bp.route(route="alerts", methods=["POST"], auth_level=webhook_auth_level())
 def alert_webhook(req: func.HttpRequest) -> func.HttpResponse:
     ctx = context()
     try:
