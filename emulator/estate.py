@@ -10,6 +10,7 @@ import string
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 # The placeholder the service returns for `lastBackupTime` before any backup (azure-facts §1).
 NEVER_BACKED_UP = datetime.fromisoformat("2001-01-01T00:00:00+00:00")
@@ -51,6 +52,12 @@ class VirtualMachine:
     created: datetime | None = None
     size: str = "Standard_D2s_v3"
     os_type: str = "Linux"  # or "Windows"
+    # securityProfile.securityType: None leaves securityProfile out (what the emulator always sent);
+    # "Standard", "TrustedLaunch" or "ConfidentialVM" (compute SecurityTypes)
+    security_type: str | None = None
+    os_disk_type: str = "Premium_LRS"  # managedDisk.storageAccountType of the OS disk
+    data_disk_types: list[str] = field(default_factory=list)  # one storageAccountType per data disk
+    vm_agent_status: str = "Ready"  # the instance view's vmAgent displayStatus: "Ready" or "Not Ready"
 
     @property
     def id(self) -> str:
@@ -92,6 +99,11 @@ class BackupPolicy:
     schedule_run_times: list[str] = field(default_factory=lambda: ["2026-01-01T22:00:00Z"])
     retention_days: int = 30
     time_zone: str = "UTC"
+    policy_type: str = "V1"  # "V1" (Standard) or "V2" (Enhanced)
+    schedule_frequency: str = "Daily"  # "Daily", "Weekly" or "Hourly" (Hourly: V2 only)
+    schedule_run_days: list[str] = field(default_factory=list)  # Weekly: "Monday", …
+    hourly_interval: int = 4  # Hourly: hours between backups (4, 6, 8 or 12)
+    hourly_window_hours: int = 12  # Hourly: scheduleWindowDuration, from schedule_run_times[0]
 
     @property
     def id(self) -> str:
@@ -108,6 +120,10 @@ class ProtectedItem:
     last_backup_time: datetime = NEVER_BACKED_UP
     last_recovery_point: datetime | None = None
     configured_at: datetime | None = None
+    # None: derived from protection_state as before (ProtectionError -> ActionRequired, else Passed)
+    health_status: str | None = None
+    health_details: list[dict[str, Any]] = field(default_factory=list)  # code, title, message, …
+    soft_deleted_at: datetime | None = None  # deferredDeleteTimeInUTC: when protection was deleted
 
     @property
     def id(self) -> str:

@@ -39,13 +39,13 @@ if TYPE_CHECKING:
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
 _RELATIVE = re.compile(r"^-(\d+(?:\.\d+)?)([smhd])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-PROTECTION_STATES = {"IRPending", "Protected", "ProtectionError", "ProtectionStopped"}
+PROTECTION_STATES = {"IRPending", "Protected", "ProtectionError", "ProtectionStopped", "BackupsSuspended"}
 OS_TYPES = {"Linux", "Windows"}
 # Every key a section may hold: a misspelt key fails the load instead of being ignored.
 TOP_LEVEL_KEYS = {"name", "description", "clock", "timings", "realism", "subscriptions", "generate"}
 SUBSCRIPTION_KEYS = {"id", "name", "tenant_id", "vaults", "vms"}
 VAULT_KEYS = {"name", "location", "resource_group", "tags", "max_items", "policies"}
-POLICY_KEYS = {"name"}
+POLICY_KEYS = {"name", "policy_type", "schedule"}
 VM_KEYS = {
     "name",
     "location",
@@ -57,8 +57,25 @@ VM_KEYS = {
     "os_type",
     "fail_next",
     "protection",
+    "security_type",
+    "os_disk_type",
+    "data_disk_types",
+    "vm_agent",
+    "deleted",
 }
-PROTECTION_KEYS = {"vault", "policy", "state", "since", "last_backup", "last_backup_failed", "running_backup"}
+PROTECTION_KEYS = {
+    "vault",
+    "policy",
+    "state",
+    "since",
+    "last_backup",
+    "last_backup_failed",
+    "running_backup",
+    "last_recovery_point",
+    "health_status",
+    "health_details",
+    "soft_deleted_at",
+}
 JOB_OUTCOMES = {"Completed", "CompletedWithWarnings"}
 
 
@@ -264,6 +281,8 @@ def _load_subscription(emulator: Emulator, raw: Any, start: datetime, where: str
 
 
 def _load_vault(emulator: Emulator, sub: Subscription, raw: Any, where: str) -> Vault:
+    from emulator.scenario_kinds import policy_settings
+
     estate = emulator.estate
     name = str(_require(raw, "name", where))
     _check_keys(raw, VAULT_KEYS, where)
@@ -282,7 +301,8 @@ def _load_vault(emulator: Emulator, sub: Subscription, raw: Any, where: str) -> 
     for index, raw_policy in enumerate(policies):
         name = str(_require(raw_policy, "name", f"{where}.policies[{index}]"))
         _check_keys(raw_policy, POLICY_KEYS, f"{where}.policies[{index}]")
-        estate.add_policy(BackupPolicy(vault_id=vault.id, name=name))
+        settings = policy_settings(raw_policy, f"{where}.policies[{index}]")
+        estate.add_policy(BackupPolicy(vault_id=vault.id, name=name, **settings))
     return vault
 
 
@@ -294,6 +314,8 @@ def _load_vm(
     start: datetime,
     where: str,
 ) -> None:
+    from emulator.scenario_kinds import vm_kind
+
     estate = emulator.estate
     name = str(_require(raw, "name", where))
     _check_keys(raw, VM_KEYS, where)
@@ -307,6 +329,7 @@ def _load_vm(
         created=_parse_time(raw.get("created", "-30d"), start, f"{where}.created"),
         size=str(raw.get("size", VirtualMachine.size)),
         os_type=str(raw.get("os_type", VirtualMachine.os_type)),
+        **vm_kind(raw, where),
     )
     if vm.os_type not in OS_TYPES:
         raise ScenarioError(f"{where}.os_type '{vm.os_type}' is not one of {sorted(OS_TYPES)}")
@@ -324,6 +347,14 @@ def _load_vm(
     protection = raw.get("protection")
     if protection:
         _load_protection(emulator, sub, vaults, vm, protection, start, f"{where}.protection")
+    if raw.get("deleted"):
+        if not protection:
+            raise ScenarioError(
+                f"{where}.deleted: only a protected VM can be deleted (its item stays, orphaned)"
+            )
+        from emulator.compute.models import ComputeBackend
+
+        emulator.backend(ComputeBackend).delete_vm(vm.id, emit_events=False)
 
 
 def _load_protection(
@@ -367,6 +398,8 @@ def _protect(
     start: datetime,
     where: str,
 ) -> None:
+    from emulator.scenario_kinds import apply_item_state
+
     estate = emulator.estate
     item = ProtectedItem(
         vault_id=vault.id, vm=vm, policy_id=policy_id, protection_state=state, configured_at=configured
@@ -385,6 +418,11 @@ def _protect(
     )
     if state == "Protected":
         _record_completed_backup(emulator, item, protection, start, where)
+    elif "last_recovery_point" in protection:
+        if state == "IRPending":
+            raise ScenarioError(f"{where}.last_recovery_point: an IRPending item has no recovery point yet")
+        _record_completed_backup(emulator, item, protection, start, where, key="last_recovery_point")
+    apply_item_state(item, protection, start, where)
     if protection.get("last_backup_failed"):
         _record_failed_backup(emulator, item, protection["last_backup_failed"], start, where)
     if protection.get("running_backup"):
@@ -392,11 +430,16 @@ def _protect(
 
 
 def _record_completed_backup(
-    emulator: Emulator, item: ProtectedItem, protection: dict[str, Any], start: datetime, where: str
+    emulator: Emulator,
+    item: ProtectedItem,
+    protection: dict[str, Any],
+    start: datetime,
+    where: str,
+    key: str = "last_backup",
 ) -> None:
-    last = _parse_time(protection.get("last_backup", "-20h"), start, f"{where}.last_backup")
+    last = _parse_time(protection.get(key, "-20h"), start, f"{where}.{key}")
     if item.configured_at is not None and last < item.configured_at:
-        raise ScenarioError(f"{where}.last_backup {last.isoformat()} is before protection began (since)")
+        raise ScenarioError(f"{where}.{key} {last.isoformat()} is before protection began (since)")
     emulator.estate.add_job(
         BackupJob(
             vault_id=item.vault_id,

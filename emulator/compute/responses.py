@@ -6,7 +6,7 @@ from typing import Any
 
 from emulator.compute.exceptions import InvalidVmInput
 from emulator.compute.models import ComputeBackend
-from emulator.compute.shapes import vm_resource
+from emulator.compute.shapes import vm_instance_view, vm_resource
 from emulator.core.app import Call, Reply
 from emulator.core.paging import next_link, skip_token
 
@@ -30,6 +30,13 @@ def get_vm(call: Call) -> Reply:
     p = call.params
     vm = call.backend(ComputeBackend).get_vm(p["subscriptionId"], p["resourceGroupName"], p["vmName"])
     return Reply(200, vm_resource(vm))
+
+
+def get_vm_instance_view(call: Call) -> Reply:
+    p = call.params
+    backend = call.backend(ComputeBackend)
+    vm = backend.get_vm(p["subscriptionId"], p["resourceGroupName"], p["vmName"])
+    return Reply(200, vm_instance_view(vm, backend.emulator.clock.now()))
 
 
 def list_vms_in_group(call: Call) -> Reply:

@@ -31,6 +31,12 @@ def routes() -> list[Route]:
             "GET", f"{_GROUP}/providers/Microsoft.Compute/virtualMachines/{{vmName}}", r.get_vm, API_VERSIONS
         ),
         Route(
+            "GET",
+            f"{_GROUP}/providers/Microsoft.Compute/virtualMachines/{{vmName}}/instanceView",
+            r.get_vm_instance_view,
+            API_VERSIONS,
+        ),
+        Route(
             "GET", f"{_GROUP}/providers/Microsoft.Compute/virtualMachines", r.list_vms_in_group, API_VERSIONS
         ),
         Route(

@@ -197,7 +197,12 @@ class RecoveryServicesBackend:
         return policy
 
     def items_with_policy(self, policy: BackupPolicy) -> int:
-        return sum(1 for item in self.estate.protected_items.values() if _same(item.policy_id, policy.id))
+        # a soft-deleted item no longer has a policy (it reads policyId "")
+        return sum(
+            1
+            for item in self.estate.protected_items.values()
+            if _same(item.policy_id, policy.id) and item.soft_deleted_at is None
+        )
 
     # --- discovery ----------------------------------------------------------------------
     def protectable_vms(self, vault: Vault, odata_filter: str | None = None) -> list[VirtualMachine]:

@@ -149,16 +149,17 @@ def put_protected_item(call: Call) -> Reply:
 
 def get_protected_item(call: Call) -> Reply:
     vault = _vault(call)
-    item = _backend(call).protected_item(
-        vault, call.params["containerName"], call.params["protectedItemName"]
-    )
-    return Reply(200, shapes.protected_item_resource(item, vault))
+    backend = _backend(call)
+    item = backend.protected_item(vault, call.params["containerName"], call.params["protectedItemName"])
+    return Reply(200, shapes.protected_item_resource(item, vault, backend.now()))
 
 
 def list_protected_items(call: Call) -> Reply:
     vault = _vault(call)
-    items = _backend(call).protected_items(vault, call.query.get("$filter"))
-    return Reply(200, _page(call, [shapes.protected_item_resource(item, vault) for item in items]))
+    backend = _backend(call)
+    items = backend.protected_items(vault, call.query.get("$filter"))
+    now = backend.now()
+    return Reply(200, _page(call, [shapes.protected_item_resource(item, vault, now) for item in items]))
 
 
 def item_operation_result(call: Call) -> Reply:

@@ -154,36 +154,113 @@ def policy_resource(policy: BackupPolicy, protected_items_count: int = 0) -> dic
         "type": POLICY_TYPE,
         "properties": {
             "backupManagementType": "AzureIaasVM",
-            "policyType": "V1",
+            "policyType": policy.policy_type,
             "instantRPDetails": {},
-            "instantRpRetentionRangeInDays": 2,
-            "schedulePolicy": {
-                "schedulePolicyType": "SimpleSchedulePolicy",
-                "scheduleRunFrequency": "Daily",
-                "scheduleRunTimes": list(policy.schedule_run_times),
-                "scheduleWeeklyFrequency": 0,
-            },
-            "retentionPolicy": {
-                "retentionPolicyType": "LongTermRetentionPolicy",
-                "dailySchedule": {
-                    "retentionTimes": list(policy.schedule_run_times),
-                    "retentionDuration": {"count": policy.retention_days, "durationType": "Days"},
-                },
-            },
+            # the portal's defaults: 2 days for Standard, 7 for Enhanced (which allows 1 to 30)
+            "instantRpRetentionRangeInDays": 7 if policy.policy_type == "V2" else 2,
+            "schedulePolicy": schedule_policy(policy),
+            "retentionPolicy": _retention_policy(policy),
             "timeZone": policy.time_zone,
             "protectedItemsCount": protected_items_count,
         },
     }
 
 
+def schedule_policy(policy: BackupPolicy) -> dict[str, Any]:
+    """`schedulePolicy` as the 2024-04-01 spec examples spell it: SimpleSchedulePolicy for V1
+    (ProtectionPolicies_CreateOrUpdate_Complex.json: Weekly with scheduleRunDays), and
+    SimpleSchedulePolicyV2 for V2 with a dailySchedule, weeklySchedule or hourlySchedule
+    (V2Policy/IaaS_v2_daily.json, IaaS_v2_hourly.json)."""
+    times = list(policy.schedule_run_times)
+    frequency = policy.schedule_frequency
+    if policy.policy_type != "V2":
+        v1: dict[str, Any] = {"schedulePolicyType": "SimpleSchedulePolicy", "scheduleRunFrequency": frequency}
+        if frequency == "Weekly":
+            v1["scheduleRunDays"] = list(policy.schedule_run_days)
+        v1.update(scheduleRunTimes=times, scheduleWeeklyFrequency=0)
+        return v1
+    v2: dict[str, Any] = {"schedulePolicyType": "SimpleSchedulePolicyV2", "scheduleRunFrequency": frequency}
+    if frequency == "Hourly":
+        v2["hourlySchedule"] = {
+            "interval": policy.hourly_interval,
+            "scheduleWindowStartTime": times[0],
+            "scheduleWindowDuration": policy.hourly_window_hours,
+        }
+    elif frequency == "Weekly":
+        v2["weeklySchedule"] = {"scheduleRunDays": list(policy.schedule_run_days), "scheduleRunTimes": times}
+    else:
+        v2["dailySchedule"] = {"scheduleRunTimes": times}
+    return v2
+
+
+def _retention_policy(policy: BackupPolicy) -> dict[str, Any]:
+    """Daily retention, or weekly retention on the run days for a weekly schedule (a weekly
+    schedule cannot keep daily points: ProtectionPolicies_CreateOrUpdate_Complex.json)."""
+    times = list(
+        policy.schedule_run_times[:1] if policy.schedule_frequency == "Hourly" else policy.schedule_run_times
+    )
+    if policy.schedule_frequency == "Weekly":
+        weeks = max(1, -(-policy.retention_days // 7))
+        return {
+            "retentionPolicyType": "LongTermRetentionPolicy",
+            "weeklySchedule": {
+                "daysOfTheWeek": list(policy.schedule_run_days),
+                "retentionTimes": times,
+                "retentionDuration": {"count": weeks, "durationType": "Weeks"},
+            },
+        }
+    return {
+        "retentionPolicyType": "LongTermRetentionPolicy",
+        "dailySchedule": {
+            "retentionTimes": times,
+            "retentionDuration": {"count": policy.retention_days, "durationType": "Days"},
+        },
+    }
+
+
 def _health(item: ProtectedItem) -> tuple[str, str]:
     """(protectionStatus, healthStatus) of an item."""
+    if item.health_status is not None:
+        # ActionSuggested is a warning: backups still run, so the item stays Healthy (emulator choice)
+        return ("Unhealthy" if item.health_status == "ActionRequired" else "Healthy"), item.health_status
     if item.protection_state == "ProtectionError":
         return "Unhealthy", "ActionRequired"
     return "Healthy", "Passed"
 
 
-def protected_item_resource(item: ProtectedItem, vault: Vault) -> dict[str, Any]:
+# Days a soft-deleted item is kept: the vault's softDeleteRetentionPeriodInDays (vault_resource).
+SOFT_DELETE_RETENTION = timedelta(days=14)
+
+
+def dotnet_timespan(span: timedelta) -> str:
+    """A span as .NET's TimeSpan.ToString() writes it: "13.23:59:43.5751125", "05:00:00"."""
+    ticks = max(round(span.total_seconds() * 10_000_000), 0)
+    seconds, fraction = divmod(ticks, 10_000_000)
+    minutes, second = divmod(seconds, 60)
+    hours, minute = divmod(minutes, 60)
+    days, hour = divmod(hours, 24)
+    text = f"{hour:02d}:{minute:02d}:{second:02d}"
+    if days:
+        text = f"{days}.{text}"
+    if fraction:
+        text += f".{fraction:07d}"
+    return text
+
+
+def _soft_deleted(properties: dict[str, Any], deleted_at: datetime, now: datetime | None) -> None:
+    """A soft-deleted item as recorded (azure-cli test_backup_softdelete.yaml): no policy,
+    deferredDeleteTimeInUTC (when protection was deleted), the time left before it is purged,
+    and the vault's retention in days."""
+    properties.update(policyId="", policyName="")
+    properties["deferredDeleteTimeInUTC"] = iso(deleted_at)
+    properties["isScheduledForDeferredDelete"] = True
+    if now is not None:
+        properties["deferredDeleteTimeRemaining"] = dotnet_timespan(deleted_at + SOFT_DELETE_RETENTION - now)
+    properties["softDeleteRetentionPeriod"] = SOFT_DELETE_RETENTION.days
+
+
+def protected_item_resource(item: ProtectedItem, vault: Vault, now: datetime | None = None) -> dict[str, Any]:
+    """An AzureIaaSComputeVMProtectedItem; `now` gives a soft-deleted item its time remaining."""
     vm = item.vm
     protection_status, health_status = _health(item)
     extended_info: dict[str, Any] = {
@@ -213,9 +290,13 @@ def protected_item_resource(item: ProtectedItem, vault: Vault) -> dict[str, Any]
         "vaultId": f"{ARM_ENDPOINT}{vault.id}",
         "softDeleteRetentionPeriod": 0,
     }
-    if item.protection_state == "Protected" and health_status == "Passed":
+    if item.health_details:
+        properties["healthDetails"] = [dict(detail) for detail in item.health_details]
+    elif item.protection_state == "Protected" and health_status == "Passed":
         # present once a backup ran; an item pending its first backup has no healthDetails
         properties["healthDetails"] = [dict(HEALTH_GREEN, recommendations=[])]
+    if item.soft_deleted_at is not None:
+        _soft_deleted(properties, item.soft_deleted_at, now)
     if item.last_recovery_point is not None:
         properties["lastRecoveryPoint"] = iso(item.last_recovery_point)
         extended_info["oldestRecoveryPoint"] = iso(item.last_recovery_point)

@@ -66,6 +66,9 @@ CURRENT_PROTECTION_STATE = {
     "ProtectionError": "ProtectionError",
     "ProtectionStopped": "ProtectionStopped",
     "ProtectionPaused": "ProtectionStopped",
+    # Data Protection's CurrentProtectionState has BackupSchedulesSuspended for this case (inferred
+    # from the vocabulary: no ARG sample shows a BackupsSuspended item)
+    "BackupsSuspended": "BackupSchedulesSuspended",
     "Invalid": "Invalid",
     "NotProtected": "NotProtected",
 }
@@ -217,8 +220,10 @@ def protected_item_row(item: ProtectedItem, vault: Vault, tenant_id: str) -> dic
     row = _row(protected_item_resource(item, vault), vault.subscription_id, vault.resource_group, tenant_id)
     properties = row["properties"]
     # ARG-only properties (seen in Microsoft's sample queries over RecoveryServicesResources).
-    properties["currentProtectionState"] = CURRENT_PROTECTION_STATE.get(
-        item.protection_state, item.protection_state
+    properties["currentProtectionState"] = (
+        "SoftDeleted"
+        if item.soft_deleted_at is not None
+        else CURRENT_PROTECTION_STATE.get(item.protection_state, item.protection_state)
     )
     properties["dataSourceInfo"] = {
         "resourceID": item.vm.id,
