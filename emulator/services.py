@@ -7,8 +7,18 @@ from emulator.compute import SERVICE as COMPUTE
 from emulator.core.app import Service
 from emulator.eventgrid import SERVICE as EVENTGRID
 from emulator.monitor import SERVICE as MONITOR
+from emulator.policyinsights import SERVICE as POLICYINSIGHTS
 from emulator.recoveryservices import SERVICE as RECOVERYSERVICES
 from emulator.resourcegraph import SERVICE as RESOURCEGRAPH
 from emulator.subscriptions import SERVICE as SUBSCRIPTIONS
 
-SERVICES: list[Service] = [ADMIN, SUBSCRIPTIONS, COMPUTE, RECOVERYSERVICES, RESOURCEGRAPH, MONITOR, EVENTGRID]
+SERVICES: list[Service] = [
+    ADMIN,
+    SUBSCRIPTIONS,
+    COMPUTE,
+    RECOVERYSERVICES,
+    RESOURCEGRAPH,
+    POLICYINSIGHTS,
+    MONITOR,
+    EVENTGRID,
+]
