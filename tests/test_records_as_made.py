@@ -37,6 +37,7 @@ from backupwarden.domain.log_schema import AUTOMATION_ACTIONS
 from backupwarden.domain.records import Result
 from backupwarden.flows.backup_now import LEDGER_ACTION
 from backupwarden.flows.sweep.fanout import SweepItemFailed
+from backupwarden.flows.sweep.messages import SweepWorkItem
 from tests.sweep_fixtures import BACKUP_POST, SweepBench, vm_name
 
 
@@ -287,3 +288,35 @@ def test_a_duplicate_delivery_restates_the_trigger_the_first_copy_made(
     latest = recorded.latest_records()
     assert {vm: row["Result"] for vm, row in latest.items()} == dict.fromkeys(posted, Result.TRIGGERED.value)
     assert all(row["JobId"] for row in latest.values()), latest
+
+
+def test_a_duplicate_delivery_meeting_its_runs_claim_in_flight_is_redelivered_not_recorded_skipped(
+    recorded: Recorded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bench = recorded.bench
+    bench.load(estate(vms=3))
+    use_app_settings(monkeypatch, recorded.env(inline_max=0))
+    functions()["sweep"](TimerRequest(past_due=False))
+    with recorded.queue() as queue:
+        (message,) = list(queue.receive_messages(max_messages=32, visibility_timeout=300))
+    body = decoded(message.content)
+    item = SweepWorkItem.from_json(body)
+    in_flight = item.candidates[0].vm_id
+    ledger = Ledger(bench.clients(bench.settings()).ledger_table())
+    # another delivery of the same work item holds the claim and is triggering right now
+    claim = ledger.claim(in_flight, LEDGER_ACTION, bench.emulator.now().date(), item.run_id, max_attempts=3)
+
+    with pytest.raises(SweepItemFailed):
+        functions()["sweep_worker"](HostQueueMessage(id="duplicate", body=body, dequeue_count=1))
+
+    latest = recorded.latest_records()
+    assert vm_name(in_flight) not in latest  # before: "skipped: another run is triggering this VM right now"
+    assert {row["Result"] for row in latest.values()} == {Result.TRIGGERED.value} and len(latest) == 2
+
+    ledger.complete(claim, "job-of-the-other-delivery", triggered_by="Sweep")
+    functions()["sweep_worker"](HostQueueMessage(id="duplicate", body=body, dequeue_count=2))
+
+    latest = recorded.latest_records()
+    assert latest[vm_name(in_flight)]["Result"] == Result.TRIGGERED.value
+    assert latest[vm_name(in_flight)]["JobId"] == "job-of-the-other-delivery"
+    assert in_flight.rsplit("/", 1)[-1] not in recorded.accepted_posts()  # this delivery sent nothing for it

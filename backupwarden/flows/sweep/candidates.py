@@ -217,6 +217,14 @@ class Sweep:
         )
 
 
+class OwnClaimInFlight(Exception):
+    """A duplicate delivery of a work item met the claim another delivery of the same run holds
+    while it triggers: the queue delivers this one again later (the worker raises for it)."""
+
+    def __init__(self, vm_id: str, run_id: str) -> None:
+        super().__init__(f"run {run_id} is triggering {vm_id} in another delivery of its work item")
+
+
 class CandidateHandler:
     """One candidate at a time: verify, read the ledger, decide once, trigger. Thread-safe."""
 
@@ -305,6 +313,7 @@ class CandidateHandler:
             if earlier is not None:
                 self._slots.give_back()
                 return earlier
+            self._raise_if_own_claim_in_flight(candidate, today.record, now)
             settle_todays_trigger(self._ledger, today)
             refusal = refuse_for_today(today.ledger_view(first_seen=first_seen, now=now), self._config.policy)
             if refusal is not None:
@@ -381,6 +390,22 @@ class CandidateHandler:
             return self._outcome(candidate, done.result, done.reason, error=done.error)
         reason = f"resumed the claim of an earlier delivery that died; {done.reason}"
         return self._outcome(candidate, Result.TRIGGERED, reason, job_id=done.job_id)
+
+    def _raise_if_own_claim_in_flight(
+        self, candidate: Candidate, record: LedgerRecord | None, now: datetime
+    ) -> None:
+        """Another delivery of this same work item (a duplicate message) holds the claim and is
+        triggering right now. A `skipped` here would share that trigger's record id and could land
+        after it, hiding the trigger; so this delivery gives the VM back to the queue, and its
+        redelivery states the trigger once it is settled."""
+        if (
+            record is not None
+            and record.run_id == self.run_id
+            and record.status is LedgerStatus.IN_PROGRESS
+            and record.expires > now
+        ):
+            self._slots.give_back()
+            raise OwnClaimInFlight(candidate.vm_id, self.run_id)
 
     def _own_trigger(self, candidate: Candidate, record: LedgerRecord | None) -> Outcome | None:
         """Today's trigger completed by this very run (an earlier or duplicate delivery of its work
