@@ -24,6 +24,7 @@ from backupwarden.adapters.azure.logs_ingestion import LogsUploader
 from backupwarden.adapters.azure.logs_query import LogsQuery
 from backupwarden.adapters.azure.pacing import BucketRate, Pacer
 from backupwarden.adapters.azure.protection import Protection
+from backupwarden.adapters.azure.protection_inventory import ProtectionInventoryReader
 from backupwarden.adapters.azure.recovery_services import RecoveryServices
 from backupwarden.adapters.azure.resource_graph import query_rows
 from backupwarden.adapters.azure.subscriptions import SubscriptionScope
@@ -33,9 +34,11 @@ from backupwarden.adapters.storage.ledger import DEFAULT_IN_PROGRESS_TTL, Ledger
 from backupwarden.adapters.storage.outbox import Outbox
 from backupwarden.adapters.storage.queues import POISON_SUFFIX, SweepQueue, WorkQueue
 from backupwarden.adapters.storage.run_slots import LedgerRunSlots, UncappedSlots
+from backupwarden.domain.protection_states import StateRules
 from backupwarden.domain.remediation_rules import RemediationPolicy
 from backupwarden.domain.sweep_rules import SweepPolicy
 from backupwarden.domain.times import Deadline, utc_now
+from backupwarden.flows.coverage import Coverage
 from backupwarden.flows.new_vm.messages import NewVmWorkItem
 from backupwarden.flows.new_vm.worker import ProtectConfig, ProtectVm
 from backupwarden.flows.outcomes.collector import JobOutcomeCollector
@@ -256,6 +259,23 @@ def _recovery_services(settings: Settings, clients: AzureClients) -> RecoverySer
         poll_timeout_s=settings.operation_poll_timeout_s,
         poll_interval_s=settings.operation_poll_interval_s,
     )
+
+
+def build_coverage(
+    settings: Settings,
+    clients: AzureClients,
+    *,
+    now: Callable[[], datetime] = utc_now,
+    progress: Callable[[str], None] = lambda _message: None,
+) -> Coverage:
+    """The read-only coverage scan: bulk reads, every VM classified, the figures; nothing written."""
+    reader = ProtectionInventoryReader(clients.resource_graph(), clients.backup, progress=progress)
+    rules = StateRules(
+        grace_period=settings.grace_period,
+        enroll_existing=settings.enroll_existing,
+        failure_classes=settings.failure_classes,
+    )
+    return Coverage(reader, build_subscription_scope(settings, clients), rules, now=now)
 
 
 def build_discovery(

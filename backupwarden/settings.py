@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from backupwarden.domain.failure_classes import FailureClass
+from backupwarden.domain.protection_states import EnrollExisting
 from backupwarden.domain.vault_selection import MappingRule
 
 StrEnumT = TypeVar("StrEnumT", bound=StrEnum)
@@ -499,6 +500,7 @@ class Settings:
     arm_write_bucket: tuple[float, float] = (200.0, 10.0)
     retry_after_max: timedelta = timedelta(seconds=60)  # the longest Retry-After a call or a pacer waits
     time_budget: timedelta = timedelta(minutes=7)  # what one run may spend before it hands the rest on
+    enroll_existing: EnrollExisting = EnrollExisting.OFF  # what an unprotected VM that is not new gets
 
     @property
     def connection_verify(self) -> str | bool:
@@ -588,6 +590,7 @@ SETTINGS: tuple[Setting, ...] = (
         _duration_between(MIN_RETRY_AFTER_MAX, MAX_RETRY_AFTER_MAX),
     ),
     Setting("BACKUPWARDEN_TIME_BUDGET", "time_budget", _duration_between(MIN_TIME_BUDGET, MAX_TIME_BUDGET)),
+    Setting("BACKUPWARDEN_ENROLL_EXISTING", "enroll_existing", _choice(EnrollExisting)),
 )
 
 # Every environment name Settings.from_env may read (tests/test_infra.py holds infra/'s app settings

@@ -263,6 +263,14 @@ param retryAfterMax string = '1m'
 @description('BACKUPWARDEN_TIME_BUDGET: what one run may spend before it hands the rest on (1m to 1h, below functionTimeout).')
 param timeBudget string = '7m'
 
+@description('BACKUPWARDEN_ENROLL_EXISTING: what an existing VM no vault protects gets: off (report only), tagged (backupwarden:enroll=true) or all.')
+@allowed([
+  'off'
+  'tagged'
+  'all'
+])
+param enrollExisting string = 'off'
+
 @description('BACKUPWARDEN_LEDGER_TABLE: table of the idempotency ledger.')
 param ledgerTableName string = 'backupwardenledger'
 
@@ -419,6 +427,7 @@ module functionApp 'app/function-app.bicep' = {
       BACKUPWARDEN_HTTP_RETRY_TOTAL: string(httpRetryTotal)
       BACKUPWARDEN_RETRY_AFTER_MAX: retryAfterMax
       BACKUPWARDEN_TIME_BUDGET: timeBudget
+      BACKUPWARDEN_ENROLL_EXISTING: enrollExisting
       BACKUPWARDEN_OPERATION_POLL_TIMEOUT_S: string(operationPollTimeoutSeconds)
       BACKUPWARDEN_OPERATION_POLL_INTERVAL_S: operationPollIntervalSeconds
       BACKUPWARDEN_VAULT_RULES: vaultRules

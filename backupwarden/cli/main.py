@@ -18,6 +18,7 @@ from backupwarden.adapters.storage.queues import QueueError
 from backupwarden.app import (
     build_action_recorder,
     build_clients,
+    build_coverage,
     build_outcome_shipping,
     build_protect_vm,
     build_remediation,
@@ -30,6 +31,7 @@ from backupwarden.domain.alerts import InvalidAlert
 from backupwarden.domain.records import Outcome
 from backupwarden.domain.text_table import text_table
 from backupwarden.domain.vm_events import InvalidEvent
+from backupwarden.flows.coverage import CoverageScan
 from backupwarden.flows.new_vm.event_batch import handle_events, read_events
 from backupwarden.flows.outcomes.report import build_outcome_report, render_report_table
 from backupwarden.flows.remediation.worker import read_alerts, remediate_alerts
@@ -71,6 +73,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "backupwarden") -> int:
     )
     outcomes.add_argument("--since", type=_window, default="24h", help="window: 24h, 90m, 7d (default 24h)")
     outcomes.add_argument("--output", choices=("table", "json"), default="table")
+    covered = commands.add_parser(
+        "coverage", help="every VM in scope with its protection state and proposed action, and the coverage"
+    )
+    covered.add_argument("--output", choices=("table", "json"), default="table")
     commands.add_parser("demo", help="run the main jobs against the embedded emulator and Azurite")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -92,6 +98,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "backupwarden") -> int:
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "coverage":
+        return _coverage(settings, args.output)
     if args.command == "report":
         return _report(settings, args.since, args.output)
     if args.command == "ship-outcomes":
@@ -224,6 +232,65 @@ def _report(settings: Settings, window: timedelta, output: str) -> int:
             return 1
     print(json.dumps(report.to_json()) if output == "json" else render_report_table(report))
     return 0
+
+
+def _coverage(settings: Settings, output: str) -> int:
+    """Read-only: proposes, never acts. Exit 1 when a scope could not be read (the figures then
+    leave it out), with one line and nothing else when nothing could be read at all."""
+
+    def progress(message: str) -> None:
+        print(f"coverage: {message}", file=sys.stderr, flush=True)
+
+    with build_clients(settings) as clients:
+        try:
+            scan = build_coverage(settings, clients, progress=progress).run()
+        except AzureCallError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    if scan.failures and not scan.classifications:
+        failure = scan.failures[0]
+        print(f"error: nothing could be read ({failure.scope}: {failure.error})", file=sys.stderr)
+        return 1
+    print(json.dumps(scan.to_json()) if output == "json" else render_coverage_table(scan))
+    return 0 if scan.complete else 1
+
+
+def render_coverage_table(scan: CoverageScan) -> str:
+    """One line per VM (state, proposed action, time without a recovery point, reason), then the totals."""
+    rows = [("VM", "SUBSCRIPTION", "STATE", "ACTION", "WITHOUT RP", "REASON")]
+    for c in scan.classifications:
+        without = c.time_without_recovery_point
+        rows.append(
+            (
+                c.vm.name,
+                c.vm.subscription_id,
+                c.state.value,
+                c.action.value,
+                "unknown" if without is None else _hours_text(without),
+                c.reason + (f"; {c.recommendation}" if c.recommendation else ""),
+            )
+        )
+    report = scan.report
+    figures = [("COVERAGE", "IN SCOPE", "WITHIN RPO", "PERCENT")]
+    for figure in (report.total, *report.by_subscription, *report.by_region):
+        percent = figure.percent
+        figures.append(
+            (
+                figure.scope,
+                str(figure.in_scope),
+                str(figure.covered),
+                "-" if percent is None else f"{percent:.1f}%",
+            )
+        )
+    lines = [text_table(rows), "", text_table(figures)]
+    for failure in scan.failures:
+        lines.append(f"not read: {failure.scope}: {failure.error}")
+    return "\n".join(lines)
+
+
+def _hours_text(period: timedelta) -> str:
+    hours = period.total_seconds() / 3600
+    return f"{hours / 24:.1f}d" if hours >= 48 else f"{hours:.1f}h"
 
 
 def _read_source(source: str) -> str:
