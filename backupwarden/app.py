@@ -44,6 +44,7 @@ from backupwarden.flows.new_vm.worker import ProtectConfig, ProtectVm
 from backupwarden.flows.outcomes.collector import JobOutcomeCollector
 from backupwarden.flows.outcomes.shipper import Shipper
 from backupwarden.flows.outcomes.shipping import OutcomeShipping
+from backupwarden.flows.reconcile import ReconcileConfig, Reconciler
 from backupwarden.flows.recorder import ActionRecorder
 from backupwarden.flows.remediation.intake import AlertIntake
 from backupwarden.flows.remediation.worker import Remediation, RemediationConfig
@@ -276,6 +277,39 @@ def build_coverage(
         failure_classes=settings.failure_classes,
     )
     return Coverage(reader, build_subscription_scope(settings, clients), rules, now=now)
+
+
+def build_reconciler(
+    settings: Settings,
+    clients: AzureClients,
+    *,
+    dry_run: bool | None = None,
+    now: Callable[[], datetime] = utc_now,
+    progress: Callable[[str], None] = lambda _message: None,
+) -> Reconciler:
+    """The coverage read, then each proposed action through the ledger, with the sweep's daily
+    budget and per-run cap."""
+    reader = ProtectionInventoryReader(clients.resource_graph(), clients.backup, progress=progress)
+    rules = StateRules(
+        grace_period=settings.grace_period,
+        enroll_existing=settings.enroll_existing,
+        failure_classes=settings.failure_classes,
+    )
+    config = ReconcileConfig(
+        daily_budget=settings.daily_budget,
+        max_triggers_per_run=settings.max_triggers_per_run,
+        recovery_point_expiry=timedelta(days=settings.recovery_point_expiry_days),
+        dry_run=settings.dry_run if dry_run is None else dry_run,
+    )
+    return Reconciler(
+        reader,
+        build_subscription_scope(settings, clients),
+        rules,
+        _recovery_services(settings, clients),
+        ensured_ledger(settings, clients, now),
+        config,
+        now=now,
+    )
 
 
 def build_discovery(

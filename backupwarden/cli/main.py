@@ -21,6 +21,7 @@ from backupwarden.app import (
     build_coverage,
     build_outcome_shipping,
     build_protect_vm,
+    build_reconciler,
     build_remediation,
     build_sweep_fanout,
     build_sweep_worker,
@@ -28,7 +29,7 @@ from backupwarden.app import (
 )
 from backupwarden.cli.drain import DrainConfig, sweep_and_drain
 from backupwarden.domain.alerts import InvalidAlert
-from backupwarden.domain.records import Outcome
+from backupwarden.domain.records import Outcome, Result
 from backupwarden.domain.text_table import text_table
 from backupwarden.domain.vm_events import InvalidEvent
 from backupwarden.flows.coverage import CoverageScan
@@ -77,6 +78,11 @@ def main(argv: Sequence[str] | None = None, prog: str = "backupwarden") -> int:
         "coverage", help="every VM in scope with its protection state and proposed action, and the coverage"
     )
     covered.add_argument("--output", choices=("table", "json"), default="table")
+    covered.add_argument(
+        "--act",
+        action="store_true",
+        help="take each proposed action through the ledger (Backup now, escalate) and record it",
+    )
     commands.add_parser("demo", help="run the main jobs against the embedded emulator and Azurite")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -99,6 +105,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "backupwarden") -> int:
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "coverage":
+        if args.act:
+            return _reconcile(settings, args.output)
         return _coverage(settings, args.output)
     if args.command == "report":
         return _report(settings, args.since, args.output)
@@ -253,6 +261,34 @@ def _coverage(settings: Settings, output: str) -> int:
         return 1
     print(json.dumps(scan.to_json()) if output == "json" else render_coverage_table(scan))
     return 0 if scan.complete else 1
+
+
+def _reconcile(settings: Settings, output: str) -> int:
+    """`coverage --act`: the coverage read, then each proposed action taken and recorded as it is
+    decided. Exit 1 when a scope could not be read or a decision failed."""
+
+    def progress(message: str) -> None:
+        print(f"coverage: {message}", file=sys.stderr, flush=True)
+
+    with build_clients(settings) as clients:
+        reconciler = build_reconciler(settings, clients, progress=progress)
+        recorder = build_action_recorder(settings, clients)
+
+        def record(outcomes: list[Outcome]) -> None:
+            recorder.record(outcomes, source="Cli", dry_run=settings.dry_run)
+
+        result = reconciler.run(record)
+    report, scan = result.report, result.scan
+    if scan is None:
+        failure = report.failure
+        print(f"error: {failure.reason if failure else 'nothing could be read'}", file=sys.stderr)
+        return 1
+    if output == "json":
+        print(json.dumps({"coverage": scan.to_json(), "actions": report.to_json()}))
+    else:
+        print(render_coverage_table(scan) + "\n\n" + render_table(report))
+    failed = any(outcome.result is Result.FAILED for outcome in report.outcomes)
+    return 0 if scan.complete and not failed else 1
 
 
 def render_coverage_table(scan: CoverageScan) -> str:

@@ -1,0 +1,287 @@
+"""The reconciler against the emulator (HTTPS, real SDK clients) and Azurite (ledger and outbox): each
+proposed action of the coverage read taken once per day through the ledger, and recorded."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from azure.core.exceptions import ResourceNotFoundError
+from azure.data.tables import TableServiceClient
+
+from backupwarden.adapters.storage.outbox import Outbox, OutboxUnavailable
+from backupwarden.app import build_action_recorder, build_reconciler, build_sweep
+from backupwarden.cli.main import main
+from backupwarden.domain.log_schema import AUTOMATION_ACTIONS
+from backupwarden.domain.records import Outcome, Result
+from backupwarden.flows.reconcile import (
+    BACKUP_ACTION,
+    ENROLL_ACTION,
+    ENROLL_NOT_PERFORMED,
+    ESCALATE_ACTION,
+    RUN_ACTION,
+    ReconcileResult,
+)
+from tests.sweep_fixtures import BACKUP_POST, SweepBench, vm_name
+
+SUB = "11111111-1111-4111-8111-111111111111"
+TO_BACK_UP = {"pendingold", "stale", "agentdown"}
+TO_ESCALATE = {"denied", "stopped", "gone"}
+NOTHING_TO_DO = {"current", "plain", "newvm", "pendingyoung"}
+
+
+def protected(state: str, **extra: Any) -> dict[str, Any]:
+    return {"vault": "v1", "state": state, **extra}
+
+
+VMS: dict[str, dict[str, Any]] = {
+    "pendingold": {"protection": protected("IRPending", since="-3h")},
+    "pendingyoung": {"protection": protected("IRPending", since="-20m")},
+    "stale": {"protection": protected("Protected", last_backup="-3d")},
+    "agentdown": {
+        "protection": protected(
+            "ProtectionError",
+            since="-20d",
+            last_recovery_point="-3d",
+            last_backup_failed={"code": "UserErrorGuestAgentStatusUnavailable"},
+        )
+    },
+    "denied": {
+        "protection": protected(
+            "ProtectionError",
+            since="-20d",
+            last_recovery_point="-2h",
+            last_backup_failed={"code": "UserErrorRequestDisallowedByPolicy"},
+        )
+    },
+    "stopped": {"protection": protected("ProtectionStopped", since="-30d", last_recovery_point="-10d")},
+    "gone": {"deleted": True, "protection": protected("Protected")},
+    "current": {"protection": protected("Protected", last_backup="-6h")},
+    "newvm": {"created": "-10m"},
+    "plain": {},
+    "optin": {"tags": {"backupwarden:enroll": "true"}},
+}
+
+
+def scenario(backup_job_s: int = 3 * 3600, start: datetime | None = None) -> dict[str, Any]:
+    # by default noon of today at real speed: the ledger's day is the emulator clock's, far from midnight
+    noon = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+    return {
+        "clock": {"start": (start or noon).isoformat(), "scale": 1.0},
+        "timings": {"retry_after_s": 0, "backup_job_s": backup_job_s},
+        "subscriptions": [
+            {
+                "id": SUB,
+                "vaults": [{"name": "v1", "resource_group": "rg-v", "location": "westeurope"}],
+                "vms": [
+                    {"name": name, "location": "westeurope", "resource_group": "rg-a", **vm}
+                    for name, vm in VMS.items()
+                ],
+            }
+        ],
+    }
+
+
+class Reconciling:
+    """The bench with its own outbox table; the reconciler built from settings as the CLI builds it."""
+
+    def __init__(self, bench: SweepBench) -> None:
+        self.bench = bench
+        self.outbox_table = f"outbox{uuid.uuid4().hex[:12]}"
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        return {
+            "BACKUPWARDEN_SUBSCRIPTIONS": SUB,
+            "BACKUPWARDEN_OUTBOX_TABLE": self.outbox_table,
+            "BACKUPWARDEN_ENROLL_EXISTING": "tagged",
+            **overrides,
+        }
+
+    def run(self, **overrides: str) -> ReconcileResult:
+        settings = self.bench.settings(**self.env(**overrides))
+        clients = self.bench.clients(settings)
+        now = self.bench.emulator.now
+        recorder = build_action_recorder(settings, clients, now=now)
+
+        def record(outcomes: list[Outcome]) -> None:
+            recorder.record(outcomes, source="Cli", dry_run=settings.dry_run)
+
+        return build_reconciler(settings, clients, now=now).run(record)
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every row the outbox holds, in the order written; none when nothing created the outbox."""
+        settings = self.bench.settings(**self.env())
+        outbox = Outbox(self.bench.clients(settings).outbox_table())
+        try:
+            rows = [p.row for p in outbox.pending(AUTOMATION_ACTIONS.stream)]
+        except OutboxUnavailable as exc:
+            if isinstance(exc.__cause__, ResourceNotFoundError):
+                return []
+            raise
+        return sorted(rows, key=lambda r: r["TimeGenerated"])
+
+    def accepted_posts(self) -> Counter[str]:
+        return Counter(
+            match["vm"]
+            for entry in self.bench.requests()
+            if entry.method == "POST" and entry.status == 202 and (match := BACKUP_POST.search(entry.path))
+        )
+
+    def close(self) -> None:
+        service = TableServiceClient.from_connection_string(self.bench.storage)
+        with service, contextlib.suppress(ResourceNotFoundError):
+            service.delete_table(self.outbox_table)
+
+
+@pytest.fixture
+def reconciling(sweep_bench: SweepBench) -> Iterator[Reconciling]:
+    sweep_bench.load(scenario())
+    bench = Reconciling(sweep_bench)
+    yield bench
+    bench.close()
+
+
+def per_vm(rows: list[dict[str, Any]]) -> dict[str, list[tuple[str, str]]]:
+    """VM name -> (action, result) of each of its records."""
+    found: dict[str, list[tuple[str, str]]] = {}
+    for row in rows:
+        if row["VmId"]:
+            found.setdefault(vm_name(row["VmId"]), []).append((row["Action"], row["Result"]))
+    return found
+
+
+def test_each_state_gets_its_action_exactly_once_and_recorded(reconciling: Reconciling) -> None:
+    result = reconciling.run()
+
+    rows = reconciling.records()
+    assert per_vm(rows) == {
+        **{name: [(BACKUP_ACTION, "triggered")] for name in TO_BACK_UP},
+        **{name: [(ESCALATE_ACTION, "escalated")] for name in TO_ESCALATE},
+        "optin": [(ENROLL_ACTION, "skipped")],
+    }
+    assert not NOTHING_TO_DO & set(per_vm(rows))
+    assert reconciling.accepted_posts() == Counter(TO_BACK_UP)
+    by_name = {vm_name(o.vm_id): o for o in result.report.outcomes}
+    assert "recommendation: " in by_name["denied"].reason and "UserErrorRequestDisallowedByPolicy" in (
+        by_name["denied"].reason
+    )
+    assert "no longer exists" in by_name["gone"].reason
+    assert by_name["optin"].reason.endswith(ENROLL_NOT_PERFORMED)
+    assert all(by_name[name].job_id for name in TO_BACK_UP)
+    # the run's own record comes last, after every decision
+    assert (rows[-1]["Action"], rows[-1]["Result"], rows[-1]["VmId"]) == (RUN_ACTION, "completed", "")
+    assert "3 triggered" in rows[-1]["Reason"] and "3 escalated" in rows[-1]["Reason"]
+
+
+def test_a_second_run_the_same_day_sends_no_post_and_records_no_escalation(
+    reconciling: Reconciling,
+) -> None:
+    reconciling.run()
+    first = reconciling.accepted_posts()
+
+    second = reconciling.run()
+
+    assert reconciling.accepted_posts() == first == Counter(TO_BACK_UP)
+    results = {(vm_name(o.vm_id), o.action, o.result) for o in second.report.outcomes}
+    assert not {r for r in results if r[2] in (Result.TRIGGERED, Result.ESCALATED)}, results
+    escalations = [r for r in reconciling.records() if r["Action"] == ESCALATE_ACTION]
+    assert sorted(vm_name(r["VmId"]) for r in escalations) == sorted(TO_ESCALATE)
+
+
+def sweep_today(reconciling: Reconciling) -> None:
+    settings = reconciling.bench.settings(**reconciling.env())
+    sweep = build_sweep(settings, reconciling.bench.clients(settings), now=reconciling.bench.emulator.now)
+    swept = sweep.run()
+    assert {vm_name(o.vm_id) for o in swept.outcomes if o.result is Result.TRIGGERED} == {"pendingold"}
+
+
+def test_a_vm_the_sweep_triggered_today_is_not_triggered_again(reconciling: Reconciling) -> None:
+    sweep_today(reconciling)
+
+    result = reconciling.run()
+
+    assert reconciling.accepted_posts() == Counter(TO_BACK_UP)  # pendingold once: the sweep's
+    # the coverage read shows the sweep's backup running: nothing to do
+    assert "pendingold" not in {vm_name(o.vm_id) for o in result.report.outcomes}
+
+
+def test_the_ledger_refuses_a_second_trigger_of_the_day_the_read_cannot_see(
+    sweep_bench: SweepBench,
+) -> None:
+    """The sweep's backup of pendingold failed: the read proposes Backup now again, and the ledger,
+    which holds the sweep's trigger of today, refuses it with its reason."""
+    estate = scenario(backup_job_s=60)
+    estate["subscriptions"][0]["vms"][0]["fail_next"] = {"code": "UserErrorGuestAgentStatusUnavailable"}
+    assert estate["subscriptions"][0]["vms"][0]["name"] == "pendingold"
+    sweep_bench.load(estate)
+    reconciling = Reconciling(sweep_bench)
+    try:
+        sweep_today(reconciling)
+        sweep_bench.emulator.advance(5 * 60)  # the sweep's job has failed
+
+        result = reconciling.run()
+
+        pendingold = [o for o in result.report.outcomes if vm_name(o.vm_id) == "pendingold"]
+        assert [(o.action, o.result) for o in pendingold] == [(BACKUP_ACTION, Result.SKIPPED)]
+        assert "already handled today by the ledger (completed)" in pendingold[0].reason
+        assert reconciling.accepted_posts() == Counter(TO_BACK_UP)
+    finally:
+        reconciling.close()
+
+
+def test_the_per_run_cap_holds(reconciling: Reconciling) -> None:
+    result = reconciling.run(BACKUPWARDEN_MAX_TRIGGERS_PER_RUN="2")
+
+    assert sum(reconciling.accepted_posts().values()) == 2
+    backups = [o for o in result.report.outcomes if o.action == BACKUP_ACTION]
+    assert [o.result for o in backups].count(Result.TRIGGERED) == 2
+    capped = [o for o in backups if o.result is Result.SKIPPED]
+    assert len(capped) == 1 and "per-run cap reached (2 triggers)" in capped[0].reason
+
+
+def test_a_dry_run_claims_nothing_and_sends_nothing(reconciling: Reconciling) -> None:
+    dry = reconciling.run(BACKUPWARDEN_DRY_RUN="true")
+
+    assert reconciling.accepted_posts() == Counter()
+    assert {vm_name(o.vm_id) for o in dry.report.outcomes if o.result is Result.DRY_RUN} == (
+        TO_BACK_UP | TO_ESCALATE
+    )
+    acted = reconciling.run()  # nothing was claimed: the real run acts on every VM
+    assert reconciling.accepted_posts() == Counter(TO_BACK_UP)
+    assert sum(o.result is Result.ESCALATED for o in acted.report.outcomes) == len(TO_ESCALATE)
+
+
+def test_the_coverage_command_acts_only_when_asked(
+    sweep_bench: SweepBench, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sweep_bench.load(scenario(start=datetime.now(UTC)))  # the CLI reads the wall clock
+    reconciling = Reconciling(sweep_bench)
+    for name in list(os.environ):
+        if name.startswith(("BACKUPWARDEN_", "AzureWebJobsStorage")):
+            monkeypatch.delenv(name)
+    for name, value in sweep_bench.env(**reconciling.env()).items():
+        monkeypatch.setenv(name, value)
+    try:
+        assert main(["coverage", "--output", "json"]) == 0
+        assert reconciling.accepted_posts() == Counter() and reconciling.records() == []
+        capsys.readouterr()
+
+        assert main(["coverage", "--act", "--output", "json"]) == 0
+
+        printed = json.loads(capsys.readouterr().out)
+        assert {vm["vm_name"] for vm in printed["coverage"]["vms"]} == set(VMS)
+        triggered = {
+            vm_name(o["vm_id"]) for o in printed["actions"]["outcomes"] if o["result"] == "triggered"
+        }
+        assert triggered == TO_BACK_UP
+        assert reconciling.accepted_posts() == Counter(TO_BACK_UP)
+        assert set(per_vm(reconciling.records())) == TO_BACK_UP | TO_ESCALATE | {"optin"}
+    finally:
+        reconciling.close()
