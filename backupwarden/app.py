@@ -19,10 +19,12 @@ from typing import Any, TypeVar
 
 from backupwarden.adapters.azure.clients import AzureClients
 from backupwarden.adapters.azure.discovery import Discovery, ResourceGraphDiscovery, VaultsDiscovery
+from backupwarden.adapters.azure.enrolment_reads import EnrolmentReads
 from backupwarden.adapters.azure.inventory import Inventory
 from backupwarden.adapters.azure.logs_ingestion import LogsUploader
 from backupwarden.adapters.azure.logs_query import LogsQuery
 from backupwarden.adapters.azure.pacing import BucketRate, Pacer
+from backupwarden.adapters.azure.policy_restrictions import PolicyRestrictionsCheck
 from backupwarden.adapters.azure.protection import Protection
 from backupwarden.adapters.azure.protection_inventory import ProtectionInventoryReader
 from backupwarden.adapters.azure.recovery_services import RecoveryServices
@@ -40,11 +42,12 @@ from backupwarden.domain.sweep_rules import SweepPolicy
 from backupwarden.domain.times import Deadline, utc_now
 from backupwarden.flows.coverage import Coverage
 from backupwarden.flows.new_vm.messages import NewVmWorkItem
-from backupwarden.flows.new_vm.worker import ProtectConfig, ProtectVm
+from backupwarden.flows.new_vm.worker import ProtectConfig, ProtectStep, ProtectVm
 from backupwarden.flows.outcomes.collector import JobOutcomeCollector
 from backupwarden.flows.outcomes.shipper import Shipper
 from backupwarden.flows.outcomes.shipping import OutcomeShipping
-from backupwarden.flows.reconcile import ReconcileConfig, Reconciler
+from backupwarden.flows.reconcile import TRIGGERED_BY as RECONCILE_TRIGGERED_BY
+from backupwarden.flows.reconcile import Enrolment, ReconcileConfig, Reconciler
 from backupwarden.flows.recorder import ActionRecorder
 from backupwarden.flows.remediation.intake import AlertIntake
 from backupwarden.flows.remediation.worker import Remediation, RemediationConfig
@@ -301,13 +304,38 @@ def build_reconciler(
         recovery_point_expiry=timedelta(days=settings.recovery_point_expiry_days),
         dry_run=settings.dry_run if dry_run is None else dry_run,
     )
+    recovery = _recovery_services(settings, clients)
+    ledger = ensured_ledger(settings, clients, now)
+    protection = Protection(
+        clients.backup,
+        recovery,
+        poll_timeout_s=settings.operation_poll_timeout_s,
+        poll_interval_s=settings.operation_poll_interval_s,
+    )
+    step = ProtectStep(
+        protection,
+        recovery,
+        ledger,
+        daily_budget=settings.daily_budget,
+        recovery_point_expiry=config.recovery_point_expiry,
+        triggered_by=RECONCILE_TRIGGERED_BY,
+        now=now,
+    )
+    enrolment = Enrolment(
+        vaults=Inventory(clients.compute, clients.recovery_services).vaults,
+        rules=settings.vault_rules,
+        reads=EnrolmentReads(clients.compute, clients.backup),
+        restrictions=PolicyRestrictionsCheck(clients.compute),
+        step=step,
+    )
     return Reconciler(
         reader,
         build_subscription_scope(settings, clients),
         rules,
-        _recovery_services(settings, clients),
-        ensured_ledger(settings, clients, now),
+        recovery,
+        ledger,
         config,
+        enrolment,
         now=now,
     )
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableServiceClient
+from azure.mgmt.recoveryservicesbackup.models import BackupStatusRequest
 
 from backupwarden.adapters.storage.outbox import Outbox, OutboxUnavailable
 from backupwarden.app import build_action_recorder, build_reconciler, build_sweep
@@ -24,7 +26,6 @@ from backupwarden.domain.records import Outcome, Result
 from backupwarden.flows.reconcile import (
     BACKUP_ACTION,
     ENROLL_ACTION,
-    ENROLL_NOT_PERFORMED,
     ESCALATE_ACTION,
     RUN_ACTION,
     ReconcileResult,
@@ -35,6 +36,8 @@ SUB = "11111111-1111-4111-8111-111111111111"
 TO_BACK_UP = {"pendingold", "stale", "agentdown"}
 TO_ESCALATE = {"denied", "stopped", "gone"}
 NOTHING_TO_DO = {"current", "plain", "newvm", "pendingyoung"}
+TO_ENROL = {"optin"}  # tagged for enrolment (ENROLL_EXISTING=tagged): protected, then backed up
+BACKUP_POSTS = Counter(TO_BACK_UP | TO_ENROL)
 
 
 def protected(state: str, **extra: Any) -> dict[str, Any]:
@@ -75,7 +78,13 @@ def scenario(backup_job_s: int = 3 * 3600, start: datetime | None = None) -> dic
     noon = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
     return {
         "clock": {"start": (start or noon).isoformat(), "scale": 1.0},
-        "timings": {"retry_after_s": 0, "backup_job_s": backup_job_s},
+        # enrolment's protection completes at once: its poll would otherwise wait in real time
+        "timings": {
+            "retry_after_s": 0,
+            "backup_job_s": backup_job_s,
+            "refresh_containers_s": 0,
+            "configure_operation_s": 0,
+        },
         "subscriptions": [
             {
                 "id": SUB,
@@ -164,17 +173,17 @@ def test_each_state_gets_its_action_exactly_once_and_recorded(reconciling: Recon
     assert per_vm(rows) == {
         **{name: [(BACKUP_ACTION, "triggered")] for name in TO_BACK_UP},
         **{name: [(ESCALATE_ACTION, "escalated")] for name in TO_ESCALATE},
-        "optin": [(ENROLL_ACTION, "skipped")],
+        "optin": [(ENROLL_ACTION, "protected")],
     }
     assert not NOTHING_TO_DO & set(per_vm(rows))
-    assert reconciling.accepted_posts() == Counter(TO_BACK_UP)
+    assert reconciling.accepted_posts() == BACKUP_POSTS
     by_name = {vm_name(o.vm_id): o for o in result.report.outcomes}
     assert "recommendation: " in by_name["denied"].reason and "UserErrorRequestDisallowedByPolicy" in (
         by_name["denied"].reason
     )
     assert "no longer exists" in by_name["gone"].reason
-    assert by_name["optin"].reason.endswith(ENROLL_NOT_PERFORMED)
-    assert all(by_name[name].job_id for name in TO_BACK_UP)
+    assert "protected in vault v1, policy DefaultPolicy" in by_name["optin"].reason
+    assert all(by_name[name].job_id for name in TO_BACK_UP | TO_ENROL)
     # the run's own record comes last, after every decision
     assert (rows[-1]["Action"], rows[-1]["Result"], rows[-1]["VmId"]) == (RUN_ACTION, "completed", "")
     assert "3 triggered" in rows[-1]["Reason"] and "3 escalated" in rows[-1]["Reason"]
@@ -188,7 +197,7 @@ def test_a_second_run_the_same_day_sends_no_post_and_records_no_escalation(
 
     second = reconciling.run()
 
-    assert reconciling.accepted_posts() == first == Counter(TO_BACK_UP)
+    assert reconciling.accepted_posts() == first == BACKUP_POSTS
     results = {(vm_name(o.vm_id), o.action, o.result) for o in second.report.outcomes}
     assert not {r for r in results if r[2] in (Result.TRIGGERED, Result.ESCALATED)}, results
     escalations = [r for r in reconciling.records() if r["Action"] == ESCALATE_ACTION]
@@ -207,7 +216,7 @@ def test_a_vm_the_sweep_triggered_today_is_not_triggered_again(reconciling: Reco
 
     result = reconciling.run()
 
-    assert reconciling.accepted_posts() == Counter(TO_BACK_UP)  # pendingold once: the sweep's
+    assert reconciling.accepted_posts() == BACKUP_POSTS  # pendingold once: the sweep's
     # the coverage read shows the sweep's backup running: nothing to do
     assert "pendingold" not in {vm_name(o.vm_id) for o in result.report.outcomes}
 
@@ -231,19 +240,21 @@ def test_the_ledger_refuses_a_second_trigger_of_the_day_the_read_cannot_see(
         pendingold = [o for o in result.report.outcomes if vm_name(o.vm_id) == "pendingold"]
         assert [(o.action, o.result) for o in pendingold] == [(BACKUP_ACTION, Result.SKIPPED)]
         assert "already handled today by the ledger (completed)" in pendingold[0].reason
-        assert reconciling.accepted_posts() == Counter(TO_BACK_UP)
+        assert reconciling.accepted_posts() == BACKUP_POSTS
     finally:
         reconciling.close()
 
 
 def test_the_per_run_cap_holds(reconciling: Reconciling) -> None:
+    """Backups and enrolments (each starts a first backup) share the cap."""
     result = reconciling.run(BACKUPWARDEN_MAX_TRIGGERS_PER_RUN="2")
 
     assert sum(reconciling.accepted_posts().values()) == 2
-    backups = [o for o in result.report.outcomes if o.action == BACKUP_ACTION]
-    assert [o.result for o in backups].count(Result.TRIGGERED) == 2
-    capped = [o for o in backups if o.result is Result.SKIPPED]
-    assert len(capped) == 1 and "per-run cap reached (2 triggers)" in capped[0].reason
+    acting = [o for o in result.report.outcomes if o.action in (BACKUP_ACTION, ENROLL_ACTION)]
+    assert len(acting) == len(TO_BACK_UP | TO_ENROL)
+    assert sum(o.result in (Result.TRIGGERED, Result.PROTECTED) for o in acting) == 2
+    capped = [o for o in acting if o.result is Result.SKIPPED]
+    assert len(capped) == 2 and all("per-run cap reached (2 triggers)" in o.reason for o in capped)
 
 
 def test_a_dry_run_claims_nothing_and_sends_nothing(reconciling: Reconciling) -> None:
@@ -251,10 +262,10 @@ def test_a_dry_run_claims_nothing_and_sends_nothing(reconciling: Reconciling) ->
 
     assert reconciling.accepted_posts() == Counter()
     assert {vm_name(o.vm_id) for o in dry.report.outcomes if o.result is Result.DRY_RUN} == (
-        TO_BACK_UP | TO_ESCALATE
+        TO_BACK_UP | TO_ESCALATE | TO_ENROL
     )
     acted = reconciling.run()  # nothing was claimed: the real run acts on every VM
-    assert reconciling.accepted_posts() == Counter(TO_BACK_UP)
+    assert reconciling.accepted_posts() == BACKUP_POSTS
     assert sum(o.result is Result.ESCALATED for o in acted.report.outcomes) == len(TO_ESCALATE)
 
 
@@ -281,7 +292,129 @@ def test_the_coverage_command_acts_only_when_asked(
             vm_name(o["vm_id"]) for o in printed["actions"]["outcomes"] if o["result"] == "triggered"
         }
         assert triggered == TO_BACK_UP
-        assert reconciling.accepted_posts() == Counter(TO_BACK_UP)
+        assert reconciling.accepted_posts() == BACKUP_POSTS
         assert set(per_vm(reconciling.records())) == TO_BACK_UP | TO_ESCALATE | {"optin"}
     finally:
         reconciling.close()
+
+
+ENROL_TAG = {"backupwarden:enroll": "true"}
+PROTECT_PUT = re.compile(r"/protectedItems/[^/]*;(?P<vm>[^/;]+)$", re.IGNORECASE)
+POLICY_CHECK = "/providers/Microsoft.PolicyInsights/checkPolicyRestrictions"
+
+
+def preflight_scenario() -> dict[str, Any]:
+    """Unprotected VMs to enrol (docs/emulator.md, section 6; as emulator/scenarios/coverage.yaml): one
+    that fits, one whose agent is not ready (a warning), an Ultra disk VM whose region's vault has only
+    a Standard policy, one in a resource group whose deny policy forbids restore point collections, and
+    one without the enrolment tag."""
+    estate = scenario()
+    estate["subscriptions"][0]["vaults"] = [
+        {
+            "name": "v1",
+            "resource_group": "rg-v",
+            "location": "westeurope",
+            "policies": [{"name": "DefaultPolicy"}, {"name": "EnhancedDaily", "policy_type": "V2"}],
+        },
+        {"name": "vneu", "resource_group": "rg-v", "location": "northeurope"},  # DefaultPolicy only
+    ]
+    vm = {"location": "westeurope", "resource_group": "rg-a", "created": "-30d", "tags": ENROL_TAG}
+    estate["subscriptions"][0]["vms"] = [
+        {**vm, "name": "fits"},
+        {**vm, "name": "agentless", "vm_agent": "Not Ready"},
+        {**vm, "name": "ultra", "location": "northeurope", "data_disk_types": ["UltraSSD_LRS"]},
+        {**vm, "name": "locked", "resource_group": "rg-locked"},
+        {**vm, "name": "untagged", "tags": {}},
+    ]
+    estate["deny_policies"] = [
+        {
+            "scope": f"/subscriptions/{SUB}/resourceGroups/rg-locked",
+            "resource_type": "Microsoft.Compute/restorePointCollections",
+            "name": "deny-restore-points",
+        }
+    ]
+    return estate
+
+
+@pytest.fixture
+def enrolling(sweep_bench: SweepBench) -> Iterator[Reconciling]:
+    sweep_bench.load(preflight_scenario())
+    bench = Reconciling(sweep_bench)
+    yield bench
+    bench.close()
+
+
+def protect_puts(reconciling: Reconciling) -> Counter[str]:
+    return Counter(
+        match["vm"]
+        for entry in reconciling.bench.requests()
+        if entry.method == "PUT" and (match := PROTECT_PUT.search(entry.path))
+    )
+
+
+def enrolments(result: ReconcileResult) -> dict[str, Outcome]:
+    return {vm_name(o.vm_id): o for o in result.report.outcomes if o.action == ENROLL_ACTION}
+
+
+def test_pre_flight_enrols_the_vms_that_fit_once_and_escalates_each_refusal(enrolling: Reconciling) -> None:
+    result = enrolling.run()
+
+    outcomes = enrolments(result)
+    assert {name: o.result for name, o in outcomes.items()} == {
+        "fits": Result.PROTECTED,
+        "agentless": Result.PROTECTED,
+        "ultra": Result.ESCALATED,
+        "locked": Result.ESCALATED,
+    }
+    assert enrolling.accepted_posts() == Counter({"fits", "agentless"})
+    assert protect_puts(enrolling) == Counter({"fits", "agentless"})  # refused VMs see no write
+    assert (
+        outcomes["fits"].job_id and "protected in vault v1, policy DefaultPolicy" in outcomes["fits"].reason
+    )
+    assert "warning" not in outcomes["fits"].reason
+    assert "warning: agent-not-ready" in outcomes["agentless"].reason and "'Not Ready'" in (
+        outcomes["agentless"].reason
+    )
+    ultra = outcomes["ultra"].reason
+    assert "disk-type-needs-enhanced-policy" in ultra and "only an Enhanced policy backs up" in ultra
+    assert "vault vneu, policy DefaultPolicy" in ultra and "fix: choose an Enhanced" in ultra
+    locked = outcomes["locked"].reason
+    assert "denied-by-policy" in locked and "policyAssignments/deny-restore-points" in locked
+    assert "fix: exempt Azure Backup's resource group" in locked
+    recorded = {
+        (vm_name(r["VmId"]), r["Result"]) for r in enrolling.records() if r["Action"] == ENROLL_ACTION
+    }
+    assert recorded == {
+        ("fits", "protected"),
+        ("agentless", "protected"),
+        ("ultra", "escalated"),
+        ("locked", "escalated"),
+    }
+    backup = enrolling.bench.clients(enrolling.bench.settings()).backup(SUB)
+    asked = BackupStatusRequest(resource_type="VM", resource_id=outcomes["fits"].vm_id)
+    assert backup.backup_status.get("westeurope", asked).protection_status == "Protected"
+
+    second = enrolling.run()
+
+    assert enrolling.accepted_posts() == Counter({"fits", "agentless"})
+    assert protect_puts(enrolling) == Counter({"fits", "agentless"})
+    assert not {
+        (name, o.result)
+        for name, o in enrolments(second).items()
+        if o.result in (Result.PROTECTED, Result.ESCALATED)
+    }
+
+
+def test_enroll_existing_off_enrols_nothing_and_checks_nothing(enrolling: Reconciling) -> None:
+    result = enrolling.run(BACKUPWARDEN_ENROLL_EXISTING="off")
+
+    assert enrolments(result) == {}
+    assert enrolling.accepted_posts() == Counter() and protect_puts(enrolling) == Counter()
+    assert not [e for e in enrolling.bench.requests() if POLICY_CHECK.lower() in e.path.lower()]
+
+
+def test_enroll_existing_all_enrols_untagged_vms_too(enrolling: Reconciling) -> None:
+    result = enrolling.run(BACKUPWARDEN_ENROLL_EXISTING="all")
+
+    assert enrolments(result)["untagged"].result is Result.PROTECTED
+    assert enrolling.accepted_posts() == Counter({"fits", "agentless", "untagged"})

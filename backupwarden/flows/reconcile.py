@@ -6,10 +6,14 @@ then, VM by VM:
   "Backup now" through `backup_now`, the guarded path every flow triggers through, so the ledger
   keeps it to the daily budget across the sweep, the new-VM flow, remediation and this flow (a VM
   another flow triggered today is skipped with the ledger's reason); at most `max_triggers_per_run`
-  triggers per run;
-- `enroll` (unprotected, per ENROLL_EXISTING): recorded as `skipped`, proposed only. The new-VM
-  flow's protection step is not reusable for an existing VM (it is private to its work item), and
-  enrolling needs pre-flight first;
+  triggers per run, enrolments' first backups included;
+- `enroll` (unprotected, per ENROLL_EXISTING): the vault and policy chosen as for a new VM (tags,
+  mapping rules, the only vault in the region), then pre-flight (domain/preflight.py: the policy's type
+  fits the VM's security and disk types, the vault has room, Azure Policy's checkPolicyRestrictions
+  denies nothing the backup creates; the VM agent only warns). A refusal is escalated once per VM and
+  day with each reason and its fix; otherwise the new-VM flow's protect step (`ProtectStep`) enables
+  protection and starts the first backup under the ledger (one protection per VM and day, the shared
+  daily backup budget), triggered by Reconcile;
 - `escalate`: an `escalated` record with the reason and the recommendation, once per VM and day
   (the ledger's ESCALATE_LEDGER_ACTION key, so a second run the same day records nothing again);
 - `none`: nothing per VM.
@@ -25,22 +29,39 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from backupwarden.adapters.azure.enrolment_reads import EnrolmentReads
 from backupwarden.adapters.azure.errors import AzureCallError
+from backupwarden.adapters.azure.policy_restrictions import PolicyRestrictionsCheck
 from backupwarden.adapters.azure.protection import item_names
-from backupwarden.adapters.azure.protection_inventory import ItemRecord, ProtectionInventory
+from backupwarden.adapters.azure.protection_inventory import ItemRecord, ProtectionInventory, VmKind
 from backupwarden.adapters.azure.recovery_services import RecoveryServices, VaultRef
 from backupwarden.adapters.storage.ledger import AlreadyClaimed, BudgetExhausted, Ledger, LedgerError
 from backupwarden.domain.arm_ids import arm_key
+from backupwarden.domain.preflight import (
+    RESTORE_POINT_COLLECTION_TYPE,
+    DiskFacts,
+    EnrolmentPolicy,
+    EnrolmentVm,
+    PolicyRestrictions,
+    VaultLoad,
+    backup_pending_resources,
+    check_agent,
+    check_enrolment,
+)
 from backupwarden.domain.protection_states import (
     STOPPED_STATES,
     Action,
     Classification,
     StateRules,
+    VmFacts,
 )
 from backupwarden.domain.records import Outcome, Result
 from backupwarden.domain.times import utc_now
+from backupwarden.domain.vault_selection import MappingRule, VaultFacts, choose_vault
+from backupwarden.domain.vault_selection import VmFacts as PlacementFacts
 from backupwarden.flows.backup_now import BackupTarget, backup_now
 from backupwarden.flows.coverage import Coverage, CoverageScan, InventoryReader
+from backupwarden.flows.new_vm.worker import ProtectStep, ProtectTarget
 from backupwarden.flows.run_report import RunReport, action_outcome
 
 logger = logging.getLogger(__name__)
@@ -54,7 +75,6 @@ ESCALATE_LEDGER_ACTION = "escalate"  # the ledger key that keeps an escalation t
 # it expires, a later run takes it over (the second attempt) and records the escalation
 ESCALATE_ATTEMPTS = 2
 TRIGGERED_BY = "Reconcile"
-ENROLL_NOT_PERFORMED = "enrolment of existing VMs is proposed, not yet performed"
 
 RecordDecisions = Callable[[list[Outcome]], None]
 
@@ -65,6 +85,18 @@ class ReconcileConfig:
     max_triggers_per_run: int
     recovery_point_expiry: timedelta
     dry_run: bool = False  # decide and record what would be done; nothing is claimed or sent
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    """What enrolling an existing VM takes: the vaults of a subscription, the mapping rules, the
+    pre-flight reads, and the protect step the new-VM flow takes (built with triggered_by Reconcile)."""
+
+    vaults: Callable[[str], list[VaultFacts]]
+    rules: tuple[MappingRule, ...]
+    reads: EnrolmentReads
+    restrictions: PolicyRestrictionsCheck
+    step: ProtectStep
 
 
 @dataclass(frozen=True)
@@ -95,11 +127,14 @@ class Reconciler:
         recovery: RecoveryServices,
         ledger: Ledger,
         config: ReconcileConfig,
+        enrolment: Enrolment,
         now: Callable[[], datetime] = utc_now,
     ) -> None:
         self._read = _LastRead(reader)
         self._coverage = Coverage(self._read, subscriptions, rules, now=now)
         self._recovery = recovery
+        self._enrolment = enrolment
+        self._vaults_by_subscription: dict[str, list[VaultFacts]] = {}
         self._ledger = ledger
         self._config = config
         self._now = now
@@ -127,6 +162,7 @@ class Reconciler:
             )
             self._decided(report, record, outcome)
         vaults = _active_vaults(self._read.inventory)
+        self._vaults_by_subscription = {}
         triggered = 0
         for classification in scan.classifications:
             if classification.action is Action.NONE:
@@ -137,13 +173,9 @@ class Reconciler:
                 if outcome.result in (Result.TRIGGERED, Result.DRY_RUN):
                     triggered += 1
             elif classification.action is Action.ENROLL:
-                outcome = self._outcome(
-                    report.run_id,
-                    classification,
-                    ENROLL_ACTION,
-                    Result.SKIPPED,
-                    _enroll_reason(classification),
-                )
+                if self._enroll(report, record, classification, triggered):
+                    triggered += 1
+                continue
             else:
                 self._escalate(report, record, classification)
                 continue
@@ -197,18 +229,128 @@ class Reconciler:
             job_id=done.job_id,
         )
 
+    def _enroll(self, report: RunReport, record: RecordDecisions, c: Classification, triggered: int) -> bool:
+        """Choose the vault and policy, run pre-flight, then protect and back up, or escalate the refusals.
+        True when it started a backup (or would have, in a dry run): it counts against the per-run cap."""
+        run_id, why = report.run_id, f"{c.state.value}: {c.reason}"
+        try:
+            placement = PlacementFacts(c.vm.id, c.vm.subscription_id, c.vm.region, dict(c.vm.tags))
+            rules = list(self._enrolment.rules)
+            choice = choose_vault(placement, self._vaults_of(c.vm.subscription_id), rules)
+            if choice.vault is None:
+                outcome = self._outcome(run_id, c, ENROLL_ACTION, Result.NO_VAULT, f"{why}; {choice.reason}")
+                self._decided(report, record, outcome)
+                return False
+            vault = VaultRef.parse(choice.vault.vault_id)
+            where = f"vault {vault.name}, policy {choice.policy} ({choice.reason})"
+            refusals, warning = self._preflight(c.vm, vault, choice.policy)
+        except AzureCallError as exc:
+            reason = f"{why}; pre-flight: {exc.step} failed"
+            self._decided(
+                report, record, self._outcome(run_id, c, ENROLL_ACTION, Result.FAILED, reason, error=exc)
+            )
+            return False
+        if refusals:
+            reason = f"{why}; pre-flight refused enrolment in {where}: {'; '.join(refusals)}"
+            self._escalate_once(report, record, c, ENROLL_ACTION, reason)
+            return False
+        vault_id = arm_key(vault.id)
+        warned = f"; warning: {warning}" if warning else ""
+        if triggered >= self._config.max_triggers_per_run:
+            reason = f"{why}; per-run cap reached ({self._config.max_triggers_per_run} triggers)"
+            self._decided(
+                report, record, self._outcome(run_id, c, ENROLL_ACTION, Result.SKIPPED, reason, vault_id)
+            )
+            return False
+        if self._config.dry_run:
+            reason = f"{why}; would enrol in {where}{warned}"
+            self._decided(
+                report, record, self._outcome(run_id, c, ENROLL_ACTION, Result.DRY_RUN, reason, vault_id)
+            )
+            return True
+        target = ProtectTarget(c.vm.id, c.vm.resource_group, c.vm.name)
+        try:
+            done = self._enrolment.step.protect(target, vault, choice.policy, where, run_id)
+        except AzureCallError as exc:
+            reason = f"{why}; enabling protection in {where}: {exc.step} failed"
+            outcome = self._outcome(run_id, c, ENROLL_ACTION, Result.FAILED, reason, vault_id, error=exc)
+        except LedgerError as exc:
+            error = AzureCallError("ledger", type(exc).__name__, str(exc))
+            outcome = self._outcome(
+                run_id, c, ENROLL_ACTION, Result.FAILED, f"ledger: {exc}", vault_id, error=error
+            )
+        else:
+            outcome = action_outcome(
+                run_id,
+                c.vm.id,
+                vault_id,
+                ENROLL_ACTION,
+                done.result,
+                f"{why}; {done.reason}{warned}",
+                error=done.error,
+                job_id=done.job_id,
+            )
+        self._decided(report, record, outcome)
+        return outcome.job_id is not None
+
+    def _preflight(self, vm: VmFacts, vault: VaultRef, policy: str) -> tuple[list[str], str]:
+        """Each refusal as "check: reason (fix: ...)", and the VM agent's warning ("" when none)."""
+        policy_type = self._enrolment.reads.policy_type(vault, policy)
+        if policy_type is None:
+            return [
+                f"policy-not-found: vault {vault.name} has no policy {policy}"
+                " (fix: create it, or name an existing one with the backupwarden:policy tag"
+                " or a mapping rule)"
+            ], ""
+        refusals = check_enrolment(
+            _enrolment_vm(vm, self._read.inventory.vm_kinds.get(arm_key(vm.id), VmKind())),
+            EnrolmentPolicy(f"{vault.id}/backupPolicies/{policy}", policy_type),
+            _vault_load(self._read.inventory, vault),
+            self._policy_restrictions(vm),
+        )
+        agent = check_agent(self._enrolment.reads.agent(vm.subscription_id, vm.resource_group, vm.name))
+        warning = f"{agent.check.value}: {agent.reason} (fix: {agent.fix})" if agent else ""
+        return [f"{r.check.value}: {r.reason} (fix: {r.fix})" for r in refusals], warning
+
+    def _policy_restrictions(self, vm: VmFacts) -> list[PolicyRestrictions]:
+        """What Azure Policy would deny of what the first backup creates. The backup's resource group is
+        checked at the subscription (it may not exist yet, and a check at a missing resource group fails);
+        the restore point collection at the VM's resource group, which exists, and where a deny blocks the
+        backup (UserErrorRequestDisallowedByPolicy, azure-facts §12); a check there also sees the
+        subscription's assignments."""
+        return [
+            self._enrolment.restrictions.check(
+                vm.subscription_id,
+                resource,
+                vm.resource_group if resource.resource_type == RESTORE_POINT_COLLECTION_TYPE else None,
+            )
+            for resource in backup_pending_resources(vm.id, vm.region)
+        ]
+
+    def _vaults_of(self, subscription_id: str) -> list[VaultFacts]:
+        """Listed once per subscription and run."""
+        key = arm_key(subscription_id)
+        if key not in self._vaults_by_subscription:
+            self._vaults_by_subscription[key] = self._enrolment.vaults(subscription_id)
+        return self._vaults_by_subscription[key]
+
     def _escalate(self, report: RunReport, record: RecordDecisions, c: Classification) -> None:
-        """Claimed under (VM, escalate, today) before it is recorded and settled after: a second run
-        the same day finds the claim and records nothing; a record that could not be written releases
-        the claim, so the next run escalates again."""
         reason = f"{c.state.value}: {c.reason}" + (
             f"; recommendation: {c.recommendation}" if c.recommendation else ""
         )
+        self._escalate_once(report, record, c, ESCALATE_ACTION, reason)
+
+    def _escalate_once(
+        self, report: RunReport, record: RecordDecisions, c: Classification, action: str, reason: str
+    ) -> None:
+        """Claimed under (VM, escalate, today) before it is recorded and settled after: a second run
+        the same day finds the claim and records nothing; a record that could not be written releases
+        the claim, so the next run escalates again."""
         if self._config.dry_run:
             self._decided(
                 report,
                 record,
-                self._outcome(report.run_id, c, ESCALATE_ACTION, Result.DRY_RUN, f"would escalate: {reason}"),
+                self._outcome(report.run_id, c, action, Result.DRY_RUN, f"would escalate: {reason}"),
             )
             return
         try:
@@ -223,12 +365,10 @@ class Reconciler:
             return  # escalated earlier today
         except LedgerError as exc:
             error = AzureCallError("ledger", type(exc).__name__, str(exc))
-            outcome = self._outcome(
-                report.run_id, c, ESCALATE_ACTION, Result.FAILED, f"ledger: {exc}", error=error
-            )
+            outcome = self._outcome(report.run_id, c, action, Result.FAILED, f"ledger: {exc}", error=error)
             self._decided(report, record, outcome)
             return
-        outcome = self._outcome(report.run_id, c, ESCALATE_ACTION, Result.ESCALATED, reason)
+        outcome = self._outcome(report.run_id, c, action, Result.ESCALATED, reason)
         try:
             self._decided(report, record, outcome)
         except BaseException:
@@ -273,8 +413,19 @@ def _newest(record: ItemRecord) -> float:
     return newest.timestamp() if newest else float("-inf")
 
 
-def _enroll_reason(c: Classification) -> str:
-    return f"{c.state.value}: {c.reason}; {ENROLL_NOT_PERFORMED}"
+def _enrolment_vm(vm: VmFacts, kind: VmKind) -> EnrolmentVm:
+    # Resource Graph's VM row gives disk types, not names: a disk is named by its place
+    os_disk = DiskFacts(f"{vm.name} OS disk", kind.os_disk_type, is_os_disk=True)
+    data_disks = (DiskFacts(f"{vm.name} data disk {i}", t) for i, t in enumerate(kind.data_disk_types))
+    return EnrolmentVm(vm.id, kind.security_type, (os_disk, *data_disks))
+
+
+def _vault_load(inventory: ProtectionInventory, vault: VaultRef) -> VaultLoad:
+    """The vault's items as the bulk read found them: Azure VM items only (the read asks for no other
+    workload), so a vault shared with other workloads is counted short of its 2,000-item limit."""
+    key = arm_key(vault.id)
+    vms = sum(1 for record in inventory.items if arm_key(record.facts.vault_id) == key)
+    return VaultLoad(key, protected_vms=vms, protected_items=vms)
 
 
 def _summary(scan: CoverageScan, report: RunReport) -> str:

@@ -47,6 +47,7 @@ ACTION = "enable_protection"
 ENQUEUED_ACTION = "new_vm_enqueued"  # a VM write taken in: the outcome of its ACTION must follow
 LEDGER_ACTION = "protect"
 PROTECT_ATTEMPTS = 3  # protection PUTs per VM and day
+TRIGGERED_BY = "NewVm"
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 
@@ -67,6 +68,109 @@ class ProtectConfig:
     max_provisioning_waits: int = 20
 
 
+@dataclass(frozen=True)
+class ProtectTarget:
+    """A VM to protect: its id, and its resource group and name, which key its backup item."""
+
+    vm_id: str
+    resource_group: str
+    vm_name: str
+
+
+@dataclass(frozen=True)
+class ProtectResult:
+    result: Result  # PROTECTED, REQUEUED, SKIPPED or FAILED
+    reason: str
+    job_id: str | None = None
+    error: AzureCallError | None = None  # set only when the initial backup failed on an Azure call
+
+
+class ProtectStep:
+    """Enable protection of a VM in a chosen vault and policy under the ledger, then start its first
+    backup through `backup_now`: the step every flow that enrols a VM takes (the new-VM worker, the
+    reconciler), so the ledger keeps both to one protection and the daily backup budget across flows.
+
+    Raises the AzureCallError of a failed protection call (its claim settled failed) and LedgerError."""
+
+    def __init__(
+        self,
+        protection: Protection,
+        recovery: RecoveryServices,
+        ledger: Ledger,
+        *,
+        daily_budget: int,
+        recovery_point_expiry: timedelta,
+        triggered_by: str,
+        now: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._protection = protection
+        self._recovery = recovery
+        self._ledger = ledger
+        self._daily_budget = daily_budget
+        self._recovery_point_expiry = recovery_point_expiry
+        self._triggered_by = triggered_by
+        self._now = now
+
+    def protect(
+        self, target: ProtectTarget, vault: VaultRef, policy: str, where: str, run_id: str
+    ) -> ProtectResult:
+        """`where`: the vault and policy chosen and why, for the reason."""
+        guard = LedgerGuard(
+            target.vm_id, LEDGER_ACTION, self._now().date(), run_id, PROTECT_ATTEMPTS, self._triggered_by
+        )
+        try:
+            enabled = guarded_action(
+                self._ledger,
+                guard,
+                lambda: self._protection.enable(
+                    vault, target.vm_id, target.resource_group, target.vm_name, policy
+                ),
+            )
+        except AlreadyClaimed as exc:
+            if exc.reason == "in_progress":
+                # the holder may have died before its PUT landed: look again later rather than drop the VM
+                return ProtectResult(
+                    Result.REQUEUED, "another worker is protecting this VM: checking again later"
+                )
+            return ProtectResult(Result.SKIPPED, f"another worker is protecting this VM ({exc.reason})")
+        except BudgetExhausted as exc:
+            return ProtectResult(Result.FAILED, f"gave up enabling protection: {exc}")
+        configured = f"protected in {where}, ConfigureBackup job {enabled.job_id or enabled.operation_id}"
+        return self.initial_backup(target, vault, run_id, configured)
+
+    def initial_backup(
+        self,
+        target: ProtectTarget,
+        vault: VaultRef,
+        run_id: str,
+        done_so_far: str,
+        *,
+        abandoned: Claim | None = None,
+        abandoned_at: datetime | None = None,
+    ) -> ProtectResult:
+        """`abandoned`: the backup claim an earlier delivery of this run took at `abandoned_at` and died
+        holding, carried on as that delivery's attempt (it may have sent the trigger)."""
+        now = self._now()
+        container, item_name = item_names(target.resource_group, target.vm_name)
+        result = backup_now(
+            self._ledger,
+            self._recovery,
+            BackupTarget(target.vm_id, vault, container, item_name),
+            run_id=run_id,
+            now=now,
+            daily_budget=self._daily_budget,
+            expiry=now + self._recovery_point_expiry,
+            triggered_by=self._triggered_by,
+            claim=abandoned,
+            earlier_attempt_at=abandoned_at,
+        )
+        reason = f"{done_so_far}; initial backup: {result.reason}"
+        if result.result is Result.FAILED and result.error is not None:
+            return ProtectResult(Result.FAILED, reason, error=result.error)
+        # the VM is protected whether this backup started or the ledger held it back
+        return ProtectResult(Result.PROTECTED, reason, job_id=result.job_id)
+
+
 class ProtectVm:
     def __init__(
         self,
@@ -79,10 +183,18 @@ class ProtectVm:
     ) -> None:
         self._inventory = inventory
         self._protection = protection
-        self._recovery = recovery
         self._ledger = ledger
         self._config = config
         self._now = now
+        self._step = ProtectStep(
+            protection,
+            recovery,
+            ledger,
+            daily_budget=config.daily_budget,
+            recovery_point_expiry=config.recovery_point_expiry,
+            triggered_by=TRIGGERED_BY,
+            now=now,
+        )
 
     def handle(self, item: NewVmWorkItem, run_id: str | None = None, *, redelivered: bool = False) -> Outcome:
         """One VM to its outcome. Raises TransientFailure when a retry may succeed.
@@ -140,27 +252,8 @@ class ProtectVm:
         return self._protect(item, vault, choice.policy, where, run_id)
 
     def _protect(self, item: NewVmWorkItem, vault: VaultRef, policy: str, where: str, run_id: str) -> Outcome:
-        now = self._now()
-        vault_id = arm_key(vault.id)
-        guard = LedgerGuard(item.vm_id, LEDGER_ACTION, now.date(), run_id, PROTECT_ATTEMPTS, "NewVm")
-        try:
-            enabled = guarded_action(
-                self._ledger,
-                guard,
-                lambda: self._protection.enable(vault, item.vm_id, item.resource_group, item.vm_name, policy),
-            )
-        except AlreadyClaimed as exc:
-            if exc.reason == "in_progress":
-                # the holder may have died before its PUT landed: look again later rather than drop the VM
-                reason = "another worker is protecting this VM: checking again later"
-                return action_outcome(run_id, item.vm_id, vault_id, ACTION, Result.REQUEUED, reason)
-            reason = f"another worker is protecting this VM ({exc.reason})"
-            return action_outcome(run_id, item.vm_id, vault_id, ACTION, Result.SKIPPED, reason)
-        except BudgetExhausted as exc:
-            reason = f"gave up enabling protection: {exc}"
-            return action_outcome(run_id, item.vm_id, vault_id, ACTION, Result.FAILED, reason)
-        configured = f"protected in {where}, ConfigureBackup job {enabled.job_id or enabled.operation_id}"
-        return self._initial_backup(item, vault, run_id, configured)
+        done = self._step.protect(_target(item), vault, policy, where, run_id)
+        return self._outcome(item, vault, run_id, done)
 
     def _initial_backup(
         self,
@@ -172,34 +265,26 @@ class ProtectVm:
         abandoned: Claim | None = None,
         abandoned_at: datetime | None = None,
     ) -> Outcome:
-        """`abandoned`: the backup claim an earlier delivery of this run took at `abandoned_at` and died
-        holding, carried on as that delivery's attempt (it may have sent the trigger)."""
-        now = self._now()
-        container, item_name = item_names(item.resource_group, item.vm_name)
-        result = backup_now(
-            self._ledger,
-            self._recovery,
-            BackupTarget(item.vm_id, vault, container, item_name),
-            run_id=run_id,
-            now=now,
-            daily_budget=self._config.daily_budget,
-            expiry=now + self._config.recovery_point_expiry,
-            triggered_by="NewVm",
-            claim=abandoned,
-            earlier_attempt_at=abandoned_at,
+        done = self._step.initial_backup(
+            _target(item), vault, run_id, done_so_far, abandoned=abandoned, abandoned_at=abandoned_at
         )
-        vault_id, reason = arm_key(vault.id), f"{done_so_far}; initial backup: {result.reason}"
-        if result.result is Result.FAILED and result.error is not None:
-            failed = action_outcome(
-                run_id, item.vm_id, vault_id, ACTION, Result.FAILED, reason, error=result.error
-            )
-            if _transient(result.error):
-                # the ledger has the backup FAILED: a redelivery resumes here, under the daily budget
-                raise TransientFailure(failed)
-            return failed
-        return action_outcome(
-            run_id, item.vm_id, vault_id, ACTION, Result.PROTECTED, reason, job_id=result.job_id
+        return self._outcome(item, vault, run_id, done)
+
+    def _outcome(self, item: NewVmWorkItem, vault: VaultRef, run_id: str, done: ProtectResult) -> Outcome:
+        outcome = action_outcome(
+            run_id,
+            item.vm_id,
+            arm_key(vault.id),
+            ACTION,
+            done.result,
+            done.reason,
+            error=done.error,
+            job_id=done.job_id,
         )
+        if done.error is not None and _transient(done.error):
+            # the ledger has the backup FAILED: a redelivery resumes here, under the daily budget
+            raise TransientFailure(outcome)
+        return outcome
 
     def _resume(self, item: NewVmWorkItem, vault: VaultRef, run_id: str, redelivered: bool) -> Outcome:
         """Protected by an earlier run of ours today: make sure its initial backup was triggered.
@@ -237,6 +322,10 @@ def enqueued_record(item: NewVmWorkItem) -> Outcome:
     worker's outcome records, what the "flow silent" alert compares (docs/alerts.md)."""
     reason = f"event {item.event_id} enqueued for protection"
     return action_outcome(item.event_id, item.vm_id, "", ENQUEUED_ACTION, Result.ENQUEUED, reason)
+
+
+def _target(item: NewVmWorkItem) -> ProtectTarget:
+    return ProtectTarget(item.vm_id, item.resource_group, item.vm_name)
 
 
 def _transient(error: AzureCallError) -> bool:
