@@ -13,6 +13,7 @@ import contextlib
 import functools
 import importlib
 import os
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -132,11 +133,14 @@ def die_after_triggers(monkeypatch: pytest.MonkeyPatch, survived: int) -> None:
     """The process dies at the "Backup now" after the first `survived` (and stays dead)."""
     trigger = RecoveryServices.trigger_backup
     calls = Counter[str]()
+    lock = threading.Lock()  # the sweep's worker threads trigger at once
 
     def dying_trigger(self: RecoveryServices, *args: Any, **kwargs: Any) -> Any:
-        calls["trigger"] += 1
-        if calls["trigger"] > survived:
-            raise RunKilled(f"killed at trigger {calls['trigger']}")
+        with lock:
+            calls["trigger"] += 1
+            count = calls["trigger"]
+        if count > survived:
+            raise RunKilled(f"killed at trigger {count}")
         return trigger(self, *args, **kwargs)
 
     monkeypatch.setattr(RecoveryServices, "trigger_backup", dying_trigger)

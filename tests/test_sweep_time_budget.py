@@ -8,15 +8,11 @@ afterwards must finish every VM with 0 duplicate triggers and exactly one decisi
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import functools
-import importlib
-import os
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,9 +23,7 @@ from azure.functions.queue import QueueMessage as HostQueueMessage
 from azure.functions.timer import TimerRequest
 from azure.storage.queue import QueueClient
 
-import function_app
 import functions.sweep as sweep_functions
-from backupwarden.adapters.azure.recovery_services import RecoveryServices
 from backupwarden.adapters.storage.outbox import Outbox
 from backupwarden.adapters.storage.queues import SweepQueue
 from backupwarden.app import forget_shared_pacers, run_deadline
@@ -42,13 +36,11 @@ from backupwarden.flows.sweep.fanout import SweepFanout
 from backupwarden.flows.sweep.messages import SweepWorkItem
 from backupwarden.settings import Settings
 from tests.sweep_fixtures import BACKUP_POST, SweepBench, vm_name
+from tests.test_records_as_made import RunKilled, decoded, die_after_triggers, use_app_settings
+from tests.test_records_as_made import functions as host_functions
 
 VMS = 12
 STARTED_IN_BUDGET = 5
-
-
-class RunKilled(BaseException):
-    """Stands for the process dying at that line: nothing of ours catches it."""
 
 
 class JumpingClock:
@@ -154,25 +146,6 @@ def budgeted(sweep_bench: SweepBench) -> Iterator[Budgeted]:
     yield bench
     bench.close()
     forget_shared_pacers()
-
-
-def use_app_settings(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
-    for name in list(os.environ):
-        if name.startswith(("BACKUPWARDEN_", "AzureWebJobsStorage")):
-            monkeypatch.delenv(name)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-
-
-@functools.cache
-def host_functions() -> dict[str, Callable[..., Any]]:
-    app = importlib.reload(function_app).app
-    return {str(fn.get_function_name()): fn.get_user_function() for fn in app.get_functions()}
-
-
-def decoded(content: Any) -> str:
-    """The body as the host hands it to the trigger (the queue holds it base64-encoded)."""
-    return base64.b64decode(str(content)).decode("utf-8")
 
 
 def budget_nearly_spent_after(monkeypatch: pytest.MonkeyPatch, started: int) -> None:
@@ -299,23 +272,6 @@ def test_a_hand_on_that_cannot_be_enqueued_is_recorded_failed_naming_the_budget(
     assert all("BACKUPWARDEN_TIME_BUDGET" in outcome.reason for outcome in failed), failed
     assert len({outcome.vm_id for outcome in recorded}) == VMS
     assert run_record.result is Result.PARTIAL
-
-
-def die_after_triggers(monkeypatch: pytest.MonkeyPatch, survived: int) -> None:
-    """The process dies at the "Backup now" after the first `survived` (and stays dead)."""
-    trigger = RecoveryServices.trigger_backup
-    calls = Counter[str]()
-    lock = threading.Lock()
-
-    def dying_trigger(self: RecoveryServices, *args: Any, **kwargs: Any) -> Any:
-        with lock:
-            calls["trigger"] += 1
-            dead = calls["trigger"] > survived
-        if dead:
-            raise RunKilled("killed at a trigger")
-        return trigger(self, *args, **kwargs)
-
-    monkeypatch.setattr(RecoveryServices, "trigger_backup", dying_trigger)
 
 
 def die_at_the_first_message_delete(monkeypatch: pytest.MonkeyPatch) -> None:
