@@ -32,14 +32,9 @@ PROTECTED_ITEM_TYPE = "microsoft.recoveryservices/vaults/backupfabrics/protectio
 # for ConfigureBackup jobs, so both strategies know the same configure times.
 CONFIGURE_JOB_LOOKBACK = timedelta(days=14)
 
-STUCK_ITEMS_QUERY = """
-recoveryservicesresources
-| where type =~ 'microsoft.recoveryservices/vaults/backupfabrics/protectioncontainers/protecteditems'
-| where tostring(properties.backupManagementType) =~ 'AzureIaasVM'
-| where tostring(properties.protectionState) =~ 'IRPending'
-| extend vaultId = tostring(split(tolower(id), '/backupfabrics/')[0]),
-         containerName = tolower(tostring(properties.containerName)),
-         vmId = tolower(tostring(properties.sourceResourceId))
+# Per item (vault, container): its running backups and when protection was configured; the
+# protected-items queries join it (here and adapters/azure/protection_inventory.py).
+ITEM_JOB_SUMMARY = """\
 | join kind=leftouter (
     recoveryservicesresources
     | where type =~ 'microsoft.recoveryservices/vaults/backupjobs'
@@ -50,7 +45,20 @@ recoveryservicesresources
         by vaultId = tostring(split(tolower(id), '/backupjobs/')[0]),
            containerName = tolower(tostring(properties.containerName))
   ) on vaultId, containerName
-| join kind=leftouter (
+"""
+
+STUCK_ITEMS_QUERY = (
+    """
+recoveryservicesresources
+| where type =~ 'microsoft.recoveryservices/vaults/backupfabrics/protectioncontainers/protecteditems'
+| where tostring(properties.backupManagementType) =~ 'AzureIaasVM'
+| where tostring(properties.protectionState) =~ 'IRPending'
+| extend vaultId = tostring(split(tolower(id), '/backupfabrics/')[0]),
+         containerName = tolower(tostring(properties.containerName)),
+         vmId = tolower(tostring(properties.sourceResourceId))
+"""
+    + ITEM_JOB_SUMMARY
+    + """| join kind=leftouter (
     resources
     | where type =~ 'microsoft.compute/virtualmachines'
     | project vmId = tolower(id), vmTags = tags
@@ -59,6 +67,7 @@ recoveryservicesresources
           vmName = tostring(properties.friendlyName), configuredAt, runningBackups, vmTags
 | order by id asc
 """
+)
 
 
 @dataclass

@@ -31,6 +31,7 @@ from azure.core.exceptions import AzureError
 from azure.mgmt.recoveryservicesbackup import RecoveryServicesBackupClient
 from azure.mgmt.resourcegraph import ResourceGraphClient
 
+from backupwarden.adapters.azure.discovery import ITEM_JOB_SUMMARY
 from backupwarden.adapters.azure.errors import AzureCallError
 from backupwarden.adapters.azure.recovery_services import VaultRef
 from backupwarden.adapters.azure.resource_graph import PAGE_SIZE, SUBSCRIPTIONS_PER_QUERY, query_rows
@@ -59,23 +60,16 @@ resources
 | order by id asc
 """
 
-ITEMS_QUERY = """
+ITEMS_QUERY = (
+    """
 recoveryservicesresources
 | where type =~ 'microsoft.recoveryservices/vaults/backupfabrics/protectioncontainers/protecteditems'
 | where tostring(properties.backupManagementType) =~ 'AzureIaasVM'
 | extend vaultId = tostring(split(tolower(id), '/backupfabrics/')[0]),
          containerName = tolower(tostring(properties.containerName))
-| join kind=leftouter (
-    recoveryservicesresources
-    | where type =~ 'microsoft.recoveryservices/vaults/backupjobs'
-    | extend operation = tostring(properties.operation), status = tostring(properties.status)
-    | summarize runningBackups = countif(operation =~ 'Backup' and status =~ 'InProgress'),
-                configuredAt = max(iff(operation =~ 'ConfigureBackup' and status =~ 'Completed',
-                                       todatetime(properties.endTime), datetime(null)))
-        by vaultId = tostring(split(tolower(id), '/backupjobs/')[0]),
-           containerName = tolower(tostring(properties.containerName))
-  ) on vaultId, containerName
-| project id, subscriptionId, vaultId, containerName,
+"""
+    + ITEM_JOB_SUMMARY
+    + """| project id, subscriptionId, vaultId, containerName,
           vmId = tolower(tostring(properties.sourceResourceId)),
           vmName = tostring(properties.friendlyName),
           location = tostring(properties.dataSourceInfo.resourceLocation),
@@ -88,6 +82,7 @@ recoveryservicesresources
           configuredAt, runningBackups
 | order by id asc
 """
+)
 
 FAILED_BACKUPS_QUERY = """
 recoveryservicesresources
