@@ -179,6 +179,7 @@ class Classification:
     failure_class: FailureClass | None = None
     time_without_recovery_point: timedelta | None = None  # None: not known since when
     within_rpo: bool = False  # the newest recovery point is recent enough: the VM is recoverable
+    vault_id: str = ""  # the vault of the item the VM was judged by; "" when no item protects it
 
 
 @dataclass(frozen=True)
@@ -232,6 +233,7 @@ def classify(
         time_without_recovery_point=without,
         # soft-deleted data restores nothing until someone undeletes it, and is purged after that
         within_rpo=within and verdict.state != VmState.SOFT_DELETED,
+        vault_id=item.vault_id if item is not None else "",
     )
 
 

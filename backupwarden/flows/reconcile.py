@@ -33,7 +33,7 @@ from backupwarden.adapters.azure.enrolment_reads import EnrolmentReads
 from backupwarden.adapters.azure.errors import AzureCallError
 from backupwarden.adapters.azure.policy_restrictions import PolicyRestrictionsCheck
 from backupwarden.adapters.azure.protection import item_names
-from backupwarden.adapters.azure.protection_inventory import ItemRecord, ProtectionInventory, VmKind
+from backupwarden.adapters.azure.protection_inventory import ProtectionInventory, VmKind
 from backupwarden.adapters.azure.recovery_services import RecoveryServices, VaultRef
 from backupwarden.adapters.storage.ledger import AlreadyClaimed, BudgetExhausted, Ledger, LedgerError
 from backupwarden.domain.arm_ids import arm_key
@@ -49,7 +49,6 @@ from backupwarden.domain.preflight import (
     check_enrolment,
 )
 from backupwarden.domain.protection_states import (
-    STOPPED_STATES,
     Action,
     Classification,
     StateRules,
@@ -106,8 +105,8 @@ class ReconcileResult:
 
 
 class _LastRead:
-    """The inventory reader that keeps what it last read: the coverage flow classifies a VM, and the
-    reconciler needs the vault of the item it was classified by to act on it."""
+    """The inventory reader that keeps what it last read: pre-flight takes a VM's disk and security
+    types and a vault's item count from the same read the coverage flow classified by."""
 
     def __init__(self, reader: InventoryReader) -> None:
         self._reader = reader
@@ -161,7 +160,6 @@ class Reconciler:
                 report.run_id, "", failure.scope, RUN_ACTION, Result.FAILED, f"not read: {failure.error}"
             )
             self._decided(report, record, outcome)
-        vaults = _active_vaults(self._read.inventory)
         self._vaults_by_subscription = {}
         triggered = 0
         for classification in scan.classifications:
@@ -169,7 +167,7 @@ class Reconciler:
                 continue
             report.candidates += 1
             if classification.action is Action.BACKUP_NOW:
-                outcome = self._backup_now(report.run_id, classification, vaults, triggered)
+                outcome = self._backup_now(report.run_id, classification, triggered)
                 if outcome.result in (Result.TRIGGERED, Result.DRY_RUN):
                     triggered += 1
             elif classification.action is Action.ENROLL:
@@ -189,11 +187,9 @@ class Reconciler:
         record([outcome])
         report.outcomes.append(outcome)
 
-    def _backup_now(self, run_id: str, c: Classification, vaults: dict[str, str], triggered: int) -> Outcome:
-        vault_id = vaults.get(arm_key(c.vm.id), "")
+    def _backup_now(self, run_id: str, c: Classification, triggered: int) -> Outcome:
+        vault_id = c.vault_id  # Backup now is proposed only by an active item's state: its vault
         why = f"{c.state.value}: {c.reason}"
-        if not vault_id:  # classified by an active item, so one is there unless the read changed under it
-            return self._outcome(run_id, c, BACKUP_ACTION, Result.FAILED, f"{why}; no active item found")
         if triggered >= self._config.max_triggers_per_run:
             reason = f"{why}; per-run cap reached ({self._config.max_triggers_per_run} triggers)"
             return self._outcome(run_id, c, BACKUP_ACTION, Result.SKIPPED, reason, vault_id)
@@ -388,29 +384,6 @@ class Reconciler:
         error: AzureCallError | None = None,
     ) -> Outcome:
         return action_outcome(run_id, c.vm.id, vault_id, action, result, reason, error=error)
-
-
-def _active_vaults(inventory: ProtectionInventory) -> dict[str, str]:
-    """VM id -> the vault of its active item with the newest recovery point: the item a VM to back up
-    was classified by (the coverage flow judges a VM by its best item, an active one first)."""
-    best: dict[str, ItemRecord] = {}
-    for record in inventory.items:
-        if _inactive(record):
-            continue
-        held = best.get(record.vm_id)
-        if held is None or _newest(record) > _newest(held):
-            best[record.vm_id] = record
-    return {vm_id: record.facts.vault_id for vm_id, record in best.items()}
-
-
-def _inactive(record: ItemRecord) -> bool:
-    facts = record.facts
-    return facts.is_scheduled_for_deferred_delete or facts.protection_state.lower() in STOPPED_STATES
-
-
-def _newest(record: ItemRecord) -> float:
-    newest = record.facts.last_recovery_point
-    return newest.timestamp() if newest else float("-inf")
 
 
 def _enrolment_vm(vm: VmFacts, kind: VmKind) -> EnrolmentVm:
