@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from backupwarden.domain.protection_states import Classification, VmState
 
@@ -38,6 +38,19 @@ class CoverageReport:
     by_subscription: tuple[CoverageFigure, ...]  # sorted by subscription id
     by_region: tuple[CoverageFigure, ...]  # sorted by region
     worst_offenders: tuple[Classification, ...]  # uncovered VMs, longest without a recovery point first
+
+
+@dataclass(frozen=True)
+class CoveragePoint:
+    """The total coverage one run measured: a point of the coverage-over-time chart."""
+
+    at: datetime
+    in_scope: int
+    covered: int
+
+    @property
+    def percent(self) -> float | None:
+        return CoverageFigure("total", self.in_scope, self.covered).percent
 
 
 def in_scope(classification: Classification) -> bool:
