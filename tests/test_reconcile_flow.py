@@ -10,19 +10,26 @@ import re
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableServiceClient
-from azure.mgmt.recoveryservicesbackup.models import BackupStatusRequest
+from azure.mgmt.recoveryservicesbackup.models import (
+    BackupRequestResource,
+    BackupStatusRequest,
+    IaasVMBackupRequest,
+)
 
+from backupwarden.adapters.azure.protection import item_names
+from backupwarden.adapters.storage.ledger import Ledger, LedgerStatus
 from backupwarden.adapters.storage.outbox import Outbox, OutboxUnavailable
 from backupwarden.app import build_action_recorder, build_reconciler, build_sweep
 from backupwarden.cli.main import main
 from backupwarden.domain.log_schema import AUTOMATION_ACTIONS
 from backupwarden.domain.records import Outcome, Result
+from backupwarden.flows.backup_now import LEDGER_ACTION
 from backupwarden.flows.reconcile import (
     BACKUP_ACTION,
     ENROLL_ACTION,
@@ -221,11 +228,10 @@ def test_a_vm_the_sweep_triggered_today_is_not_triggered_again(reconciling: Reco
     assert "pendingold" not in {vm_name(o.vm_id) for o in result.report.outcomes}
 
 
-def test_the_ledger_refuses_a_second_trigger_of_the_day_the_read_cannot_see(
-    sweep_bench: SweepBench,
-) -> None:
-    """The sweep's backup of pendingold failed: the read proposes Backup now again, and the ledger,
-    which holds the sweep's trigger of today, refuses it with its reason."""
+@contextlib.contextmanager
+def sweep_job_failed_today(sweep_bench: SweepBench) -> Iterator[Reconciling]:
+    """The sweep triggered pendingold today and its job failed with a retryable error; the coverage
+    read proposes Backup now again."""
     estate = scenario(backup_job_s=60)
     estate["subscriptions"][0]["vms"][0]["fail_next"] = {"code": "UserErrorGuestAgentStatusUnavailable"}
     assert estate["subscriptions"][0]["vms"][0]["name"] == "pendingold"
@@ -234,13 +240,80 @@ def test_the_ledger_refuses_a_second_trigger_of_the_day_the_read_cannot_see(
     try:
         sweep_today(reconciling)
         sweep_bench.emulator.advance(5 * 60)  # the sweep's job has failed
+        yield reconciling
+    finally:
+        reconciling.close()
+
+
+def pendingold_outcomes(result: ReconcileResult) -> list[tuple[str, Result]]:
+    return [(o.action, o.result) for o in result.report.outcomes if vm_name(o.vm_id) == "pendingold"]
+
+
+def test_a_trigger_whose_job_failed_today_is_reopened_and_retried_once(sweep_bench: SweepBench) -> None:
+    with sweep_job_failed_today(sweep_bench) as reconciling:
+        retried = reconciling.run()
+
+        assert pendingold_outcomes(retried) == [(BACKUP_ACTION, Result.TRIGGERED)]
+        assert reconciling.accepted_posts()["pendingold"] == 2  # the sweep's and this retry
+        sweep_bench.emulator.advance(5 * 60)  # the retry's job completed
+
+        again = reconciling.run()
+
+        assert (BACKUP_ACTION, Result.TRIGGERED) not in pendingold_outcomes(again)
+        assert reconciling.accepted_posts()["pendingold"] == 2
+
+
+def test_a_failed_job_is_not_retried_past_the_daily_budget(sweep_bench: SweepBench) -> None:
+    with sweep_job_failed_today(sweep_bench) as reconciling:
+        result = reconciling.run(BACKUPWARDEN_DAILY_BUDGET="1")
+
+        assert pendingold_outcomes(result) == [(BACKUP_ACTION, Result.SKIPPED)]
+        reason = next(o.reason for o in result.report.outcomes if vm_name(o.vm_id) == "pendingold")
+        assert "daily budget spent (1 of 1)" in reason
+        assert reconciling.accepted_posts()["pendingold"] == 1
+
+
+def test_a_dead_run_s_expired_claim_is_resumed_from_the_job_list_not_sent_again(
+    sweep_bench: SweepBench,
+) -> None:
+    """A run claimed pendingold's backup, sent the POST and died before settling. An hour on, the
+    claim has expired and Resource Graph (two hours behind) still shows no job: the reconciler takes
+    the claim over and finds the dead run's job in the vault's job list instead of sending again."""
+    estate = scenario()
+    estate["resource_graph"] = {"lag_s": 2 * 3600}
+    sweep_bench.load(estate)
+    reconciling = Reconciling(sweep_bench)
+    try:
+        settings = sweep_bench.settings(**reconciling.env())
+        clients = sweep_bench.clients(settings)
+        now = sweep_bench.emulator.now
+        vm_id = next(v.id for v in sweep_bench.emulator.estate.vms.values() if v.name == "pendingold")
+        Ledger(clients.ledger_table(), clock=now).claim(vm_id, LEDGER_ACTION, now().date(), "dead-run", 3)
+        vault = next(iter(sweep_bench.emulator.estate.vaults.values()))
+        container, item = item_names("rg-a", "pendingold")
+        clients.backup(SUB).backups.trigger(
+            vault.name,
+            vault.resource_group,
+            "Azure",
+            container,
+            item,
+            BackupRequestResource(
+                properties=IaasVMBackupRequest(recovery_point_expiry_time_in_utc=now() + timedelta(days=30))
+            ),
+        )
+        sweep_bench.emulator.advance(65 * 60)  # past the claim's hour
 
         result = reconciling.run()
 
-        pendingold = [o for o in result.report.outcomes if vm_name(o.vm_id) == "pendingold"]
-        assert [(o.action, o.result) for o in pendingold] == [(BACKUP_ACTION, Result.SKIPPED)]
-        assert "already handled today by the ledger (completed)" in pendingold[0].reason
-        assert reconciling.accepted_posts() == BACKUP_POSTS
+        outcome = next(o for o in result.report.outcomes if vm_name(o.vm_id) == "pendingold")
+        assert (outcome.action, outcome.result) == (BACKUP_ACTION, Result.TRIGGERED)
+        assert "an earlier delivery triggered it" in outcome.reason
+        assert reconciling.accepted_posts()["pendingold"] == 1
+        record = Ledger(clients.ledger_table(), clock=now).record(vm_id, LEDGER_ACTION, now().date())
+        assert record is not None and (record.status, record.job_id) == (
+            LedgerStatus.COMPLETED,
+            outcome.job_id,
+        )
     finally:
         reconciling.close()
 

@@ -35,7 +35,14 @@ from backupwarden.adapters.azure.policy_restrictions import PolicyRestrictionsCh
 from backupwarden.adapters.azure.protection import item_names
 from backupwarden.adapters.azure.protection_inventory import ProtectionInventory, VmKind
 from backupwarden.adapters.azure.recovery_services import RecoveryServices, VaultRef
-from backupwarden.adapters.storage.ledger import AlreadyClaimed, BudgetExhausted, Ledger, LedgerError
+from backupwarden.adapters.storage.ledger import (
+    AlreadyClaimed,
+    BudgetExhausted,
+    Claim,
+    Ledger,
+    LedgerError,
+    LedgerStatus,
+)
 from backupwarden.domain.arm_ids import arm_key
 from backupwarden.domain.preflight import (
     RESTORE_POINT_COLLECTION_TYPE,
@@ -58,7 +65,13 @@ from backupwarden.domain.records import Outcome, Result
 from backupwarden.domain.times import utc_now
 from backupwarden.domain.vault_selection import MappingRule, VaultFacts, choose_vault
 from backupwarden.domain.vault_selection import VmFacts as PlacementFacts
-from backupwarden.flows.backup_now import BackupTarget, backup_now
+from backupwarden.flows.backup_now import (
+    LEDGER_ACTION,
+    BackupTarget,
+    backup_now,
+    settle_todays_trigger,
+    todays_trigger,
+)
 from backupwarden.flows.coverage import Coverage, CoverageScan, InventoryReader
 from backupwarden.flows.new_vm.worker import ProtectStep, ProtectTarget
 from backupwarden.flows.run_report import RunReport, action_outcome
@@ -102,6 +115,15 @@ class Enrolment:
 class ReconcileResult:
     report: RunReport
     scan: CoverageScan | None  # None when not even the subscriptions could be read
+
+
+@dataclass(frozen=True)
+class _TodaysClaim:
+    """What today's ledger lets a reconciler's "Backup now" do."""
+
+    claim: Claim | None = None  # the day's first claim, taken
+    earlier_attempt_at: datetime | None = None  # a dead run's expired claim, claimed then: resume it
+    refusal: str = ""  # why not today
 
 
 class _LastRead:
@@ -199,6 +221,10 @@ class Reconciler:
         target = BackupTarget(c.vm.id, VaultRef.parse(vault_id), container, item)
         now = self._now()
         try:
+            todays = self._todays_claim(target, run_id, now)
+            if todays.refusal:
+                reason = f"{why}; {todays.refusal}"
+                return self._outcome(run_id, c, BACKUP_ACTION, Result.SKIPPED, reason, vault_id)
             done = backup_now(
                 self._ledger,
                 self._recovery,
@@ -208,6 +234,12 @@ class Reconciler:
                 daily_budget=self._config.daily_budget,
                 expiry=now + self._config.recovery_point_expiry,
                 triggered_by=TRIGGERED_BY,
+                claim=todays.claim,
+                earlier_attempt_at=todays.earlier_attempt_at,
+            )
+        except AzureCallError as exc:  # the job read behind today's trigger
+            return self._outcome(
+                run_id, c, BACKUP_ACTION, Result.FAILED, f"{why}; {exc.step} failed", vault_id, error=exc
             )
         except LedgerError as exc:
             error = AzureCallError("ledger", type(exc).__name__, str(exc))
@@ -224,6 +256,26 @@ class Reconciler:
             error=done.error,
             job_id=done.job_id,
         )
+
+    def _todays_claim(self, target: BackupTarget, run_id: str, now: datetime) -> _TodaysClaim:
+        """The day's first claim of the VM's backup: one round trip, the common case. When today
+        already has a record (any flow's), it is read with its job (`todays_trigger`): a trigger whose
+        job failed or never showed is reopened (`settle_todays_trigger`) and claimed again by
+        `backup_now` within the daily budget, as is a failed one; a dead run's expired claim is taken
+        over and resumed from the job list (its POST may have been sent); anything else is a refusal."""
+        claim = self._ledger.claim_if_new(target.vm_id, LEDGER_ACTION, now.date(), run_id)
+        if claim is not None:
+            return _TodaysClaim(claim=claim)
+        today = todays_trigger(self._ledger, self._recovery, target.vault, target.vm_id, now)
+        settle_todays_trigger(self._ledger, today)
+        record = today.record
+        if record is None or today.job_failed or today.not_confirmed or record.status is LedgerStatus.FAILED:
+            return _TodaysClaim()
+        if record.status is LedgerStatus.IN_PROGRESS and record.expires <= now:
+            return _TodaysClaim(earlier_attempt_at=record.updated)
+        job = f", job {record.job_id} {today.job_status or ''}".rstrip() if record.job_id else ""
+        held = f"{record.status.value.lower()} by run {record.run_id}{job}"
+        return _TodaysClaim(refusal=f"already handled today by the ledger ({held})")
 
     def _enroll(self, report: RunReport, record: RecordDecisions, c: Classification, triggered: int) -> bool:
         """Choose the vault and policy, run pre-flight, then protect and back up, or escalate the refusals.
