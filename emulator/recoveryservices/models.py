@@ -416,15 +416,10 @@ class RecoveryServicesBackend:
             plan.attempts -= 1
             if plan.attempts <= 0:
                 del self.estate.failure_plans[plan_key]
-            message, recommendations = JOB_ERRORS.get(
-                plan.error_code, ("The backup operation failed.", ["Retry the operation after some time."])
-            )
-            job.status, job.end_time = "Failed", at
-            job.error_code, job.error_message, job.recommendations = (
-                plan.error_code,
-                message,
-                list(recommendations),
-            )
+            _fail_job(job, plan.error_code, at)
+        elif job.vm.vm_agent_status.lower() != "ready":
+            # the snapshot extension runs through the VM agent: without it no backup can run (azure-facts §12)
+            _fail_job(job, AGENT_UNAVAILABLE, at)
         else:
             job.status, job.end_time = self.estate.timings.job_outcome, at
         item = self.estate.protected_items.get(job.vm.id.lower())
@@ -480,6 +475,9 @@ class RecoveryServicesBackend:
         return item, self.estate.vaults.get(item.vault_id.lower())
 
 
+AGENT_UNAVAILABLE = "UserErrorGuestAgentStatusUnavailable"
+
+
 def _is_iaas_vm(clauses: dict[str, str]) -> bool:
     return clauses.get("backupmanagementtype", "AzureIaasVM").lower() == IAAS_VM
 
@@ -503,9 +501,19 @@ def _succeed(op: AsyncOperation, at: datetime) -> None:
     op.status, op.end_time = "Succeeded", at
 
 
+def _fail_job(job: BackupJob, error_code: str, at: datetime) -> None:
+    message, recommendations = JOB_ERRORS.get(
+        error_code, ("The backup operation failed.", ["Retry the operation after some time."])
+    )
+    job.status, job.end_time = "Failed", at
+    job.error_code, job.error_message, job.recommendations = error_code, message, list(recommendations)
+
+
 def _record_backup(item: ProtectedItem, job: BackupJob, at: datetime) -> None:
-    """What a finished backup job changes on its item (azure-facts §1)."""
+    """What a finished backup job changes on its item (azure-facts §1): a successful one leaves it
+    Protected and healthy again, whatever error an earlier backup left."""
     if job.status in ("Completed", "CompletedWithWarnings"):
+        item.health_status, item.health_details = None, []
         item.protection_state = "Protected"
         item.last_backup_status = job.status
         item.last_backup_time = at

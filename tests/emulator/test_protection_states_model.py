@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.recoveryservicesbackup import RecoveryServicesBackupClient
+from azure.mgmt.recoveryservicesbackup.models import BackupRequestResource, IaasVMBackupRequest
 from azure.mgmt.resourcegraph import ResourceGraphClient
 from azure.mgmt.resourcegraph.models import QueryRequest
 from hypothesis import given, settings
@@ -543,3 +544,50 @@ def test_timespans_read_back_to_the_same_ticks(ticks: int) -> None:
     assert hours < 24 and minutes < 60 and seconds < 60
     total = (((days * 24 + hours) * 60 + minutes) * 60 + seconds) * 10_000_000 + fraction
     assert total == (ticks // 10) * 10
+
+
+# --- what a backup changes ------------------------------------------------------------------------
+def trigger_backup(backup: RecoveryServicesBackupClient, vm: str) -> None:
+    request = BackupRequestResource(
+        properties=IaasVMBackupRequest(recovery_point_expiry_time_in_utc=datetime(2027, 1, 1, tzinfo=UTC))
+    )
+    backup.backups.trigger(fabric_name="Azure", **VAULT, **item_names(vm), parameters=request)
+
+
+def latest_backup_job(backup: RecoveryServicesBackupClient, vm: str) -> dict[str, Any]:
+    jobs = [properties_of(job) for job in backup.backup_jobs.list(**VAULT)]
+    return next(j for j in jobs if j["entityFriendlyName"] == vm and j["operation"] == "Backup")
+
+
+def test_a_successful_backup_leaves_a_failing_item_protected_and_healthy(
+    emulator: Emulator, backup: RecoveryServicesBackupClient
+) -> None:
+    failing = next(vm for vm in VMS if vm["name"] == "failing")
+    emulator.load_scenario(scenario([failing]))
+    trigger_backup(backup, "failing")
+    emulator.advance(emulator.estate.timings.backup_job_s + 60)
+
+    item = get_item(backup, "failing")
+    assert (item["protectionState"], item["protectionStatus"], item["healthStatus"]) == (
+        "Protected",
+        "Healthy",
+        "Passed",
+    )
+    assert [d["title"] for d in item.get("healthDetails") or []] == ["IaasVmHealthGreenDefault"]
+    assert latest_backup_job(backup, "failing")["status"] == "Completed"
+
+
+def test_a_backup_of_a_vm_whose_agent_is_not_ready_fails_as_the_service_s_does(
+    emulator: Emulator, backup: RecoveryServicesBackupClient
+) -> None:
+    emulator.load_scenario(
+        scenario([{"name": "agentless", "vm_agent": "Not Ready", "protection": protected("IRPending")}])
+    )
+    trigger_backup(backup, "agentless")
+    emulator.advance(emulator.estate.timings.backup_job_s + 60)
+
+    job = latest_backup_job(backup, "agentless")
+    assert job["status"] == "Failed"
+    assert [e["errorCode"] for e in job["errorDetails"]] == ["UserErrorGuestAgentStatusUnavailable"]
+    item = get_item(backup, "agentless")
+    assert (item["protectionState"], item["lastBackupStatus"]) == ("IRPending", "Failed")
