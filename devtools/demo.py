@@ -7,6 +7,8 @@
    the Storage queue, and the queue's work items through the `protect_vm` worker.
 3. Both phases' decisions and the finished jobs go to the emulated Log Analytics workspace through
    the outbox and the Logs Ingestion API (`ship-outcomes`), and `report` reads them back with KQL.
+5. Coverage (devtools/demo_coverage.py): an estate with every protection state once, its coverage,
+   the reconciler's actions, and the coverage once the backups it started have run.
 The emulator runs at 60 emulated seconds per real second, so the service's own waits (container
 refresh, configure protection) take about a second.
 """
@@ -45,6 +47,7 @@ from backupwarden.flows.remediation.messages import RemediationWorkItem
 from backupwarden.flows.run_report import RunReport
 from backupwarden.flows.sweep.candidates import SWEEP_RUN_ACTION
 from backupwarden.settings import Settings
+from devtools.demo_coverage import coverage_phase
 from devtools.function_host import FunctionHttpHost
 from emulator import Emulator, EmulatorServer
 from emulator.azurite import Azurite
@@ -92,6 +95,7 @@ def demo_environment(endpoint: str, ca_bundle: str, storage: str) -> dict[str, s
         "AzureWebJobsStorage": storage,
         "BACKUPWARDEN_PROTECT_QUEUE": "backupwarden-protect",
         "SWEEP_SCHEDULE": "0 */30 * * * *",
+        "RECONCILE_SCHEDULE": "0 15 * * * *",
         "BACKUPWARDEN_LOGS_INGESTION_ENDPOINT": endpoint,
         "BACKUPWARDEN_LOG_ANALYTICS_ENDPOINT": endpoint,
         "BACKUPWARDEN_DCR_IMMUTABLE_ID": DEMO_DCR_ID,
@@ -119,6 +123,8 @@ def run_demo() -> int:
             print(_new_vm_phase(emulator, settings, clients))
             print()
             print(_report_phase(emulator, settings, clients))
+            print()
+            print(coverage_phase(emulator, settings, clients))
         print(f"\nemulator handled {emulator.requests.summary()['total']} requests.")
     return 0
 
