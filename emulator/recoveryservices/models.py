@@ -418,7 +418,7 @@ class RecoveryServicesBackend:
                 del self.estate.failure_plans[plan_key]
             _fail_job(job, plan.error_code, at)
         elif job.vm.vm_agent_status.lower() != "ready":
-            # the snapshot extension runs through the VM agent: without it no backup can run (azure-facts §12)
+            # every emulated VM is running, and a running VM's backup goes through its agent (azure-facts §12)
             _fail_job(job, AGENT_UNAVAILABLE, at)
         else:
             job.status, job.end_time = self.estate.timings.job_outcome, at
