@@ -6,6 +6,8 @@
 #                  analyser of tests/test_kql_analysis.py (package.json + package-lock.json)
 #   .venv-iac/     checkov, the IaC scanner tests/test_infra.py runs on infra/ (requirements-iac.txt);
 #                  its own environment because checkov pins a `packaging` that pytest cannot share
+#   chromium       Debian's headless browser, which tests/test_coverage_html.py opens the coverage page
+#                  in (apt-get, with sudo when not root); nothing to do when `chromium` is on PATH
 # Each is rebuilt only when its requirement files change (stamp files).
 
 SHELL := /bin/bash
@@ -27,7 +29,7 @@ IAC_STAMP := $(IAC_VENV)/.requirements-installed
 PYTEST_WORKERS ?= 2
 PYTEST_ARGS ?= -n $(PYTEST_WORKERS) --dist loadfile
 
-.PHONY: venv node_modules iac deps demo test lint
+.PHONY: venv node_modules iac browser deps demo test lint
 
 venv: $(VENV_STAMP)
 
@@ -54,12 +56,19 @@ $(IAC_STAMP): requirements-iac.txt
 	$(IAC_VENV)/bin/python -m pip install --disable-pip-version-check --quiet -r requirements-iac.txt
 	touch $@
 
+browser:
+	@if command -v chromium >/dev/null; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then sudo=; elif command -v sudo >/dev/null; then sudo=sudo; \
+	else echo "make: chromium is missing and installing it needs root or sudo (apt-get install chromium)" >&2; exit 1; fi; \
+	command -v apt-get >/dev/null || { echo "make: chromium is missing and there is no apt-get to install it with" >&2; exit 1; }; \
+	set -x; $$sudo apt-get update && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
+
 deps: venv node_modules
 
 demo: deps
 	$(VENV_PYTHON) -m backupwarden demo
 
-test: deps iac
+test: deps iac browser
 	$(VENV_PYTHON) -m pytest $(PYTEST_ARGS)
 
 lint: venv

@@ -41,6 +41,7 @@ from backupwarden.domain.remediation_rules import RemediationPolicy
 from backupwarden.domain.sweep_rules import SweepPolicy
 from backupwarden.domain.times import Deadline, utc_now
 from backupwarden.flows.coverage import Coverage
+from backupwarden.flows.coverage_shipping import CoverageRecorder
 from backupwarden.flows.new_vm.messages import NewVmWorkItem
 from backupwarden.flows.new_vm.worker import ProtectConfig, ProtectStep, ProtectVm
 from backupwarden.flows.outcomes.collector import JobOutcomeCollector
@@ -303,6 +304,7 @@ def build_reconciler(
         max_triggers_per_run=settings.max_triggers_per_run,
         recovery_point_expiry=timedelta(days=settings.recovery_point_expiry_days),
         dry_run=settings.dry_run if dry_run is None else dry_run,
+        call_timeout=settings.call_timeout,
     )
     recovery = _recovery_services(settings, clients)
     ledger = ensured_ledger(settings, clients, now)
@@ -414,6 +416,13 @@ def build_action_recorder(
     """Every decision of a run into the outbox, on its way to BackupAutomationActions_CL."""
     outbox = ensured_outbox(settings, clients, now)
     return ActionRecorder(outbox, now=now)
+
+
+def build_coverage_recorder(
+    settings: Settings, clients: AzureClients, *, now: Callable[[], datetime] = utc_now
+) -> CoverageRecorder:
+    """A coverage run's figures into the outbox, on their way to BackupCoverage_CL."""
+    return CoverageRecorder(ensured_outbox(settings, clients, now), target=settings.coverage_target)
 
 
 def build_outcome_shipping(

@@ -484,6 +484,8 @@ class Settings:
     dcr_immutable_id: str | None = None
     workspace_id: str | None = None
     outcomes_schedule: str = "0 */5 * * * *"
+    # hourly, off the sweep's half hours: a full read of the scope is the reconciler's cost
+    reconcile_schedule: str = "0 15 * * * *"
     outbox_table: str = "backupwardenoutbox"
     jobs_overlap: timedelta = timedelta(hours=1)
     remediation_queue: str = "backupwarden-remediate"
@@ -501,6 +503,7 @@ class Settings:
     retry_after_max: timedelta = timedelta(seconds=60)  # the longest Retry-After a call or a pacer waits
     time_budget: timedelta = timedelta(minutes=7)  # what one run may spend before it hands the rest on
     enroll_existing: EnrollExisting = EnrollExisting.OFF  # what an unprotected VM that is not new gets
+    coverage_target: float = 95.0  # percent of VMs in scope with a recovery point within RPO; below: alert
 
     @property
     def connection_verify(self) -> str | bool:
@@ -570,6 +573,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("BACKUPWARDEN_DCR_IMMUTABLE_ID", "dcr_immutable_id", parse_dcr_immutable_id),
     Setting("BACKUPWARDEN_LOG_ANALYTICS_WORKSPACE_ID", "workspace_id", parse_guid),
     Setting("OUTCOMES_SCHEDULE", "outcomes_schedule", parse_ncrontab),
+    Setting("RECONCILE_SCHEDULE", "reconcile_schedule", parse_ncrontab),
     Setting("BACKUPWARDEN_OUTBOX_TABLE", "outbox_table", parse_table_name),
     Setting("BACKUPWARDEN_JOBS_OVERLAP", "jobs_overlap", _duration_range(MAX_JOBS_OVERLAP)),
     Setting("BACKUPWARDEN_REMEDIATION_QUEUE", "remediation_queue", parse_queue_name),
@@ -591,6 +595,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("BACKUPWARDEN_TIME_BUDGET", "time_budget", _duration_between(MIN_TIME_BUDGET, MAX_TIME_BUDGET)),
     Setting("BACKUPWARDEN_ENROLL_EXISTING", "enroll_existing", _choice(EnrollExisting)),
+    Setting("BACKUPWARDEN_COVERAGE_TARGET", "coverage_target", _float_range(0.0, 100.0)),
 )
 
 # Every environment name Settings.from_env may read (tests/test_infra.py holds infra/'s app settings

@@ -163,6 +163,9 @@ param sweepSchedule string = '0 */30 * * * *'
 @description('OUTCOMES_SCHEDULE: NCRONTAB of ship_outcomes.')
 param outcomesSchedule string = '0 */5 * * * *'
 
+@description('RECONCILE_SCHEDULE: NCRONTAB of the reconciler (every VM in scope, every protection state).')
+param reconcileSchedule string = '0 15 * * * *'
+
 @description('BACKUPWARDEN_DISCOVERY: resource-graph, or vaults where Resource Graph is not permitted.')
 @allowed([
   'resource-graph'
@@ -270,6 +273,11 @@ param timeBudget string = '7m'
   'all'
 ])
 param enrollExisting string = 'off'
+
+@description('BACKUPWARDEN_COVERAGE_TARGET: the percentage of VMs in scope with a recovery point within RPO below which the coverage alert fires (0 to 100).')
+@minValue(0)
+@maxValue(100)
+param coverageTarget int = 95
 
 @description('BACKUPWARDEN_LEDGER_TABLE: table of the idempotency ledger.')
 param ledgerTableName string = 'backupwardenledger'
@@ -401,6 +409,7 @@ module functionApp 'app/function-app.bicep' = {
     appSettings: {
       SWEEP_SCHEDULE: sweepSchedule
       OUTCOMES_SCHEDULE: outcomesSchedule
+      RECONCILE_SCHEDULE: reconcileSchedule
       BACKUPWARDEN_SUBSCRIPTIONS: subscriptionsInScope
       BACKUPWARDEN_DISCOVERY: discovery
       BACKUPWARDEN_ARM_ENDPOINT: environment().resourceManager
@@ -428,6 +437,7 @@ module functionApp 'app/function-app.bicep' = {
       BACKUPWARDEN_RETRY_AFTER_MAX: retryAfterMax
       BACKUPWARDEN_TIME_BUDGET: timeBudget
       BACKUPWARDEN_ENROLL_EXISTING: enrollExisting
+      BACKUPWARDEN_COVERAGE_TARGET: string(coverageTarget)
       BACKUPWARDEN_OPERATION_POLL_TIMEOUT_S: string(operationPollTimeoutSeconds)
       BACKUPWARDEN_OPERATION_POLL_INTERVAL_S: operationPollIntervalSeconds
       BACKUPWARDEN_VAULT_RULES: vaultRules

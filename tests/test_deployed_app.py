@@ -25,6 +25,7 @@ FUNCTIONS = [
     "alert_webhook",
     "protect_vm",
     "protect_vm_poison",
+    "reconcile",
     "remediate",
     "remediate_poison",
     "ship_outcomes",

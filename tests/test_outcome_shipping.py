@@ -32,7 +32,7 @@ from backupwarden.domain.log_records import (
     FinishedJob,
     job_outcome_row,
 )
-from backupwarden.domain.log_schema import AUTOMATION_ACTIONS, FINISHED_JOB_STATUSES, JOB_OUTCOMES
+from backupwarden.domain.log_schema import AUTOMATION_ACTIONS, COVERAGE, FINISHED_JOB_STATUSES, JOB_OUTCOMES
 from backupwarden.domain.records import Outcome, Result
 from backupwarden.domain.times import Deadline
 from backupwarden.flows.new_vm.event_batch import handle_events
@@ -127,7 +127,7 @@ def test_rerunning_rereads_the_overlap_and_sends_nothing_twice(bench: OutcomeBen
 
     assert again.jobs_found > 0  # the overlap before the watermark was read again
     assert again.jobs_added == 0
-    assert [r.upload_calls for r in again.results] == [0, 0]
+    assert [r.upload_calls for r in again.results] == [0, 0, 0]
     assert len(bench.uploads()) == calls
     assert again.watermark == first.watermark
     for table in (JOB_OUTCOMES.table, AUTOMATION_ACTIONS.table):
@@ -180,7 +180,7 @@ def test_outage_of_three_runs_then_every_record_arrives_once_in_time_order(
     late = add_late_job(bench, oldest_waiting - timedelta(minutes=1))
     during += [bench.ship(BACKUPWARDEN_HTTP_RETRY_TOTAL="0") for _ in range(2)]
 
-    assert [[r.stopped is not None for r in run.results] for run in during] == [[True, True]] * 3
+    assert [[r.stopped is not None for r in run.results] for run in during] == [[True, True, True]] * 3
     assert [sum(r.shipped for r in run.results) for run in during] == [0, 0, 0]
     assert during[0].jobs_added > 0
     assert [run.jobs_added for run in during[1:]] == [1, 0]  # the rest already waits in the outbox
@@ -254,7 +254,7 @@ def test_a_run_near_its_time_budget_starts_no_upload_and_the_next_run_ships_the_
 
     cut = build_outcome_shipping(settings, bench.clients(settings), now=bench.emulator.now).run(deadline)
 
-    jobs, actions = cut.results
+    jobs, actions, _coverage = cut.results
     assert (jobs.shipped > 0, jobs.upload_calls, jobs.out_of_time, jobs.stopped) == (True, 2, True, None)
     assert (actions.upload_calls, actions.out_of_time) == (0, True)
     assert cut.watermark is None and bench.watermark() is None  # not every collected job shipped yet
@@ -298,7 +298,8 @@ def test_long_fields_and_odd_names_ship_bounded_in_the_same_batch(bench: Outcome
 
     report = bench.ship()
 
-    assert [(r.upload_calls, r.parked, r.stopped) for r in report.results] == [(1, [], None)] * 2
+    calls = [(r.upload_calls, r.parked, r.stopped) for r in report.results]
+    assert calls == [(1, [], None), (1, [], None), (0, [], None)]  # no coverage run: nothing to ship there
     assert report.results[0].shipped == report.jobs_added > 1  # the odd job shipped with the others
     [shipped] = bench.query(f"{JOB_OUTCOMES.table} | where JobId == '{odd_job.job_id}'")
     assert shipped["VmName"] == ODD_NAME
@@ -479,6 +480,7 @@ def test_cli_ship_outcomes_prints_the_run_as_json(live_outcomes: OutcomeBench) -
     assert [(s["stream"], s["shipped"], s["stopped"]) for s in printed["streams"]] == [
         (JOB_OUTCOMES.stream, len(expected), None),
         (AUTOMATION_ACTIONS.stream, 0, None),
+        (COVERAGE.stream, 0, None),
     ]
     assert datetime.fromisoformat(printed["watermark"]) == live_outcomes.watermark()
     assert {str(r["RecordId"]) for r in live_outcomes.landed()} == expected

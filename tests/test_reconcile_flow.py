@@ -27,7 +27,7 @@ from backupwarden.adapters.storage.ledger import Ledger, LedgerStatus
 from backupwarden.adapters.storage.outbox import Outbox, OutboxUnavailable
 from backupwarden.app import build_action_recorder, build_reconciler, build_sweep
 from backupwarden.cli.main import main
-from backupwarden.domain.log_schema import AUTOMATION_ACTIONS
+from backupwarden.domain.log_schema import AUTOMATION_ACTIONS, COVERAGE
 from backupwarden.domain.records import Outcome, Result
 from backupwarden.flows.backup_now import LEDGER_ACTION
 from backupwarden.flows.reconcile import (
@@ -142,6 +142,12 @@ class Reconciling:
                 return []
             raise
         return sorted(rows, key=lambda r: r["TimeGenerated"])
+
+    def coverage_rows(self) -> list[dict[str, Any]]:
+        """The BackupCoverage_CL rows the outbox holds."""
+        settings = self.bench.settings(**self.env())
+        outbox = Outbox(self.bench.clients(settings).outbox_table())
+        return [p.row for p in outbox.pending(COVERAGE.stream)]
 
     def accepted_posts(self) -> Counter[str]:
         return Counter(
@@ -357,6 +363,14 @@ def test_the_coverage_command_acts_only_when_asked(
         assert reconciling.accepted_posts() == Counter() and reconciling.records() == []
         capsys.readouterr()
 
+        assert main(["coverage", "--act", "--dry-run", "--output", "json"]) == 0
+        proposed = json.loads(capsys.readouterr().out)["actions"]["outcomes"]
+        assert {vm_name(o["vm_id"]) for o in proposed if o["result"] == "dry_run"} == (
+            TO_BACK_UP | TO_ESCALATE | TO_ENROL
+        )
+        assert reconciling.accepted_posts() == Counter()  # proposed, recorded as dry run, nothing sent
+        assert {r["DryRun"] for r in reconciling.records()} == {True}
+
         assert main(["coverage", "--act", "--output", "json"]) == 0
 
         printed = json.loads(capsys.readouterr().out)
@@ -366,7 +380,8 @@ def test_the_coverage_command_acts_only_when_asked(
         }
         assert triggered == TO_BACK_UP
         assert reconciling.accepted_posts() == BACKUP_POSTS
-        assert set(per_vm(reconciling.records())) == TO_BACK_UP | TO_ESCALATE | {"optin"}
+        acted = [r for r in reconciling.records() if not r["DryRun"]]
+        assert set(per_vm(acted)) == TO_BACK_UP | TO_ESCALATE | {"optin"}
     finally:
         reconciling.close()
 

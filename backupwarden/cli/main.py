@@ -19,6 +19,7 @@ from backupwarden.app import (
     build_action_recorder,
     build_clients,
     build_coverage,
+    build_coverage_recorder,
     build_outcome_shipping,
     build_protect_vm,
     build_reconciler,
@@ -27,6 +28,7 @@ from backupwarden.app import (
     build_sweep_worker,
     report_query,
 )
+from backupwarden.cli.coverage_html import render_coverage_html, scan_point
 from backupwarden.cli.drain import DrainConfig, sweep_and_drain
 from backupwarden.domain.alerts import InvalidAlert
 from backupwarden.domain.records import Outcome, Result
@@ -77,11 +79,16 @@ def main(argv: Sequence[str] | None = None, prog: str = "backupwarden") -> int:
     covered = commands.add_parser(
         "coverage", help="every VM in scope with its protection state and proposed action, and the coverage"
     )
-    covered.add_argument("--output", choices=("table", "json"), default="table")
+    covered.add_argument("--output", choices=("table", "json", "html"), default="table")
     covered.add_argument(
         "--act",
         action="store_true",
         help="take each proposed action through the ledger (Backup now, escalate) and record it",
+    )
+    covered.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="with --act: decide and record what would be done, claim and send nothing",
     )
     commands.add_parser("demo", help="run the main jobs against the embedded emulator and Azurite")
     args = parser.parse_args(argv)
@@ -106,8 +113,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "backupwarden") -> int:
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "coverage":
         if args.act:
-            return _reconcile(settings, args.output)
-        return _coverage(settings, args.output)
+            return _reconcile(settings, args.output, dry_run=args.dry_run or settings.dry_run)
+        return _coverage(settings, args.output)  # read-only: proposes, with or without --dry-run
     if args.command == "report":
         return _report(settings, args.since, args.output)
     if args.command == "ship-outcomes":
@@ -259,11 +266,14 @@ def _coverage(settings: Settings, output: str) -> int:
         failure = scan.failures[0]
         print(f"error: nothing could be read ({failure.scope}: {failure.error})", file=sys.stderr)
         return 1
-    print(json.dumps(scan.to_json()) if output == "json" else render_coverage_table(scan))
+    if output == "html":
+        print(render_coverage_html(scan, history=[scan_point(scan)]), end="")
+    else:
+        print(json.dumps(scan.to_json()) if output == "json" else render_coverage_table(scan))
     return 0 if scan.complete else 1
 
 
-def _reconcile(settings: Settings, output: str) -> int:
+def _reconcile(settings: Settings, output: str, *, dry_run: bool) -> int:
     """`coverage --act`: the coverage read, then each proposed action taken and recorded as it is
     decided. Exit 1 when a scope could not be read or a decision failed."""
 
@@ -271,19 +281,26 @@ def _reconcile(settings: Settings, output: str) -> int:
         print(f"coverage: {message}", file=sys.stderr, flush=True)
 
     with build_clients(settings) as clients:
-        reconciler = build_reconciler(settings, clients, progress=progress)
+        reconciler = build_reconciler(settings, clients, dry_run=dry_run, progress=progress)
         recorder = build_action_recorder(settings, clients)
 
         def record(outcomes: list[Outcome]) -> None:
-            recorder.record(outcomes, source="Cli", dry_run=settings.dry_run)
+            recorder.record(outcomes, source="Cli", dry_run=dry_run)
 
         result = reconciler.run(record)
+        if result.scan is not None:  # the figures on their way to BackupCoverage_CL
+            coverage_recorder = build_coverage_recorder(settings, clients)
+            coverage_recorder.record(
+                result.scan, run_id=result.report.run_id, dry_run=dry_run, vault_ids=result.vaults_acted_in()
+            )
     report, scan = result.report, result.scan
     if scan is None:
         failure = report.failure
         print(f"error: {failure.reason if failure else 'nothing could be read'}", file=sys.stderr)
         return 1
-    if output == "json":
+    if output == "html":
+        print(render_coverage_html(scan, history=[scan_point(scan)], actions=report), end="")
+    elif output == "json":
         print(json.dumps({"coverage": scan.to_json(), "actions": report.to_json()}))
     else:
         print(render_coverage_table(scan) + "\n\n" + render_table(report))

@@ -100,6 +100,32 @@ AUTOMATION_PROBLEMS = AlertRuleDefinition(
     description="A flow failed, escalated or found no vault for a VM, or a queue gave up on its work.",
     remediates=False,
 )
+# Coverage (docs/coverage.md, "In Log Analytics"): the latest coverage run's rows in BackupCoverage_CL.
+# A day's window: a run a day keeps them evaluated; the reconciler acts on these VMs, so no remediation.
+COVERAGE_BELOW_TARGET = AlertRuleDefinition(
+    name="backupwarden-coverage-below-target",
+    kql_name="alert_coverage_below_target",
+    frequency=timedelta(hours=1),
+    window=timedelta(days=1),
+    operator="GreaterThan",
+    threshold=0,
+    dimensions=(),
+    severity=1,
+    description="Fewer VMs in scope have a recovery point within RPO than BACKUPWARDEN_COVERAGE_TARGET asks.",
+    remediates=False,
+)
+VM_PAST_DEADLINE = AlertRuleDefinition(
+    name="backupwarden-vm-past-deadline",
+    kql_name="alert_vm_past_deadline",
+    frequency=timedelta(hours=1),
+    window=timedelta(days=1),
+    operator="GreaterThan",
+    threshold=0,
+    dimensions=("VmId",),
+    severity=2,
+    description="A VM in scope has no recovery point within its RPO (new VMs and first backups excepted).",
+    remediates=False,
+)
 ALERT_RULES = (
     BACKUP_FAILED,
     STILL_UNPROTECTED,
@@ -107,6 +133,8 @@ ALERT_RULES = (
     FLOW_FAILED,
     FLOW_SILENT,
     AUTOMATION_PROBLEMS,
+    COVERAGE_BELOW_TARGET,
+    VM_PAST_DEADLINE,
 )
 
 

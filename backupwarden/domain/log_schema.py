@@ -1,4 +1,4 @@
-"""The two Log Analytics tables backupwarden writes: the one definition infra, KQL and code follow.
+"""The Log Analytics tables backupwarden writes: the one definition infra, KQL and code follow.
 
 `infra/` declares the DCR streams and the custom tables from these columns, and the KQL the
 project ships reads them; tests hold all three to this module.
@@ -81,7 +81,37 @@ AUTOMATION_ACTIONS = LogTable(
     ),
 )
 
-TABLES = (JOB_OUTCOMES, AUTOMATION_ACTIONS)
+# One run of the coverage scan: a row for the total, one per subscription and region (their figures),
+# one per VM in scope (its state and time without a recovery point); docs/coverage.md.
+COVERAGE = LogTable(
+    table="BackupCoverage_CL",
+    stream="Custom-BackupCoverage",
+    id_column="RecordId",
+    columns=_columns(
+        ("TimeGenerated", "datetime"),
+        ("RecordId", "string"),
+        ("RunId", "string"),
+        ("Kind", "string"),
+        ("SubscriptionId", "string"),
+        ("Region", "string"),
+        ("VmId", "string"),
+        ("VmName", "string"),
+        ("VaultId", "string"),
+        ("State", "string"),
+        ("Action", "string"),
+        ("Reason", "string"),
+        ("WithinRpo", "boolean"),
+        ("HoursWithoutRecoveryPoint", "real"),
+        ("InScope", "int"),
+        ("Covered", "int"),
+        ("CoveragePercent", "real"),
+        ("Target", "real"),
+        ("DryRun", "boolean"),
+    ),
+)
+
+TABLES = (JOB_OUTCOMES, AUTOMATION_ACTIONS, COVERAGE)
+COVERAGE_KINDS = ("total", "subscription", "region", "vm")
 FINISHED_JOB_STATUSES = ("Completed", "CompletedWithWarnings", "Failed", "Cancelled")
 TRIGGERED_BY = ("Schedule", "Sweep", "NewVm", "Remediation", "Manual")
 SOURCES = ("Timer", "EventGrid", "Queue", "Alert", "Cli")

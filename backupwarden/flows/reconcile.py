@@ -62,7 +62,7 @@ from backupwarden.domain.protection_states import (
     VmFacts,
 )
 from backupwarden.domain.records import Outcome, Result
-from backupwarden.domain.times import utc_now
+from backupwarden.domain.times import Deadline, utc_now
 from backupwarden.domain.vault_selection import MappingRule, VaultFacts, choose_vault
 from backupwarden.domain.vault_selection import VmFacts as PlacementFacts
 from backupwarden.flows.backup_now import (
@@ -97,6 +97,8 @@ class ReconcileConfig:
     max_triggers_per_run: int
     recovery_point_expiry: timedelta
     dry_run: bool = False  # decide and record what would be done; nothing is claimed or sent
+    # with a Deadline: no VM is started with less than one call's retries left (settings' call_timeout)
+    call_timeout: timedelta = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,10 @@ class Enrolment:
 class ReconcileResult:
     report: RunReport
     scan: CoverageScan | None  # None when not even the subscriptions could be read
+
+    def vaults_acted_in(self) -> dict[str, str]:
+        """VM id -> the vault this run backed up or enrolled it in (an enrolled VM had none before)."""
+        return {o.vm_id: o.vault_id for o in self.report.outcomes if o.vm_id and o.vault_id}
 
 
 @dataclass(frozen=True)
@@ -160,7 +166,11 @@ class Reconciler:
         self._config = config
         self._now = now
 
-    def run(self, record: RecordDecisions, run_id: str | None = None) -> ReconcileResult:
+    def run(
+        self, record: RecordDecisions, run_id: str | None = None, deadline: Deadline | None = None
+    ) -> ReconcileResult:
+        """One pass over the scope. Given a `deadline`, no VM is started near its end: the VMs left are
+        counted in the run's record and the next run, which reads the scope afresh, takes them."""
         report = RunReport(run_id or str(uuid.uuid4()), self._config.dry_run, self._now())
         try:
             scan = self._coverage.run()
@@ -184,9 +194,12 @@ class Reconciler:
             self._decided(report, record, outcome)
         self._vaults_by_subscription = {}
         triggered = 0
-        for classification in scan.classifications:
-            if classification.action is Action.NONE:
-                continue
+        to_act = [c for c in scan.classifications if c.action is not Action.NONE]
+        not_started = 0
+        for done, classification in enumerate(to_act):
+            if deadline is not None and deadline.near_end(self._config.call_timeout):
+                not_started = len(to_act) - done
+                break
             report.candidates += 1
             if classification.action is Action.BACKUP_NOW:
                 outcome = self._backup_now(report.run_id, classification, triggered)
@@ -201,7 +214,10 @@ class Reconciler:
                 continue
             self._decided(report, record, outcome)
         report.finished = self._now()
-        record([report.run_record(RUN_ACTION, _summary(scan, report))])
+        summary = _summary(scan, report)
+        if not_started:
+            summary += f"; {not_started} VMs not started (time budget nearly spent): the next run takes them"
+        record([report.run_record(RUN_ACTION, summary)])
         logger.info("reconcile finished", extra={"run_id": report.run_id, **report.summary()})
         return ReconcileResult(report, scan)
 

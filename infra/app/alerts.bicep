@@ -209,6 +209,36 @@ var alertRules = [
       }
     ]
   }
+  {
+    name: 'backupwarden-coverage-below-target'
+    description: 'Fewer VMs in scope have a recovery point within RPO than BACKUPWARDEN_COVERAGE_TARGET asks.'
+    query: loadTextContent('../../kql/alert_coverage_below_target.kql')
+    severity: 1
+    evaluationFrequency: 'PT1H'
+    windowSize: 'P1D' // the latest coverage run of the last day; its rows carry the target
+    operator: 'GreaterThan'
+    threshold: 0
+    dimensions: []
+  }
+  {
+    name: 'backupwarden-vm-past-deadline'
+    description: 'A VM in scope has no recovery point within its RPO (new VMs and first backups excepted).'
+    query: loadTextContent('../../kql/alert_vm_past_deadline.kql')
+    severity: 2
+    evaluationFrequency: 'PT1H'
+    windowSize: 'P1D'
+    operator: 'GreaterThan'
+    threshold: 0
+    dimensions: [
+      {
+        name: 'VmId'
+        operator: 'Include'
+        values: [
+          '*'
+        ]
+      }
+    ]
+  }
 ]
 
 resource functionApp 'Microsoft.Web/sites@2024-04-01' existing = {

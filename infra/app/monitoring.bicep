@@ -1,4 +1,4 @@
-// Where backupwarden's outcomes and decisions land: a Log Analytics workspace, the two custom tables,
+// Where backupwarden's outcomes, decisions and coverage land: a Log Analytics workspace, the three custom tables,
 // and the data collection endpoint + rule the Logs Ingestion API writes through.
 //
 // The workspace is declared here, not taken as an existing one: the tables, the DCR destination and
@@ -21,7 +21,7 @@ param workspaceName string
 @description('Name of the data collection endpoint the app sends to (its logs ingestion URL).')
 param dataCollectionEndpointName string
 
-@description('Name of the data collection rule holding the two Custom- streams.')
+@description('Name of the data collection rule holding the three Custom- streams.')
 param dataCollectionRuleName string
 
 @description('Days the workspace keeps its other tables (App Insights, diagnostics).')
@@ -29,7 +29,7 @@ param dataCollectionRuleName string
 @maxValue(730)
 param workspaceRetentionInDays int = 30
 
-@description('Days BackupJobOutcomes_CL and BackupAutomationActions_CL stay queryable (Analytics plan).')
+@description('Days BackupJobOutcomes_CL, BackupAutomationActions_CL and BackupCoverage_CL stay queryable (Analytics plan).')
 @minValue(4)
 @maxValue(730)
 param outcomeRetentionInDays int = 90
@@ -43,6 +43,7 @@ param ingestionPublicNetworkAccess string = 'Enabled'
 
 var jobOutcomesTableName = 'BackupJobOutcomes_CL'
 var automationActionsTableName = 'BackupAutomationActions_CL'
+var coverageTableName = 'BackupCoverage_CL'
 var workspaceDestinationName = 'backupwardenWorkspace'
 
 // One list per table, used by both the table schema and the DCR stream declaration.
@@ -176,6 +177,85 @@ var automationActionsColumns = [
   }
 ]
 
+var coverageColumns = [
+  {
+    name: 'TimeGenerated'
+    type: 'datetime'
+  }
+  {
+    name: 'RecordId'
+    type: 'string'
+  }
+  {
+    name: 'RunId'
+    type: 'string'
+  }
+  {
+    name: 'Kind'
+    type: 'string'
+  }
+  {
+    name: 'SubscriptionId'
+    type: 'string'
+  }
+  {
+    name: 'Region'
+    type: 'string'
+  }
+  {
+    name: 'VmId'
+    type: 'string'
+  }
+  {
+    name: 'VmName'
+    type: 'string'
+  }
+  {
+    name: 'VaultId'
+    type: 'string'
+  }
+  {
+    name: 'State'
+    type: 'string'
+  }
+  {
+    name: 'Action'
+    type: 'string'
+  }
+  {
+    name: 'Reason'
+    type: 'string'
+  }
+  {
+    name: 'WithinRpo'
+    type: 'boolean'
+  }
+  {
+    name: 'HoursWithoutRecoveryPoint'
+    type: 'real'
+  }
+  {
+    name: 'InScope'
+    type: 'int'
+  }
+  {
+    name: 'Covered'
+    type: 'int'
+  }
+  {
+    name: 'CoveragePercent'
+    type: 'real'
+  }
+  {
+    name: 'Target'
+    type: 'real'
+  }
+  {
+    name: 'DryRun'
+    type: 'boolean'
+  }
+]
+
 resource workspace 'Microsoft.OperationalInsights/workspaces@2025-07-01' = {
   name: workspaceName
   location: location
@@ -225,6 +305,21 @@ resource automationActionsTable 'Microsoft.OperationalInsights/workspaces/tables
   }
 }
 
+resource coverageTable 'Microsoft.OperationalInsights/workspaces/tables@2025-07-01' = {
+  parent: workspace
+  name: coverageTableName
+  properties: {
+    plan: 'Analytics'
+    retentionInDays: outcomeRetentionInDays
+    totalRetentionInDays: outcomeRetentionInDays
+    schema: {
+      name: coverageTableName
+      description: 'Per coverage run of backupwarden: the total, each subscription and region, and each VM in scope.'
+      columns: coverageColumns
+    }
+  }
+}
+
 resource dataCollectionEndpoint 'Microsoft.Insights/dataCollectionEndpoints@2024-03-11' = {
   name: dataCollectionEndpointName
   location: location
@@ -242,7 +337,7 @@ resource dataCollectionRule 'Microsoft.Insights/dataCollectionRules@2024-03-11' 
   location: location
   tags: tags
   properties: {
-    description: 'backupwarden job outcomes and automation decisions, sent through the Logs Ingestion API.'
+    description: 'backupwarden job outcomes, automation decisions and coverage, sent through the Logs Ingestion API.'
     dataCollectionEndpointId: dataCollectionEndpoint.id
     streamDeclarations: {
       'Custom-BackupJobOutcomes': {
@@ -250,6 +345,9 @@ resource dataCollectionRule 'Microsoft.Insights/dataCollectionRules@2024-03-11' 
       }
       'Custom-BackupAutomationActions': {
         columns: automationActionsColumns
+      }
+      'Custom-BackupCoverage': {
+        columns: coverageColumns
       }
     }
     destinations: {
@@ -281,12 +379,23 @@ resource dataCollectionRule 'Microsoft.Insights/dataCollectionRules@2024-03-11' 
         transformKql: 'source'
         outputStream: 'Custom-BackupAutomationActions_CL'
       }
+      {
+        streams: [
+          'Custom-BackupCoverage'
+        ]
+        destinations: [
+          workspaceDestinationName
+        ]
+        transformKql: 'source'
+        outputStream: 'Custom-BackupCoverage_CL'
+      }
     ]
   }
   // A data flow's output table must exist when the rule is validated.
   dependsOn: [
     jobOutcomesTable
     automationActionsTable
+    coverageTable
   ]
 }
 

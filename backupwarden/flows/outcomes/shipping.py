@@ -1,4 +1,4 @@
-"""One outcomes run: collect finished jobs, ship both tables, then move the watermark."""
+"""One outcomes run: collect finished jobs, ship the three tables, then move the watermark."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from backupwarden.adapters.azure.errors import AzureCallError
 from backupwarden.adapters.storage.outbox import Outbox
-from backupwarden.domain.log_schema import AUTOMATION_ACTIONS, JOB_OUTCOMES
+from backupwarden.domain.log_schema import AUTOMATION_ACTIONS, COVERAGE, JOB_OUTCOMES
 from backupwarden.domain.records import Outcome, Result
 from backupwarden.domain.times import Deadline
 from backupwarden.flows.outcomes.collector import WATERMARK, Collected, JobOutcomeCollector
@@ -21,6 +21,8 @@ logger = logging.getLogger(__name__)
 # Shipped-job markers only need to outlive every re-read of the overlap; a week is ample.
 MARKER_RETENTION = timedelta(days=7)
 RUN_ACTION = "ship_outcomes_run"  # one record per run: its health (completed, partial, failed)
+# Shipped in this order; a stream is tried only once those before it shipped completely.
+STREAMS = (JOB_OUTCOMES.stream, AUTOMATION_ACTIONS.stream, COVERAGE.stream)
 
 
 @dataclass(frozen=True)
@@ -96,14 +98,7 @@ class OutcomeShipping:
             collect_failed = f"collecting finished jobs failed at {exc.step}"
             collected = Collected(0, 0, None)
             logger.warning("finished jobs not collected", extra={"error": str(exc)})
-        jobs = self._shipper.ship(JOB_OUTCOMES.stream, deadline, self._call_timeout)
-        if jobs.complete:
-            actions = self._shipper.ship(AUTOMATION_ACTIONS.stream, deadline, self._call_timeout)
-        elif jobs.out_of_time:
-            actions = ShipResult(AUTOMATION_ACTIONS.stream, out_of_time=True)
-        else:  # the service is throttling or down: a second stream's call is bound to fail too
-            actions = ShipResult(AUTOMATION_ACTIONS.stream, stopped=f"not tried: {jobs.stopped}")
-        results = (jobs, actions)
+        results = self._ship(deadline)
         self._outbox.prune_markers(JOB_OUTCOMES.stream, older_than=MARKER_RETENTION)
         moved = watermark
         if (
@@ -119,3 +114,15 @@ class OutcomeShipping:
         )
         logger.info("outcomes shipped", extra=report.to_json())
         return report
+
+    def _ship(self, deadline: Deadline | None) -> tuple[ShipResult, ...]:
+        results: list[ShipResult] = []
+        for stream in STREAMS:
+            blocked = next((r for r in results if not r.complete), None)
+            if blocked is None:
+                results.append(self._shipper.ship(stream, deadline, self._call_timeout))
+            elif blocked.out_of_time:
+                results.append(ShipResult(stream, out_of_time=True))
+            else:  # the service is throttling or down: another stream's call is bound to fail too
+                results.append(ShipResult(stream, stopped=f"not tried: {blocked.stopped}"))
+        return tuple(results)
