@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -325,3 +326,28 @@ def test_the_workbook_tab_shows_the_trend_and_the_worst_offenders_per_subscripti
         "cov-stale",
         "cov-soft-deleted",
     }
+
+
+def test_the_html_page_charts_the_shipped_runs_then_this_scan(
+    bench: CoverageBench, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for run_id in ("run-1", "run-2"):
+        bench.record(bench.scan(), run_id)
+        bench.emulator.advance(3600)
+    bench.ship()
+    for name in list(os.environ):
+        if name.startswith(("BACKUPWARDEN_", "AzureWebJobsStorage")):
+            monkeypatch.delenv(name)
+    for name, value in bench.env().items():
+        monkeypatch.setenv(name, value)
+
+    assert main(["coverage", "--output", "html"]) == 0
+
+    page = capsys.readouterr().out
+    assert len(re.findall(r'<circle class="point"', page)) == 3  # two shipped runs, then this scan
+
+    monkeypatch.delenv("BACKUPWARDEN_LOG_ANALYTICS_WORKSPACE_ID")
+    assert main(["coverage", "--output", "html"]) == 0
+    captured = capsys.readouterr()
+    assert len(re.findall(r'<circle class="point"', captured.out)) == 1
+    assert "the chart shows this scan only" in captured.err

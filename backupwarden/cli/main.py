@@ -7,9 +7,10 @@ import importlib
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 
+from backupwarden.adapters.azure.clients import AzureClients
 from backupwarden.adapters.azure.errors import AzureCallError
 from backupwarden.adapters.storage.alert_dedup import DedupUnavailable
 from backupwarden.adapters.storage.ledger import LedgerUnavailable
@@ -31,10 +32,12 @@ from backupwarden.app import (
 from backupwarden.cli.coverage_html import render_coverage_html, scan_point
 from backupwarden.cli.drain import DrainConfig, sweep_and_drain
 from backupwarden.domain.alerts import InvalidAlert
+from backupwarden.domain.coverage import CoveragePoint
 from backupwarden.domain.records import Outcome, Result
 from backupwarden.domain.text_table import text_table
 from backupwarden.domain.vm_events import InvalidEvent
 from backupwarden.flows.coverage import CoverageScan
+from backupwarden.flows.coverage_shipping import coverage_trend
 from backupwarden.flows.new_vm.event_batch import handle_events, read_events
 from backupwarden.flows.outcomes.report import build_outcome_report, render_report_table
 from backupwarden.flows.remediation.worker import read_alerts, remediate_alerts
@@ -42,6 +45,7 @@ from backupwarden.flows.run_report import RunReport
 from backupwarden.settings import Settings, SettingsError, parse_duration
 
 DEFAULT_SWEEP_WORKERS = 8
+COVERAGE_HISTORY = timedelta(days=30)  # the html page's chart: a month of runs
 STORAGE_FAILURES = (LedgerUnavailable, OutboxUnavailable, DedupUnavailable, QueueError)
 MAX_REPORT_WINDOW = timedelta(
     days=730
@@ -262,12 +266,13 @@ def _coverage(settings: Settings, output: str) -> int:
         except AzureCallError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
+        history = _coverage_history(settings, clients, scan, progress) if output == "html" else []
     if scan.failures and not scan.classifications:
         failure = scan.failures[0]
         print(f"error: nothing could be read ({failure.scope}: {failure.error})", file=sys.stderr)
         return 1
     if output == "html":
-        print(render_coverage_html(scan, history=[scan_point(scan)]), end="")
+        print(render_coverage_html(scan, history=history), end="")
     else:
         print(json.dumps(scan.to_json()) if output == "json" else render_coverage_table(scan))
     return 0 if scan.complete else 1
@@ -293,19 +298,39 @@ def _reconcile(settings: Settings, output: str, *, dry_run: bool) -> int:
             coverage_recorder.record(
                 result.scan, run_id=result.report.run_id, dry_run=dry_run, vault_ids=result.vaults_acted_in()
             )
+        if output == "html" and result.scan is not None:
+            history = _coverage_history(settings, clients, result.scan, progress)
     report, scan = result.report, result.scan
     if scan is None:
         failure = report.failure
         print(f"error: {failure.reason if failure else 'nothing could be read'}", file=sys.stderr)
         return 1
     if output == "html":
-        print(render_coverage_html(scan, history=[scan_point(scan)], actions=report), end="")
+        print(render_coverage_html(scan, history=history, actions=report), end="")
     elif output == "json":
         print(json.dumps({"coverage": scan.to_json(), "actions": report.to_json()}))
     else:
         print(render_coverage_table(scan) + "\n\n" + render_table(report))
     failed = any(outcome.result is Result.FAILED for outcome in report.outcomes)
     return 0 if scan.complete and not failed else 1
+
+
+def _coverage_history(
+    settings: Settings, clients: AzureClients, scan: CoverageScan, progress: Callable[[str], None]
+) -> list[CoveragePoint]:
+    """The chart's points: each earlier run's total from BackupCoverage_CL, then this scan's. Without
+    a workspace, or when the query fails, this scan's point alone (said on stderr): the page is still
+    worth having."""
+    now = [scan_point(scan)]
+    if not settings.workspace_id:
+        progress("no BACKUPWARDEN_LOG_ANALYTICS_WORKSPACE_ID: the chart shows this scan only")
+        return now
+    try:
+        earlier = coverage_trend(report_query(settings, clients), COVERAGE_HISTORY)
+    except AzureCallError as exc:
+        progress(f"coverage history not read ({exc}): the chart shows this scan only")
+        return now
+    return [point for point in earlier if point.at < scan.at] + now
 
 
 def render_coverage_table(scan: CoverageScan) -> str:
