@@ -258,11 +258,14 @@ def ensured_outbox(settings: Settings, clients: AzureClients, now: Callable[[], 
     return outbox
 
 
-def _recovery_services(settings: Settings, clients: AzureClients) -> RecoveryServices:
+def _recovery_services(
+    settings: Settings, clients: AzureClients, *, read_triggered_job_id: bool = True
+) -> RecoveryServices:
     return RecoveryServices(
         clients.backup,
         poll_timeout_s=settings.operation_poll_timeout_s,
         poll_interval_s=settings.operation_poll_interval_s,
+        read_triggered_job_id=read_triggered_job_id,
     )
 
 
@@ -306,7 +309,9 @@ def build_reconciler(
         dry_run=settings.dry_run if dry_run is None else dry_run,
         call_timeout=settings.call_timeout,
     )
-    recovery = _recovery_services(settings, clients)
+    # the job of each Backup now is learnt from the job list later: one request per trigger
+    # (docs/coverage.md, "Requests per VM acted on")
+    recovery = _recovery_services(settings, clients, read_triggered_job_id=False)
     ledger = ensured_ledger(settings, clients, now)
     protection = Protection(
         clients.backup,

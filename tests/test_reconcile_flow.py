@@ -4,6 +4,7 @@ proposed action of the coverage read taken once per day through the ledger, and 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -23,13 +24,15 @@ from azure.mgmt.recoveryservicesbackup.models import (
 )
 
 from backupwarden.adapters.azure.protection import item_names
+from backupwarden.adapters.azure.resource_graph import query_rows
 from backupwarden.adapters.storage.ledger import Ledger, LedgerStatus
 from backupwarden.adapters.storage.outbox import Outbox, OutboxUnavailable
 from backupwarden.app import build_action_recorder, build_reconciler, build_sweep
 from backupwarden.cli.main import main
-from backupwarden.domain.log_schema import AUTOMATION_ACTIONS, COVERAGE
+from backupwarden.domain.log_schema import AUTOMATION_ACTIONS, COVERAGE, JOB_OUTCOMES
 from backupwarden.domain.records import Outcome, Result
 from backupwarden.flows.backup_now import LEDGER_ACTION
+from backupwarden.flows.outcomes.collector import JobOutcomeCollector
 from backupwarden.flows.reconcile import (
     BACKUP_ACTION,
     ENROLL_ACTION,
@@ -196,10 +199,41 @@ def test_each_state_gets_its_action_exactly_once_and_recorded(reconciling: Recon
     )
     assert "no longer exists" in by_name["gone"].reason
     assert "protected in vault v1, policy DefaultPolicy" in by_name["optin"].reason
-    assert all(by_name[name].job_id for name in TO_BACK_UP | TO_ENROL)
+    # one request per Backup now: its job is learnt from the job list later, not from its operation
+    assert all("backup job unknown yet (operation " in by_name[name].reason for name in TO_BACK_UP | TO_ENROL)
+    operation_reads = [e for e in reconciling.bench.requests() if "/backupOperations/" in e.path]
+    assert len(operation_reads) == len(TO_ENROL)  # enabling protection's, for its ConfigureBackup job
     # the run's own record comes last, after every decision
     assert (rows[-1]["Action"], rows[-1]["Result"], rows[-1]["VmId"]) == (RUN_ACTION, "completed", "")
     assert "3 triggered" in rows[-1]["Reason"] and "3 escalated" in rows[-1]["Reason"]
+
+
+def test_the_jobs_of_the_triggers_are_attributed_to_the_run_when_they_finish(
+    reconciling: Reconciling,
+) -> None:
+    """Triggered without reading their operations: the outcomes collector finds each job in the
+    finished-jobs read and credits it to this run's claim (the first ad hoc job after it)."""
+    result = reconciling.run()
+    reconciling.bench.emulator.advance(3 * 3600 + 60)  # the backups have finished
+    settings = reconciling.bench.settings(**reconciling.env())
+    clients = reconciling.bench.clients(settings)
+    now = reconciling.bench.emulator.now
+    outbox = Outbox(clients.outbox_table())
+    collector = JobOutcomeCollector(
+        functools.partial(query_rows, clients.resource_graph()),
+        Ledger(clients.ledger_table(), clock=now),
+        outbox,
+        lambda: [SUB],
+        now=now,
+    )
+
+    collector.collect(None)
+
+    backups = [p.row for p in outbox.pending(JOB_OUTCOMES.stream) if p.row["Operation"] == "Backup"]
+    credited = {vm_name(r["VmId"]): (r["TriggeredBy"], r["AutomationRunId"]) for r in backups}
+    run_id = result.report.run_id
+    ours = {name: by for name, by in credited.items() if by[0] != "Schedule"}  # the policy's own backups
+    assert ours == {name: ("Reconcile", run_id) for name in TO_BACK_UP | TO_ENROL}
 
 
 def test_a_second_run_the_same_day_sends_no_post_and_records_no_escalation(
@@ -456,9 +490,8 @@ def test_pre_flight_enrols_the_vms_that_fit_once_and_escalates_each_refusal(enro
     }
     assert enrolling.accepted_posts() == Counter({"fits", "agentless"})
     assert protect_puts(enrolling) == Counter({"fits", "agentless"})  # refused VMs see no write
-    assert (
-        outcomes["fits"].job_id and "protected in vault v1, policy DefaultPolicy" in outcomes["fits"].reason
-    )
+    assert "protected in vault v1, policy DefaultPolicy" in outcomes["fits"].reason
+    assert "initial backup: backup job unknown yet (operation " in outcomes["fits"].reason
     assert "warning" not in outcomes["fits"].reason
     assert "warning: agent-not-ready" in outcomes["agentless"].reason and "'Not Ready'" in (
         outcomes["agentless"].reason

@@ -333,6 +333,7 @@ class Reconciler:
             )
             return True
         target = ProtectTarget(c.vm.id, c.vm.resource_group, c.vm.name)
+        started = False
         try:
             done = self._enrolment.step.protect(target, vault, choice.policy, where, run_id)
         except AzureCallError as exc:
@@ -344,6 +345,7 @@ class Reconciler:
                 run_id, c, ENROLL_ACTION, Result.FAILED, f"ledger: {exc}", vault_id, error=error
             )
         else:
+            started = done.backup_started
             outcome = action_outcome(
                 run_id,
                 c.vm.id,
@@ -355,7 +357,7 @@ class Reconciler:
                 job_id=done.job_id,
             )
         self._decided(report, record, outcome)
-        return outcome.job_id is not None
+        return started
 
     def _preflight(self, vm: VmFacts, vault: VaultRef, policy: str) -> tuple[list[str], str]:
         """Each refusal as "check: reason (fix: ...)", and the VM agent's warning ("" when none)."""

@@ -108,11 +108,17 @@ class RecoveryServices:
         poll_timeout_s: float = 300,
         poll_interval_s: float = DEFAULT_POLL_INTERVAL_S,
         sleep: Callable[[float], None] = time.sleep,
+        read_triggered_job_id: bool = True,
     ) -> None:
+        """`read_triggered_job_id=False`: "Backup now" sends the POST alone and returns no job id, for a
+        flow that triggers many VMs and learns the jobs from the job list later (the ledger keeps such a
+        trigger unconfirmed until it does; the outcomes collector attributes its job): one request per
+        trigger instead of the POST and at least one read of its operation."""
         self._client_for = client_for
         self._poll_timeout_s = poll_timeout_s
         self._poll_interval_s = poll_interval_s
         self._sleep = sleep
+        self._read_triggered_job_id = read_triggered_job_id
 
     def protected_item(self, vault: VaultRef, container: str, item: str) -> dict[str, Any]:
         client = self._client_for(vault.subscription_id)
@@ -194,7 +200,8 @@ class RecoveryServices:
         return str(properties.get("status", "")), (str(errors[0].get("errorCode")) if errors else None)
 
     def trigger_backup(self, vault: VaultRef, container: str, item: str, expiry: datetime) -> TriggeredBackup:
-        """POST …/backup, then read backupOperations/{op} for the job id (azure-facts §3).
+        """POST …/backup, then read backupOperations/{op} for the job id (azure-facts §3), unless the
+        constructor said not to (the job id is then None).
 
         Raises AnswerLost when the POST went out and its answer did not come back."""
         client = self._client_for(vault.subscription_id)
@@ -216,6 +223,8 @@ class RecoveryServices:
         except AzureError as exc:
             raise AzureCallError.from_sdk("trigger backup", exc) from exc
         operation = operation_id(headers, "trigger backup")
+        if not self._read_triggered_job_id:
+            return TriggeredBackup(operation, None)
         return TriggeredBackup(operation, self.wait_for_job_id(vault, operation, retry_after_hint_s(headers)))
 
     def wait_for_job_id(self, vault: VaultRef, operation_id: str, retry_after_s: float) -> str | None:

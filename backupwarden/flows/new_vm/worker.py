@@ -83,6 +83,7 @@ class ProtectResult:
     reason: str
     job_id: str | None = None
     error: AzureCallError | None = None  # set only when the initial backup failed on an Azure call
+    backup_started: bool = False  # this step's "Backup now" was taken (its job id may be unknown yet)
 
 
 class ProtectStep:
@@ -168,7 +169,8 @@ class ProtectStep:
         if result.result is Result.FAILED and result.error is not None:
             return ProtectResult(Result.FAILED, reason, error=result.error)
         # the VM is protected whether this backup started or the ledger held it back
-        return ProtectResult(Result.PROTECTED, reason, job_id=result.job_id)
+        started = result.result is Result.TRIGGERED
+        return ProtectResult(Result.PROTECTED, reason, job_id=result.job_id, backup_started=started)
 
 
 class ProtectVm:
