@@ -12,7 +12,7 @@ import os
 import re
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -32,7 +32,7 @@ from backupwarden.flows.coverage import CoverageScan, ScopeFailure
 from backupwarden.flows.coverage_shipping import coverage_trend
 from backupwarden.flows.outcomes.shipping import ShippingReport
 from backupwarden.settings import Settings
-from devtools.demo import DEMO_DCR_ID, DEMO_WORKSPACE_ID, provision_log_analytics
+from devtools.demo import DEMO_DCR_ID, DEMO_WORKSPACE_ID, provision_alert_rules, provision_log_analytics
 from emulator import Emulator, EmulatorServer
 from emulator.core.realism import Fault
 from emulator.monitor.models import MonitorBackend
@@ -111,18 +111,8 @@ class CoverageBench:
     def fired(self, rule: AlertRuleDefinition) -> list[list[str]]:
         """The rule as alerts.bicep deploys it, evaluated now by the emulator: each alert's dimensions."""
         monitor = self.emulator.backend(MonitorBackend)
-        monitor.add_alert_rule(
-            {
-                "name": f"{rule.name}-{uuid.uuid4().hex[:6]}",
-                "workspace": DEMO_WORKSPACE_ID,
-                "query": load_kql(rule.kql_name),
-                "frequency_s": rule.frequency.total_seconds(),
-                "window_s": rule.window.total_seconds(),
-                "threshold": {"operator": rule.operator, "value": rule.threshold},
-                "dimensions": list(rule.dimensions),
-                "severity": rule.severity,
-            }
-        )
+        unique = replace(rule, name=f"{rule.name}-{uuid.uuid4().hex[:6]}")  # a rule of its own per call
+        provision_alert_rules(self.emulator, None, DEMO_WORKSPACE_ID, [unique])
         payloads = [
             p for p in monitor.evaluate_alerts() if p["data"]["essentials"]["monitorCondition"] == "Fired"
         ]
