@@ -4,9 +4,12 @@ One run reads through the coverage flow (bulk reads, every VM in one state; docs
 then, VM by VM:
 - `backup_now` (pending first backup past the grace period, stale, failing with a retryable error):
   "Backup now" through `backup_now`, the guarded path every flow triggers through, so the ledger
-  keeps it to the daily budget across the sweep, the new-VM flow, remediation and this flow (a VM
-  another flow triggered today is skipped with the ledger's reason); at most `max_triggers_per_run`
-  triggers per run, enrolments' first backups included;
+  keeps it to the daily budget across the sweep, the new-VM flow, remediation and this flow. The
+  day's first claim is the ledger insert; a trigger of today whose job failed or never showed is
+  reopened and retried within the budget, a dead run's expired claim resumed from the job list, any
+  other trigger of today left alone with the ledger's reason. The POST is the only request: the
+  trigger's job is learnt from the job list later (app.build_reconciler). At most
+  `max_triggers_per_run` triggers per run, enrolments' first backups included;
 - `enroll` (unprotected, per ENROLL_EXISTING): the vault and policy chosen as for a new VM (tags,
   mapping rules, the only vault in the region), then pre-flight (domain/preflight.py: the policy's type
   fits the VM's security and disk types, the vault has room, Azure Policy's checkPolicyRestrictions
