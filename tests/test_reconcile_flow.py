@@ -303,6 +303,28 @@ def test_a_trigger_whose_job_failed_today_is_reopened_and_retried_once(sweep_ben
         assert reconciling.accepted_posts()["pendingold"] == 2
 
 
+def test_its_own_trigger_whose_job_failed_is_found_in_the_job_list_and_retried(
+    sweep_bench: SweepBench,
+) -> None:
+    """The reconciler's trigger carries no job id (its operation is not read): the next run finds the
+    failed job in the VM's job list, reopens the trigger and retries once."""
+    estate = scenario(backup_job_s=60)
+    estate["subscriptions"][0]["vms"][0]["fail_next"] = {"code": "UserErrorGuestAgentStatusUnavailable"}
+    sweep_bench.load(estate)
+    reconciling = Reconciling(sweep_bench)
+    try:
+        first = reconciling.run()
+        assert pendingold_outcomes(first) == [(BACKUP_ACTION, Result.TRIGGERED)]
+        sweep_bench.emulator.advance(5 * 60)  # its job has failed
+
+        retried = reconciling.run()
+
+        assert pendingold_outcomes(retried) == [(BACKUP_ACTION, Result.TRIGGERED)]
+        assert reconciling.accepted_posts()["pendingold"] == 2
+    finally:
+        reconciling.close()
+
+
 def test_a_failed_job_is_not_retried_past_the_daily_budget(sweep_bench: SweepBench) -> None:
     with sweep_job_failed_today(sweep_bench) as reconciling:
         result = reconciling.run(BACKUPWARDEN_DAILY_BUDGET="1")
