@@ -27,8 +27,10 @@ keeps the record of what it did; the run's own record (`reconcile_run`) comes la
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -102,6 +104,7 @@ class ReconcileConfig:
     dry_run: bool = False  # decide and record what would be done; nothing is claimed or sent
     # with a Deadline: no VM is started with less than one call's retries left (settings' call_timeout)
     call_timeout: timedelta = timedelta(minutes=1)
+    workers: int = 8  # VMs acted on at a time
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,27 @@ class ReconcileResult:
     def vaults_acted_in(self) -> dict[str, str]:
         """VM id -> the vault this run backed up or enrolled it in (an enrolled VM had none before)."""
         return {o.vm_id: o.vault_id for o in self.report.outcomes if o.vm_id and o.vault_id}
+
+
+class _TriggerSlots:
+    """The per-run cap on triggers, shared by the workers: a slot is taken before a trigger and given
+    back when none was made."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self._taken = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            if self._taken >= self.cap:
+                return False
+            self._taken += 1
+            return True
+
+    def give_back(self) -> None:
+        with self._lock:
+            self._taken -= 1
 
 
 @dataclass(frozen=True)
@@ -165,6 +189,7 @@ class Reconciler:
         self._recovery = recovery
         self._enrolment = enrolment
         self._vaults_by_subscription: dict[str, list[VaultFacts]] = {}
+        self._vaults_lock = threading.Lock()
         self._ledger = ledger
         self._config = config
         self._now = now
@@ -196,26 +221,31 @@ class Reconciler:
             )
             self._decided(report, record, outcome)
         self._vaults_by_subscription = {}
-        triggered = 0
+        slots = _TriggerSlots(self._config.max_triggers_per_run)
         to_act = [c for c in scan.classifications if c.action is not Action.NONE]
-        not_started = 0
-        for done, classification in enumerate(to_act):
+
+        def act(c: Classification) -> bool:
+            """False when not started: the run's time budget is nearly spent."""
             if deadline is not None and deadline.near_end(self._config.call_timeout):
-                not_started = len(to_act) - done
-                break
-            report.candidates += 1
-            if classification.action is Action.BACKUP_NOW:
-                outcome = self._backup_now(report.run_id, classification, triggered)
-                if outcome.result in (Result.TRIGGERED, Result.DRY_RUN):
-                    triggered += 1
-            elif classification.action is Action.ENROLL:
-                if self._enroll(report, record, classification, triggered):
-                    triggered += 1
-                continue
+                return False
+            if c.action is Action.BACKUP_NOW:
+                self._decided(report, record, self._backup_now(report.run_id, c, slots))
+            elif c.action is Action.ENROLL:
+                self._enroll(report, record, c, slots)
             else:
-                self._escalate(report, record, classification)
-                continue
-            self._decided(report, record, outcome)
+                self._escalate(report, record, c)
+            return True
+
+        # VMs are independent (each its own ledger keys): several at a time, as the sweep's drain does
+        with ThreadPoolExecutor(max_workers=self._config.workers) as pool:
+            futures = [pool.submit(act, c) for c in to_act]
+            try:
+                started = sum(future.result() for future in futures)
+            except BaseException:
+                pool.shutdown(cancel_futures=True)  # storage down, say: start nothing more
+                raise
+        report.candidates = started
+        not_started = len(to_act) - started
         report.finished = self._now()
         summary = _summary(scan, report)
         if not_started:
@@ -228,12 +258,19 @@ class Reconciler:
         record([outcome])
         report.outcomes.append(outcome)
 
-    def _backup_now(self, run_id: str, c: Classification, triggered: int) -> Outcome:
+    def _backup_now(self, run_id: str, c: Classification, slots: _TriggerSlots) -> Outcome:
+        """Within the per-run cap: a slot is taken before and given back unless a trigger was made."""
+        if not slots.take():
+            reason = f"{c.state.value}: {c.reason}; per-run cap reached ({slots.cap} triggers)"
+            return self._outcome(run_id, c, BACKUP_ACTION, Result.SKIPPED, reason, c.vault_id)
+        outcome = self._trigger(run_id, c)
+        if outcome.result not in (Result.TRIGGERED, Result.DRY_RUN):
+            slots.give_back()
+        return outcome
+
+    def _trigger(self, run_id: str, c: Classification) -> Outcome:
         vault_id = c.vault_id  # Backup now is proposed only by an active item's state: its vault
         why = f"{c.state.value}: {c.reason}"
-        if triggered >= self._config.max_triggers_per_run:
-            reason = f"{why}; per-run cap reached ({self._config.max_triggers_per_run} triggers)"
-            return self._outcome(run_id, c, BACKUP_ACTION, Result.SKIPPED, reason, vault_id)
         if self._config.dry_run:
             return self._outcome(run_id, c, BACKUP_ACTION, Result.DRY_RUN, f"would trigger: {why}", vault_id)
         container, item = item_names(c.vm.resource_group, c.vm.name)
@@ -296,9 +333,12 @@ class Reconciler:
         held = f"{record.status.value.lower()} by run {record.run_id}{job}"
         return _TodaysClaim(refusal=f"already handled today by the ledger ({held})")
 
-    def _enroll(self, report: RunReport, record: RecordDecisions, c: Classification, triggered: int) -> bool:
+    def _enroll(
+        self, report: RunReport, record: RecordDecisions, c: Classification, slots: _TriggerSlots
+    ) -> None:
         """Choose the vault and policy, run pre-flight, then protect and back up, or escalate the refusals.
-        True when it started a backup (or would have, in a dry run): it counts against the per-run cap."""
+        The first backup counts against the per-run cap: a slot is taken after pre-flight and given back
+        unless a backup was started (or would have been, in a dry run)."""
         run_id, why = report.run_id, f"{c.state.value}: {c.reason}"
         try:
             placement = PlacementFacts(c.vm.id, c.vm.subscription_id, c.vm.region, dict(c.vm.tags))
@@ -307,7 +347,7 @@ class Reconciler:
             if choice.vault is None:
                 outcome = self._outcome(run_id, c, ENROLL_ACTION, Result.NO_VAULT, f"{why}; {choice.reason}")
                 self._decided(report, record, outcome)
-                return False
+                return
             vault = VaultRef.parse(choice.vault.vault_id)
             where = f"vault {vault.name}, policy {choice.policy} ({choice.reason})"
             refusals, warning = self._preflight(c.vm, vault, choice.policy)
@@ -316,51 +356,54 @@ class Reconciler:
             self._decided(
                 report, record, self._outcome(run_id, c, ENROLL_ACTION, Result.FAILED, reason, error=exc)
             )
-            return False
+            return
         if refusals:
             reason = f"{why}; pre-flight refused enrolment in {where}: {'; '.join(refusals)}"
             self._escalate_once(report, record, c, ENROLL_ACTION, reason)
-            return False
-        vault_id = arm_key(vault.id)
+            return
         warned = f"; warning: {warning}" if warning else ""
-        if triggered >= self._config.max_triggers_per_run:
-            reason = f"{why}; per-run cap reached ({self._config.max_triggers_per_run} triggers)"
-            self._decided(
-                report, record, self._outcome(run_id, c, ENROLL_ACTION, Result.SKIPPED, reason, vault_id)
-            )
-            return False
+        if not slots.take():
+            reason = f"{why}; per-run cap reached ({slots.cap} triggers)"
+            outcome = self._outcome(run_id, c, ENROLL_ACTION, Result.SKIPPED, reason, arm_key(vault.id))
+            self._decided(report, record, outcome)
+            return
+        outcome, started = self._protect(run_id, c, vault, choice.policy, where, warned)
+        if not started:
+            slots.give_back()
+        self._decided(report, record, outcome)
+
+    def _protect(
+        self, run_id: str, c: Classification, vault: VaultRef, policy: str, where: str, warned: str
+    ) -> tuple[Outcome, bool]:
+        """Enable protection and start the first backup (ProtectStep); the outcome, and whether a
+        backup was started (or would have been, in a dry run)."""
+        why, vault_id = f"{c.state.value}: {c.reason}", arm_key(vault.id)
         if self._config.dry_run:
             reason = f"{why}; would enrol in {where}{warned}"
-            self._decided(
-                report, record, self._outcome(run_id, c, ENROLL_ACTION, Result.DRY_RUN, reason, vault_id)
-            )
-            return True
+            return self._outcome(run_id, c, ENROLL_ACTION, Result.DRY_RUN, reason, vault_id), True
         target = ProtectTarget(c.vm.id, c.vm.resource_group, c.vm.name)
-        started = False
         try:
-            done = self._enrolment.step.protect(target, vault, choice.policy, where, run_id)
+            done = self._enrolment.step.protect(target, vault, policy, where, run_id)
         except AzureCallError as exc:
             reason = f"{why}; enabling protection in {where}: {exc.step} failed"
-            outcome = self._outcome(run_id, c, ENROLL_ACTION, Result.FAILED, reason, vault_id, error=exc)
+            return self._outcome(run_id, c, ENROLL_ACTION, Result.FAILED, reason, vault_id, error=exc), False
         except LedgerError as exc:
             error = AzureCallError("ledger", type(exc).__name__, str(exc))
-            outcome = self._outcome(
-                run_id, c, ENROLL_ACTION, Result.FAILED, f"ledger: {exc}", vault_id, error=error
-            )
-        else:
-            started = done.backup_started
-            outcome = action_outcome(
-                run_id,
-                c.vm.id,
-                vault_id,
-                ENROLL_ACTION,
-                done.result,
-                f"{why}; {done.reason}{warned}",
-                error=done.error,
-                job_id=done.job_id,
-            )
-        self._decided(report, record, outcome)
-        return started
+            reason = f"ledger: {exc}"
+            return self._outcome(
+                run_id, c, ENROLL_ACTION, Result.FAILED, reason, vault_id, error=error
+            ), False
+        outcome = action_outcome(
+            run_id,
+            c.vm.id,
+            vault_id,
+            ENROLL_ACTION,
+            done.result,
+            f"{why}; {done.reason}{warned}",
+            error=done.error,
+            job_id=done.job_id,
+        )
+        return outcome, done.backup_started
 
     def _preflight(self, vm: VmFacts, vault: VaultRef, policy: str) -> tuple[list[str], str]:
         """Each refusal as "check: reason (fix: ...)", and the VM agent's warning ("" when none)."""
@@ -397,11 +440,12 @@ class Reconciler:
         ]
 
     def _vaults_of(self, subscription_id: str) -> list[VaultFacts]:
-        """Listed once per subscription and run."""
+        """Listed once per subscription and run, whichever worker asks first."""
         key = arm_key(subscription_id)
-        if key not in self._vaults_by_subscription:
-            self._vaults_by_subscription[key] = self._enrolment.vaults(subscription_id)
-        return self._vaults_by_subscription[key]
+        with self._vaults_lock:
+            if key not in self._vaults_by_subscription:
+                self._vaults_by_subscription[key] = self._enrolment.vaults(subscription_id)
+            return self._vaults_by_subscription[key]
 
     def _escalate(self, report: RunReport, record: RecordDecisions, c: Classification) -> None:
         reason = f"{c.state.value}: {c.reason}" + (
