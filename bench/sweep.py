@@ -32,7 +32,10 @@ Scenarios:
   and the work items on the queue, nothing verified or triggered. Target: peak RSS <= 300 MB (this
   process's VmHWM, reset before planning); the time is reported.
 
-wall = from the start of the plan until the last process finished draining. Every scenario that
+wall = from the start of the plan until the last process finished draining. The app's own CPU per
+stuck VM: this process's CPU time during the phase plus the other instances' (children reaped
+during it), in milliseconds, divided by the stuck VMs (the emulator's and Azurite's CPU are not the
+app's); on 2 cores it is what bounds the latency scenario. Every scenario that
 triggers checks that each stuck VM got exactly one accepted "Backup now" (the emulator's request
 log; 429s are never served) and that no outcome failed. The last stdout line is one JSON object.
 """
@@ -328,6 +331,12 @@ class Phase:
     def duplicates(self) -> int:
         return sum(1 for n in self.posts.values() if n > 1)
 
+    def app_cpu_ms_per_vm(self, stuck: int) -> float | None:
+        """This process's and the other instances' CPU milliseconds per stuck VM."""
+        if not self.cpu_s or not stuck:
+            return None
+        return (self.cpu_s["this process"] + self.cpu_s["other instances"]) * 1000 / stuck
+
 
 def logged(emulator: EmulatorProcess) -> tuple[int, Counter[str], Counter[str]]:
     """(requests, their statuses, accepted Backup now POSTs per item) since the log was cleared."""
@@ -438,7 +447,12 @@ def summary(
         "speedup_vs_baseline": round(baseline.wall_s / run.wall_s, 1) if baseline else None,
         "peak_rss_mb": round(run.peak_rss_mb, 1) if scenario_name == "memory" else None,
         "duplicates": None if dry_run else run.duplicates,
+        "app_cpu_ms_per_stuck_vm": _rounded(run.app_cpu_ms_per_vm(shape.stuck)),
     }
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
 
 
 def render(
@@ -449,10 +463,23 @@ def render(
         f"scenario {name}: {shape.subscriptions} subscriptions, {vaults} vaults, {shape.vms:,} VMs, "
         f"{shape.stuck:,} stuck; latency {shape.latency_ms:g} ms; time scale {shape.time_scale:g}"
     )
-    rows = [("run", "wall s", "requests", "429s", "enqueued", "work items", "outcomes", "peak RSS MB")]
+    rows = [
+        (
+            "run",
+            "wall s",
+            "requests",
+            "429s",
+            "enqueued",
+            "work items",
+            "app CPU ms/stuck VM",
+            "outcomes",
+            "peak RSS MB",
+        )
+    ]
     for phase in phases:
         outcomes = ", ".join(f"{n} {k}" for k, n in sorted(phase.outcomes.items()))
         rss = f"{phase.peak_rss_mb:.1f}" if phase.peak_rss_mb else "-"
+        app_cpu = phase.app_cpu_ms_per_vm(shape.stuck)
         rows.append(
             (
                 phase.name,
@@ -461,6 +488,7 @@ def render(
                 str(phase.throttled),
                 str(phase.enqueued or "-"),
                 str(phase.work_items or "-"),
+                "-" if app_cpu is None else f"{app_cpu:.1f}",
                 outcomes or "-",
                 rss,
             )

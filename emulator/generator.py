@@ -1,9 +1,11 @@
-"""Large synthetic estates: N subscriptions × M vaults × K VMs, a share of them stuck in IRPending."""
+"""Large synthetic estates: N subscriptions × M vaults × K VMs, a share of them stuck in IRPending and,
+on request, shares in the other protection states (stale, failing, stopped, orphaned)."""
 
 from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from emulator.estate import (
@@ -18,6 +20,11 @@ from emulator.estate import (
 
 REGIONS = ("westeurope", "northeurope", "eastus", "westus2", "uksouth")
 VAULT_ITEM_LIMIT = 1000  # Azure VMs one vault can protect (azure-facts §2)
+# The states `state_percents` may ask for, in the order they take each vault's VMs (after the
+# unprotected and the stuck ones): what each item looks like is in `_apply_state`.
+STATES = ("stale", "failing_retryable", "failing_escalate", "stopped", "orphaned")
+RETRYABLE_FAILURE = "BackUpOperationFailed"  # a transient service error: a retry can fix it
+ESCALATE_FAILURE = "UserErrorRequestDisallowedByPolicy"  # a deny policy: a retry cannot fix it
 
 
 def subscription_id(index: int) -> str:
@@ -35,17 +42,26 @@ def generate_estate(
     unprotected_percent: float = 0.0,
     stuck_since_hours: float = 3.0,
     with_history: bool = True,
+    state_percents: Mapping[str, float] | None = None,
 ) -> None:
     """Fill `estate` deterministically: in each vault's VMs, the first `unprotected_percent` % are not
-    protected, the next `stuck_percent` % are IRPending (configured `stuck_since_hours` ago), the rest
-    Protected. Shares are rounded half up per vault.
+    protected, the next `stuck_percent` % are IRPending (configured `stuck_since_hours` ago), then
+    each of `state_percents` in STATES order, the rest Protected with a recovery point 20 hours old.
+    Shares are rounded half up per vault.
+
+    `state_percents` (state -> percent): `stale` (Protected, newest recovery point 3 days old under a
+    daily policy), `failing_retryable` / `failing_escalate` (ProtectionError, a failed Backup job 2
+    hours ago with RETRYABLE_FAILURE / ESCALATE_FAILURE), `stopped` (ProtectionStopped),
+    `orphaned` (a Protected item whose VM was deleted).
 
     `with_history` adds the completed ConfigureBackup (and, for protected VMs, Backup) job that a real
-    item would have; memory benchmarks over 100k VMs can turn it off.
+    item would have; memory benchmarks over 100k VMs can turn it off. Failed jobs are always added:
+    they are what makes an item failing.
     """
     unprotected_per_vault, stuck_per_vault = _shares_per_vault(
         subscriptions, vaults_per_subscription, vms_per_vault, stuck_percent, unprotected_percent
     )
+    layout = _state_layout(vms_per_vault, unprotected_per_vault + stuck_per_vault, state_percents or {})
     for s in range(subscriptions):
         sub = estate.add_subscription(Subscription(subscription_id(s), f"generated-{s:03d}"))
         for v in range(vaults_per_subscription):
@@ -67,19 +83,21 @@ def generate_estate(
                 if k < unprotected_per_vault:
                     continue
                 stuck = k < unprotected_per_vault + stuck_per_vault
+                state = "stuck" if stuck else _state_at(layout, k)
                 configured = start - timedelta(hours=stuck_since_hours if stuck else 24 * 7)
                 item = ProtectedItem(
                     vault.id, vm, policy.id, "IRPending" if stuck else "Protected", configured_at=configured
                 )
                 estate.protected_items[vm.id.lower()] = item
                 estate.discovered.setdefault(vault.id.lower(), set()).add(vm.id.lower())
+                last = start - timedelta(hours=20)
                 if not stuck:
-                    last = start - timedelta(hours=20)
                     item.last_backup_status, item.last_backup_time, item.last_recovery_point = (
                         "Completed",
                         last,
                         last,
                     )
+                failed = _apply_state(estate, item, state, start)
                 if with_history:
                     estate.add_job(
                         BackupJob(
@@ -97,11 +115,64 @@ def generate_estate(
                                 vault.id,
                                 vm,
                                 "Backup",
-                                last - timedelta(minutes=40),
+                                item.last_backup_time - timedelta(minutes=40),
                                 status="Completed",
-                                end_time=last,
+                                end_time=item.last_backup_time,
                             )
                         )
+                if failed:
+                    failed_at = start - timedelta(hours=2)
+                    estate.add_job(
+                        BackupJob(
+                            vault.id,
+                            vm,
+                            "Backup",
+                            failed_at - timedelta(minutes=10),
+                            status="Failed",
+                            end_time=failed_at,
+                            error_code=failed,
+                            error_message=f"Backup failed with {failed}.",
+                        )
+                    )
+
+
+def _state_layout(vms_per_vault: int, taken: int, percents: Mapping[str, float]) -> list[tuple[int, str]]:
+    """(first index past the state's VMs, state) for each of STATES, in order, from index `taken`."""
+    unknown = sorted(set(percents) - set(STATES))
+    if unknown:
+        raise ValueError(f"state_percents: unknown states {unknown}; known: {list(STATES)}")
+    layout: list[tuple[int, str]] = []
+    end = taken
+    for state in STATES:
+        percent = percents.get(state, 0.0)
+        if isinstance(percent, bool) or not isinstance(percent, int | float) or percent < 0:
+            raise ValueError(f"state_percents.{state} must be a number >= 0, not {percent!r}")
+        end += _share(vms_per_vault, percent)
+        layout.append((end, state))
+    if end > vms_per_vault:
+        raise ValueError("the unprotected, stuck and state_percents shares add up to more than 100 %")
+    return layout
+
+
+def _state_at(layout: list[tuple[int, str]], index: int) -> str:
+    return next((state for end, state in layout if index < end), "protected")
+
+
+def _apply_state(estate: Estate, item: ProtectedItem, state: str, start: datetime) -> str:
+    """Make a Protected item `state`; the error code of the failed backup it needs, or ""."""
+    older = start - timedelta(days=3)
+    if state == "stale":
+        item.last_backup_time = item.last_recovery_point = older
+    elif state in ("failing_retryable", "failing_escalate"):
+        item.protection_state, item.last_backup_status = "ProtectionError", "Failed"
+        item.last_backup_time = item.last_recovery_point = older
+        return RETRYABLE_FAILURE if state == "failing_retryable" else ESCALATE_FAILURE
+    elif state == "stopped":
+        item.protection_state = "ProtectionStopped"
+        item.last_backup_time = item.last_recovery_point = older
+    elif state == "orphaned":
+        del estate.vms[item.vm.id.lower()]  # deleted; its item stays, as in Azure
+    return ""
 
 
 def _shares_per_vault(
