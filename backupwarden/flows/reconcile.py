@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -166,9 +167,12 @@ class _LastRead:
     def __init__(self, reader: InventoryReader) -> None:
         self._reader = reader
         self.inventory = ProtectionInventory()
+        self.items_per_vault: Counter[str] = Counter()
 
     def read(self, subscriptions: list[str]) -> ProtectionInventory:
         self.inventory = self._reader.read(subscriptions)
+        # counted once a run: pre-flight asks for each VM it enrols
+        self.items_per_vault = Counter(arm_key(record.facts.vault_id) for record in self.inventory.items)
         return self.inventory
 
 
@@ -417,7 +421,7 @@ class Reconciler:
         refusals = check_enrolment(
             _enrolment_vm(vm, self._read.inventory.vm_kinds.get(arm_key(vm.id), VmKind())),
             EnrolmentPolicy(f"{vault.id}/backupPolicies/{policy}", policy_type),
-            _vault_load(self._read.inventory, vault),
+            _vault_load(self._read.items_per_vault, vault),
             self._policy_restrictions(vm),
         )
         agent = check_agent(self._enrolment.reads.agent(vm.subscription_id, vm.resource_group, vm.name))
@@ -510,12 +514,11 @@ def _enrolment_vm(vm: VmFacts, kind: VmKind) -> EnrolmentVm:
     return EnrolmentVm(vm.id, kind.security_type, (os_disk, *data_disks))
 
 
-def _vault_load(inventory: ProtectionInventory, vault: VaultRef) -> VaultLoad:
+def _vault_load(items_per_vault: Counter[str], vault: VaultRef) -> VaultLoad:
     """The vault's items as the bulk read found them: Azure VM items only (the read asks for no other
     workload), so a vault shared with other workloads is counted short of its 2,000-item limit."""
     key = arm_key(vault.id)
-    vms = sum(1 for record in inventory.items if arm_key(record.facts.vault_id) == key)
-    return VaultLoad(key, protected_vms=vms, protected_items=vms)
+    return VaultLoad(key, protected_vms=items_per_vault[key], protected_items=items_per_vault[key])
 
 
 def _summary(scan: CoverageScan, report: RunReport) -> str:
