@@ -30,6 +30,7 @@ from backupwarden.adapters.azure.protection_inventory import ProtectionInventory
 from backupwarden.adapters.azure.recovery_services import RecoveryServices
 from backupwarden.adapters.azure.resource_graph import query_rows
 from backupwarden.adapters.azure.subscriptions import SubscriptionScope
+from backupwarden.adapters.azure.vault_inventory import VaultInventoryReader
 from backupwarden.adapters.azure.webhook_token import HttpsJsonFetcher, SigningKeys, WebhookTokenValidator
 from backupwarden.adapters.storage.alert_dedup import AlertDedup
 from backupwarden.adapters.storage.ledger import DEFAULT_IN_PROGRESS_TTL, Ledger
@@ -40,7 +41,7 @@ from backupwarden.domain.protection_states import StateRules
 from backupwarden.domain.remediation_rules import RemediationPolicy
 from backupwarden.domain.sweep_rules import SweepPolicy
 from backupwarden.domain.times import Deadline, utc_now
-from backupwarden.flows.coverage import Coverage
+from backupwarden.flows.coverage import Coverage, InventoryReader
 from backupwarden.flows.coverage_shipping import CoverageRecorder
 from backupwarden.flows.new_vm.messages import NewVmWorkItem
 from backupwarden.flows.new_vm.worker import ProtectConfig, ProtectStep, ProtectVm
@@ -269,6 +270,22 @@ def _recovery_services(
     )
 
 
+def build_inventory_reader(
+    settings: Settings,
+    clients: AzureClients,
+    *,
+    now: Callable[[], datetime] = utc_now,
+    progress: Callable[[str], None] = lambda _message: None,
+) -> InventoryReader:
+    """The scope's protection state in bulk through Resource Graph, or vault by vault where Resource
+    Graph is not allowed (BACKUPWARDEN_DISCOVERY=vaults)."""
+    if settings.discovery is DiscoveryMode.VAULTS:
+        return VaultInventoryReader(
+            clients.compute, clients.recovery_services, clients.backup, now=now, progress=progress
+        )
+    return ProtectionInventoryReader(clients.resource_graph(), clients.backup, progress=progress)
+
+
 def build_coverage(
     settings: Settings,
     clients: AzureClients,
@@ -277,7 +294,7 @@ def build_coverage(
     progress: Callable[[str], None] = lambda _message: None,
 ) -> Coverage:
     """The read-only coverage scan: bulk reads, every VM classified, the figures; nothing written."""
-    reader = ProtectionInventoryReader(clients.resource_graph(), clients.backup, progress=progress)
+    reader = build_inventory_reader(settings, clients, now=now, progress=progress)
     rules = StateRules(
         grace_period=settings.grace_period,
         enroll_existing=settings.enroll_existing,
@@ -296,7 +313,7 @@ def build_reconciler(
 ) -> Reconciler:
     """The coverage read, then each proposed action through the ledger, with the sweep's daily
     budget and per-run cap."""
-    reader = ProtectionInventoryReader(clients.resource_graph(), clients.backup, progress=progress)
+    reader = build_inventory_reader(settings, clients, now=now, progress=progress)
     rules = StateRules(
         grace_period=settings.grace_period,
         enroll_existing=settings.enroll_existing,

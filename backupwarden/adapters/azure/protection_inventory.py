@@ -149,8 +149,8 @@ class ProtectionInventoryReader:
         # strings) would take several times the memory of the facts made of them.
         inventory = ProtectionInventory()
         kinds: dict[VmKind, VmKind] = {}  # most VMs are of a few kinds: one object each
-        vms = self._rows(VMS_QUERY, subscriptions, inventory, lambda row: _vm(row, kinds))
-        items = self._rows(ITEMS_QUERY, subscriptions, inventory, _item_row)
+        vms = self._rows(VMS_QUERY, subscriptions, inventory, lambda row: vm_from_row(row, kinds))
+        items = self._rows(ITEMS_QUERY, subscriptions, inventory, item_from_row)
         failed_rows = self._rows(FAILED_BACKUPS_QUERY, subscriptions, inventory, lambda row: row)
         unread = {scope.rsplit("/", 1)[-1] for scope, _ in inventory.failures}
         for vm, kind in vms:
@@ -158,7 +158,7 @@ class ProtectionInventoryReader:
                 inventory.vms.append(vm)
                 inventory.vm_kinds[_shared(arm_key(vm.id))] = kind  # the copy its item's vm_id shares
         self._progress(f"read {len(inventory.vms)} VMs")
-        failed_jobs = _failed_jobs_by_container(failed_rows)
+        failed_jobs = failed_jobs_by_container(failed_rows)
         for item in items:
             if item is not None and item.subscription not in unread:
                 inventory.items.append(item.with_failed_jobs(failed_jobs))
@@ -222,7 +222,7 @@ class ProtectionInventoryReader:
                 for page in pages:
                     inventory.requests += 1
                     for policy in page:
-                        schedule = _schedule(policy.as_dict())
+                        schedule = policy_schedule(policy.as_dict())
                         if schedule is not None and policy.id:
                             inventory.schedules[arm_key(str(policy.id))] = schedule
             except AzureError as exc:
@@ -230,7 +230,7 @@ class ProtectionInventoryReader:
         self._progress(f"read the policies of {len(vault_ids)} vaults")
 
 
-def _vm(row: dict[str, Any], kinds: dict[VmKind, VmKind]) -> tuple[VmFacts, VmKind]:
+def vm_from_row(row: dict[str, Any], kinds: dict[VmKind, VmKind]) -> tuple[VmFacts, VmKind]:
     vm = VmFacts(
         id=str(row["id"]),
         name=str(row["name"]),
@@ -267,7 +267,7 @@ class _ItemRow:
         return replace(self.record, jobs=(*self.record.jobs, *failed)) if failed else self.record
 
 
-def _item_row(row: dict[str, Any]) -> _ItemRow | None:
+def item_from_row(row: dict[str, Any]) -> _ItemRow | None:
     """None for an item that names no VM."""
     if not row.get("vmId"):
         return None
@@ -297,7 +297,7 @@ def _item_row(row: dict[str, Any]) -> _ItemRow | None:
     return _ItemRow(_shared(arm_key(str(row["subscriptionId"]))), container, record)
 
 
-def _failed_jobs_by_container(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str], list[JobFacts]]:
+def failed_jobs_by_container(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str], list[JobFacts]]:
     by_container: dict[tuple[str, str], list[JobFacts]] = {}
     for row in rows:
         key = (arm_key(str(row["vaultId"])), str(row.get("containerName") or ""))
@@ -312,7 +312,7 @@ def _failed_jobs_by_container(rows: Iterable[dict[str, Any]]) -> dict[tuple[str,
     return by_container
 
 
-def _schedule(policy: dict[str, Any]) -> BackupSchedule | None:
+def policy_schedule(policy: dict[str, Any]) -> BackupSchedule | None:
     """The schedule of an IaaS VM policy (`AzureIaaSVMProtectionPolicy.schedulePolicy`), None without one."""
     properties = policy.get("properties") or {}
     schedule = properties.get("schedulePolicy")
