@@ -43,13 +43,14 @@ from backupwarden.domain.sweep_rules import SweepPolicy
 from backupwarden.domain.times import Deadline, utc_now
 from backupwarden.flows.coverage import Coverage, InventoryReader
 from backupwarden.flows.coverage_shipping import CoverageRecorder
+from backupwarden.flows.enrolment_preflight import Enrolment
 from backupwarden.flows.new_vm.messages import NewVmWorkItem
 from backupwarden.flows.new_vm.worker import ProtectConfig, ProtectStep, ProtectVm
 from backupwarden.flows.outcomes.collector import JobOutcomeCollector
 from backupwarden.flows.outcomes.shipper import Shipper
 from backupwarden.flows.outcomes.shipping import OutcomeShipping
 from backupwarden.flows.reconcile import TRIGGERED_BY as RECONCILE_TRIGGERED_BY
-from backupwarden.flows.reconcile import Enrolment, ReconcileConfig, Reconciler
+from backupwarden.flows.reconcile import ReconcileConfig, Reconciler
 from backupwarden.flows.recorder import ActionRecorder
 from backupwarden.flows.remediation.intake import AlertIntake
 from backupwarden.flows.remediation.worker import Remediation, RemediationConfig

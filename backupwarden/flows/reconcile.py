@@ -35,11 +35,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from backupwarden.adapters.azure.enrolment_reads import EnrolmentReads
 from backupwarden.adapters.azure.errors import AzureCallError
-from backupwarden.adapters.azure.policy_restrictions import PolicyRestrictionsCheck
 from backupwarden.adapters.azure.protection import item_names
-from backupwarden.adapters.azure.protection_inventory import ProtectionInventory, VmKind
+from backupwarden.adapters.azure.protection_inventory import ProtectionInventory
 from backupwarden.adapters.azure.recovery_services import RecoveryServices, VaultRef
 from backupwarden.adapters.storage.ledger import (
     AlreadyClaimed,
@@ -50,27 +48,13 @@ from backupwarden.adapters.storage.ledger import (
     LedgerStatus,
 )
 from backupwarden.domain.arm_ids import arm_key
-from backupwarden.domain.preflight import (
-    RESTORE_POINT_COLLECTION_TYPE,
-    DiskFacts,
-    EnrolmentPolicy,
-    EnrolmentVm,
-    PolicyRestrictions,
-    VaultLoad,
-    backup_pending_resources,
-    check_agent,
-    check_enrolment,
-)
 from backupwarden.domain.protection_states import (
     Action,
     Classification,
     StateRules,
-    VmFacts,
 )
 from backupwarden.domain.records import Outcome, Result
 from backupwarden.domain.times import Deadline, utc_now
-from backupwarden.domain.vault_selection import MappingRule, VaultFacts, choose_vault
-from backupwarden.domain.vault_selection import VmFacts as PlacementFacts
 from backupwarden.flows.backup_now import (
     LEDGER_ACTION,
     BackupTarget,
@@ -79,7 +63,8 @@ from backupwarden.flows.backup_now import (
     todays_trigger,
 )
 from backupwarden.flows.coverage import Coverage, CoverageScan, InventoryReader
-from backupwarden.flows.new_vm.worker import ProtectStep, ProtectTarget
+from backupwarden.flows.enrolment_preflight import Enrolment, EnrolmentPreflight, NoVault
+from backupwarden.flows.new_vm.worker import ProtectTarget
 from backupwarden.flows.run_report import RunReport, action_outcome
 
 logger = logging.getLogger(__name__)
@@ -106,18 +91,6 @@ class ReconcileConfig:
     # with a Deadline: no VM is started with less than one call's retries left (settings' call_timeout)
     call_timeout: timedelta = timedelta(minutes=1)
     workers: int = 8  # VMs acted on at a time
-
-
-@dataclass(frozen=True)
-class Enrolment:
-    """What enrolling an existing VM takes: the vaults of a subscription, the mapping rules, the
-    pre-flight reads, and the protect step the new-VM flow takes (built with triggered_by Reconcile)."""
-
-    vaults: Callable[[str], list[VaultFacts]]
-    rules: tuple[MappingRule, ...]
-    reads: EnrolmentReads
-    restrictions: PolicyRestrictionsCheck
-    step: ProtectStep
 
 
 @dataclass(frozen=True)
@@ -192,8 +165,7 @@ class Reconciler:
         self._coverage = Coverage(self._read, subscriptions, rules, now=now)
         self._recovery = recovery
         self._enrolment = enrolment
-        self._vaults_by_subscription: dict[str, list[VaultFacts]] = {}
-        self._vaults_lock = threading.Lock()
+        self._preflight = EnrolmentPreflight(enrolment)
         self._ledger = ledger
         self._config = config
         self._now = now
@@ -224,7 +196,7 @@ class Reconciler:
                 report.run_id, "", failure.scope, RUN_ACTION, Result.FAILED, f"not read: {failure.error}"
             )
             self._decided(report, record, outcome)
-        self._vaults_by_subscription = {}
+        self._preflight = EnrolmentPreflight(self._enrolment)  # vaults listed afresh each run
         slots = _TriggerSlots(self._config.max_triggers_per_run)
         to_act = [c for c in scan.classifications if c.action is not Action.NONE]
 
@@ -345,24 +317,20 @@ class Reconciler:
         unless a backup was started (or would have been, in a dry run)."""
         run_id, why = report.run_id, f"{c.state.value}: {c.reason}"
         try:
-            placement = PlacementFacts(c.vm.id, c.vm.subscription_id, c.vm.region, dict(c.vm.tags))
-            rules = list(self._enrolment.rules)
-            choice = choose_vault(placement, self._vaults_of(c.vm.subscription_id), rules)
-            if choice.vault is None:
-                outcome = self._outcome(run_id, c, ENROLL_ACTION, Result.NO_VAULT, f"{why}; {choice.reason}")
-                self._decided(report, record, outcome)
-                return
-            vault = VaultRef.parse(choice.vault.vault_id)
-            where = f"vault {vault.name}, policy {choice.policy} ({choice.reason})"
-            refusals, warning = self._preflight(c.vm, vault, choice.policy)
+            placed = self._preflight.place(c.vm, self._read.inventory.vm_kinds, self._read.items_per_vault)
         except AzureCallError as exc:
             reason = f"{why}; pre-flight: {exc.step} failed"
             self._decided(
                 report, record, self._outcome(run_id, c, ENROLL_ACTION, Result.FAILED, reason, error=exc)
             )
             return
-        if refusals:
-            reason = f"{why}; pre-flight refused enrolment in {where}: {'; '.join(refusals)}"
+        if isinstance(placed, NoVault):
+            outcome = self._outcome(run_id, c, ENROLL_ACTION, Result.NO_VAULT, f"{why}; {placed.reason}")
+            self._decided(report, record, outcome)
+            return
+        vault, where, warning = placed.vault, placed.where, placed.warning
+        if placed.refusals:
+            reason = f"{why}; pre-flight refused enrolment in {where}: {'; '.join(placed.refusals)}"
             self._escalate_once(report, record, c, ENROLL_ACTION, reason)
             return
         warned = f"; warning: {warning}" if warning else ""
@@ -371,7 +339,7 @@ class Reconciler:
             outcome = self._outcome(run_id, c, ENROLL_ACTION, Result.SKIPPED, reason, arm_key(vault.id))
             self._decided(report, record, outcome)
             return
-        outcome, started = self._protect(run_id, c, vault, choice.policy, where, warned)
+        outcome, started = self._protect(run_id, c, vault, placed.policy, where, warned)
         if not started:
             slots.give_back()
         self._decided(report, record, outcome)
@@ -408,48 +376,6 @@ class Reconciler:
             job_id=done.job_id,
         )
         return outcome, done.backup_started
-
-    def _preflight(self, vm: VmFacts, vault: VaultRef, policy: str) -> tuple[list[str], str]:
-        """Each refusal as "check: reason (fix: ...)", and the VM agent's warning ("" when none)."""
-        policy_type = self._enrolment.reads.policy_type(vault, policy)
-        if policy_type is None:
-            return [
-                f"policy-not-found: vault {vault.name} has no policy {policy}"
-                " (fix: create it, or name an existing one with the backupwarden:policy tag"
-                " or a mapping rule)"
-            ], ""
-        refusals = check_enrolment(
-            _enrolment_vm(vm, self._read.inventory.vm_kinds.get(arm_key(vm.id), VmKind())),
-            EnrolmentPolicy(f"{vault.id}/backupPolicies/{policy}", policy_type),
-            _vault_load(self._read.items_per_vault, vault),
-            self._policy_restrictions(vm),
-        )
-        agent = check_agent(self._enrolment.reads.agent(vm.subscription_id, vm.resource_group, vm.name))
-        warning = f"{agent.check.value}: {agent.reason} (fix: {agent.fix})" if agent else ""
-        return [f"{r.check.value}: {r.reason} (fix: {r.fix})" for r in refusals], warning
-
-    def _policy_restrictions(self, vm: VmFacts) -> list[PolicyRestrictions]:
-        """What Azure Policy would deny of what the first backup creates. The backup's resource group is
-        checked at the subscription (it may not exist yet, and a check at a missing resource group fails);
-        the restore point collection at the VM's resource group, which exists, and where a deny blocks the
-        backup (UserErrorRequestDisallowedByPolicy, azure-facts §12); a check there also sees the
-        subscription's assignments."""
-        return [
-            self._enrolment.restrictions.check(
-                vm.subscription_id,
-                resource,
-                vm.resource_group if resource.resource_type == RESTORE_POINT_COLLECTION_TYPE else None,
-            )
-            for resource in backup_pending_resources(vm.id, vm.region)
-        ]
-
-    def _vaults_of(self, subscription_id: str) -> list[VaultFacts]:
-        """Listed once per subscription and run, whichever worker asks first."""
-        key = arm_key(subscription_id)
-        with self._vaults_lock:
-            if key not in self._vaults_by_subscription:
-                self._vaults_by_subscription[key] = self._enrolment.vaults(subscription_id)
-            return self._vaults_by_subscription[key]
 
     def _escalate(self, report: RunReport, record: RecordDecisions, c: Classification) -> None:
         reason = f"{c.state.value}: {c.reason}" + (
@@ -505,20 +431,6 @@ class Reconciler:
         error: AzureCallError | None = None,
     ) -> Outcome:
         return action_outcome(run_id, c.vm.id, vault_id, action, result, reason, error=error)
-
-
-def _enrolment_vm(vm: VmFacts, kind: VmKind) -> EnrolmentVm:
-    # Resource Graph's VM row gives disk types, not names: a disk is named by its place
-    os_disk = DiskFacts(f"{vm.name} OS disk", kind.os_disk_type, is_os_disk=True)
-    data_disks = (DiskFacts(f"{vm.name} data disk {i}", t) for i, t in enumerate(kind.data_disk_types))
-    return EnrolmentVm(vm.id, kind.security_type, (os_disk, *data_disks))
-
-
-def _vault_load(items_per_vault: Counter[str], vault: VaultRef) -> VaultLoad:
-    """The vault's items as the bulk read found them: Azure VM items only (the read asks for no other
-    workload), so a vault shared with other workloads is counted short of its 2,000-item limit."""
-    key = arm_key(vault.id)
-    return VaultLoad(key, protected_vms=items_per_vault[key], protected_items=items_per_vault[key])
 
 
 def _summary(scan: CoverageScan, report: RunReport) -> str:
