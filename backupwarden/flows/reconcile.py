@@ -10,10 +10,8 @@ then, VM by VM:
   other trigger of today left alone with the ledger's reason. The POST is the only request: the
   trigger's job is learnt from the job list later (app.build_reconciler). At most
   `max_triggers_per_run` triggers per run, enrolments' first backups included;
-- `enroll` (unprotected, per ENROLL_EXISTING): the vault and policy chosen as for a new VM (tags,
-  mapping rules, the only vault in the region), then pre-flight (domain/preflight.py: the policy's type
-  fits the VM's security and disk types, the vault has room, Azure Policy's checkPolicyRestrictions
-  denies nothing the backup creates; the VM agent only warns). A refusal is escalated once per VM and
+- `enroll` (unprotected, per ENROLL_EXISTING): the vault, policy and pre-flight's verdict from
+  flows/enrolment_preflight.py. A refusal is escalated once per VM and
   day with each reason and its fix; otherwise the new-VM flow's protect step (`ProtectStep`) enables
   protection and starts the first backup under the ledger (one protection per VM and day, the shared
   daily backup budget), triggered by Reconcile;
