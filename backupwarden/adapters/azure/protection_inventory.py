@@ -180,13 +180,12 @@ class ProtectionInventoryReader:
         rows: list[T] = []
         for start in range(0, len(wanted), SUBSCRIPTIONS_PER_QUERY):
             batch = wanted[start : start + SUBSCRIPTIONS_PER_QUERY]
-            try:
-                rows.extend(self._query(query, batch, inventory, convert))
-                continue
-            except AzureCallError as exc:
-                if len(batch) == 1:
-                    inventory.failures.append((f"/subscriptions/{arm_key(batch[0])}", exc))
+            if len(batch) > 1:
+                try:
+                    rows.extend(self._query(query, batch, inventory, convert))
                     continue
+                except AzureCallError:
+                    pass  # read again one by one: only the subscriptions that fail alone are left out
             for subscription in batch:
                 try:
                     rows.extend(self._query(query, [subscription], inventory, convert))
