@@ -168,8 +168,12 @@ def build_sweep(
     workers: int | None = None,
 ) -> Sweep:
     """`now` is the wall clock in Azure; the demo and the tests pass the emulator's clock.
-    `workers`: candidates handled at a time in this process (default SweepConfig's)."""
-    recovery = _recovery_services(settings, clients)
+    `workers`: candidates handled at a time in this process (default SweepConfig's).
+
+    "Backup now" sends the POST alone: the job of each trigger is learnt from the job list later
+    (the ledger keeps the trigger unconfirmed until then), two requests per stuck VM (its
+    verification read and the POST)."""
+    recovery = _recovery_services(settings, clients, read_triggered_job_id=False)
     discovery = build_discovery(settings, clients, recovery, now=now)
     ledger = ensured_ledger(settings, clients, now)
     config = SweepConfig(

@@ -19,7 +19,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import azure.functions as func
@@ -137,7 +137,8 @@ def _sweep_phase(emulator: Emulator, settings: Settings, clients: AzureClients) 
     recorder = build_action_recorder(settings, clients, now=emulator.now)
     recorder.record(decisions, source="Timer", dry_run=report.dry_run)
     emulator.advance(emulator.estate.timings.backup_job_s + 60)
-    after = {**_states(emulator), **_verified_states(report.outcomes, RecoveryServices(clients.backup))}
+    recovery = RecoveryServices(clients.backup)
+    after = {**_states(emulator), **_verified_states(report.outcomes, recovery, since=report.started)}
     return _render_sweep(report, emulator, before, after)
 
 
@@ -151,19 +152,35 @@ def _states(emulator: Emulator) -> dict[str, str]:
         }
 
 
-def _verified_states(outcomes: list[Outcome], recovery: RecoveryServices) -> dict[str, str]:
-    """Each VM with a backup job: its state and the job's status, read back through Recovery Services."""
+def _verified_states(
+    outcomes: list[Outcome], recovery: RecoveryServices, *, since: datetime | None = None
+) -> dict[str, str]:
+    """Each VM with a backup job: its state and the job's status, read back through Recovery Services.
+
+    `since`: a trigger without its job id (the sweep sends the POST alone) is shown with the VM's
+    newest ad hoc Backup job the job list shows started since then."""
     states = {}
     for outcome in outcomes:
-        if outcome.job_id is None or not outcome.vault_id:
+        if not outcome.vault_id or (outcome.job_id is None and since is None):
             continue
         vault = VaultRef.parse(outcome.vault_id)
         rg, name = outcome.vm_id.split("/resourcegroups/")[1].split("/")[0], outcome.vm_id.rsplit("/", 1)[-1]
-        item = recovery.protected_item(
-            vault, f"iaasvmcontainer;iaasvmcontainerv2;{rg};{name}", f"vm;iaasvmcontainerv2;{rg};{name}"
-        )
-        status, error_code = recovery.job_status(vault, outcome.job_id)
-        job = f"job {status}{': ' + error_code if error_code else ''}"
+        container = f"iaasvmcontainer;iaasvmcontainerv2;{rg};{name}"
+        if outcome.job_id is not None:
+            status, error_code = recovery.job_status(vault, outcome.job_id)
+            job = f"job {status}"
+        elif since is not None and outcome.result is Result.TRIGGERED:
+            listed = recovery.backup_jobs_started(vault, container, since, since + timedelta(days=1))
+            ad_hoc = [found for found in listed if found.user_triggered is not False]
+            if not ad_hoc:
+                continue
+            newest = ad_hoc[-1]  # the list is oldest first
+            status, error_code = newest.status, newest.error_code
+            job = f"job {newest.job_id} {status}"  # the outcome does not name it
+        else:
+            continue
+        item = recovery.protected_item(vault, container, f"vm;iaasvmcontainerv2;{rg};{name}")
+        job = f"{job}{': ' + error_code if error_code else ''}"
         states[outcome.vm_id] = f"{item['properties'].get('protectionState')} ({job})"
     return states
 

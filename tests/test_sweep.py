@@ -107,19 +107,45 @@ def read_item_state(clients: AzureClients, outcome: Outcome) -> str:
     return str(found.as_dict()["properties"]["protectionState"])
 
 
-def read_job(clients: AzureClients, outcome: Outcome) -> tuple[str, str | None]:
-    """(status, first error code) of the job an outcome triggered."""
+def read_job(clients: AzureClients, outcome: Outcome, job_id: str) -> tuple[str, str | None]:
+    """(status, first error code) of one backup job of an outcome's vault."""
     _, resource_group, vault = vault_parts(outcome.vault_id)
-    assert outcome.job_id, f"{vm_name(outcome.vm_id)}: triggered without a job id"
-    job = (
-        backup_client(clients, outcome.vault_id)
-        .job_details.get(vault, resource_group, outcome.job_id)
-        .properties
-    )
+    job = backup_client(clients, outcome.vault_id).job_details.get(vault, resource_group, job_id).properties
     assert isinstance(job, AzureIaaSVMJob), f"not an IaaS VM job: {job!r}"
     errors = job.error_details or []
     # the spec types errorCode int32; the service sends the code's name, and the SDK passes it through
     return str(job.status), (str(errors[0].error_code) if errors else None)
+
+
+def ad_hoc_backup_jobs(clients: AzureClients, outcome: Outcome, since: datetime) -> list[str]:
+    """The ids of the outcome VM's ad hoc ("Backup now") Backup jobs started since `since`, oldest
+    first, as the vault's job list shows them: the sweep sends the POST alone, so its outcome carries
+    no job id."""
+    _, resource_group, vault = vault_parts(outcome.vault_id)
+    container, _ = item_names(
+        outcome.vm_id.lower().split("/resourcegroups/")[1].split("/")[0], vm_name(outcome.vm_id)
+    )
+    listed = backup_client(clients, outcome.vault_id).backup_jobs.list(
+        vault, resource_group, filter="operation eq 'Backup'"
+    )
+    wanted = container.removeprefix("iaasvmcontainer;")
+    mine = sorted(
+        (job.properties.start_time, str(job.name))
+        for job in listed
+        if isinstance(job.properties, AzureIaaSVMJob)
+        and str(job.properties.container_name).lower() == wanted
+        and job.properties.is_user_triggered
+        and job.properties.start_time is not None
+        and job.properties.start_time >= since
+    )
+    return [name for _, name in mine]
+
+
+def read_triggered_job(clients: AzureClients, outcome: Outcome, since: datetime) -> tuple[str, str | None]:
+    """(status, first error code) of the one backup job a triggered outcome started (since `since`)."""
+    jobs = ad_hoc_backup_jobs(clients, outcome, since)
+    assert len(jobs) == 1, f"{vm_name(outcome.vm_id)}: ad hoc backup jobs {jobs}"
+    return read_job(clients, outcome, jobs[0])
 
 
 def assert_every_vm_handled_once(report: RunReport) -> None:
@@ -177,6 +203,7 @@ def test_demo_sweep_triggers_exactly_the_stuck_eligible_vms_and_they_become_prot
     assert {reason for _, reason in expected.values()} >= {REASON_OPTED_OUT, REASON_JOB_RUNNING, REASON_GRACE}
     assert set(plans) & triggered_names(scenario)
 
+    started = demo_bench.emulator.now()
     report = demo_bench.run()
 
     outcomes = by_vm_name(report.outcomes)
@@ -188,12 +215,13 @@ def test_demo_sweep_triggers_exactly_the_stuck_eligible_vms_and_they_become_prot
     assert sorted(demo_bench.backup_post_vms()) == sorted(triggered_names(scenario)), (
         "one Backup now per triggered VM, none for the others"
     )
-    assert all(o.job_id for o in report.outcomes if o.result is Result.TRIGGERED)
+    # "Backup now" sends the POST alone: the job is learnt from the job list later, never from the answer
+    assert all(o.job_id is None for o in report.outcomes if o.result is Result.TRIGGERED)
 
     demo_bench.emulator.advance(demo_bench.emulator.estate.timings.backup_job_s + 60)
     clients = demo_bench.clients(demo_bench.settings())
     for name in triggered_names(scenario):
-        status, error_code = read_job(clients, outcomes[name])
+        status, error_code = read_triggered_job(clients, outcomes[name], started)
         if name in plans:
             assert (status, error_code) == ("Failed", plans[name])
             assert read_item_state(clients, outcomes[name]) == "IRPending"
@@ -360,11 +388,12 @@ def failing_vm_scenario() -> dict[str, Any]:
 
 def test_daily_budget_spent_after_a_failed_job_blocks_the_retry(sweep_bench: SweepBench) -> None:
     sweep_bench.load(failing_vm_scenario())
+    started = sweep_bench.emulator.now()
     first = by_vm_name(sweep_bench.run(BACKUPWARDEN_DAILY_BUDGET="1").outcomes)["flaky-01"]
     assert first.result is Result.TRIGGERED
     sweep_bench.emulator.advance(600 + 60)  # the job has failed
     clients = sweep_bench.clients(sweep_bench.settings())
-    assert read_job(clients, first) == ("Failed", "UserErrorGuestAgentStatusUnavailable")
+    assert read_triggered_job(clients, first, started) == ("Failed", "UserErrorGuestAgentStatusUnavailable")
 
     again = by_vm_name(sweep_bench.run(BACKUPWARDEN_DAILY_BUDGET="1").outcomes)["flaky-01"]
 
@@ -375,17 +404,19 @@ def test_daily_budget_spent_after_a_failed_job_blocks_the_retry(sweep_bench: Swe
 
 def test_failed_job_is_retried_while_under_the_daily_budget(sweep_bench: SweepBench) -> None:
     sweep_bench.load(failing_vm_scenario())
+    started = sweep_bench.emulator.now()
     first = by_vm_name(sweep_bench.run(BACKUPWARDEN_DAILY_BUDGET="2").outcomes)["flaky-01"]
     sweep_bench.emulator.advance(600 + 60)
 
     retry = by_vm_name(sweep_bench.run(BACKUPWARDEN_DAILY_BUDGET="2").outcomes)["flaky-01"]
 
     assert retry.result is Result.TRIGGERED, retry.reason
-    assert retry.job_id and retry.job_id != first.job_id
     assert len(sweep_bench.backup_posts()) == 2
     sweep_bench.emulator.advance(600 + 60)  # the failure plan held one attempt: the retry succeeds
     clients = sweep_bench.clients(sweep_bench.settings())
-    assert read_job(clients, retry) == ("Completed", None)
+    first_job, retry_job = ad_hoc_backup_jobs(clients, first, started)  # one job per trigger, two triggers
+    assert read_job(clients, first, first_job) == ("Failed", "UserErrorGuestAgentStatusUnavailable")
+    assert read_job(clients, retry, retry_job) == ("Completed", None)
     assert read_item_state(clients, retry) == "Protected"
     third = sweep_bench.run(BACKUPWARDEN_DAILY_BUDGET="2")
     assert third.outcomes == [] and len(sweep_bench.backup_posts()) == 2

@@ -413,7 +413,8 @@ class CandidateHandler:
         action), and a `skipped` would hide the trigger."""
         if record is None or record.run_id != self.run_id or record.status is not LedgerStatus.COMPLETED:
             return None
-        job = record.job_id or "unknown yet"
+        # a trigger without its job id (the POST sent alone) is named by its operation, as when it was made
+        job = record.job_id or (f"unknown yet (operation {record.op_id})" if record.op_id else "unknown yet")
         return self._outcome(
             candidate,
             Result.TRIGGERED,
