@@ -38,7 +38,6 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +49,15 @@ from backupwarden.domain.records import Outcome, Result
 from backupwarden.flows.reconcile import RUN_ACTION
 from backupwarden.settings import Settings
 from bench.outcomes import peak_rss_mb, reset_peak_rss
-from bench.sweep import ARM_READS, ARM_WRITES, BACKUP_ROUTE, CpuMeter, EmulatorProcess, emulator_process
+from bench.sweep import (
+    ARM_READS,
+    ARM_WRITES,
+    BACKUP_ROUTE,
+    CpuMeter,
+    EmulatorProcess,
+    emulator_process,
+    generated_scenario,
+)
 from emulator.azurite import Azurite
 from emulator.generator import subscription_id
 
@@ -98,21 +105,15 @@ class Shape:
 
 
 def scenario(shape: Shape) -> dict[str, Any]:
-    return {
-        "name": "bench-reconcile",
-        "clock": {"start": datetime.now(UTC).isoformat()},
-        "timings": {"backup_operation_s": 0, "backup_job_s": 6 * 3600, "retry_after_s": 60},
-        "realism": {"throttle": {"enabled": True}, "latency": {"default_ms": shape.latency_ms}},
-        "generate": {
-            "subscriptions": shape.subscriptions,
-            "vaults_per_subscription": shape.vaults_per_subscription,
-            "vms_per_vault": shape.vms_per_vault,
-            "unprotected_percent": UNPROTECTED_PERCENT,
-            "stuck_percent": PENDING_PERCENT,
-            "state_percents": MIX,
-            "with_history": True,
-        },
+    generate = {
+        "subscriptions": shape.subscriptions,
+        "vaults_per_subscription": shape.vaults_per_subscription,
+        "vms_per_vault": shape.vms_per_vault,
+        "unprotected_percent": UNPROTECTED_PERCENT,
+        "stuck_percent": PENDING_PERCENT,
+        "state_percents": MIX,
     }
+    return generated_scenario("bench-reconcile", shape.latency_ms, generate)
 
 
 def bench_env(emulator: EmulatorProcess, storage: str, shape: Shape, enroll_existing: str) -> dict[str, str]:

@@ -115,18 +115,24 @@ SHAPES = {
 
 
 def scenario(shape: Shape) -> dict[str, Any]:
+    generate = {
+        "subscriptions": shape.subscriptions,
+        "vaults_per_subscription": shape.vaults_per_subscription,
+        "vms_per_vault": shape.vms_per_vault,
+        "stuck_percent": shape.stuck_percent,
+    }
+    return generated_scenario("bench-sweep", shape.latency_ms, generate)
+
+
+def generated_scenario(name: str, latency_ms: float, generate: dict[str, Any]) -> dict[str, Any]:
+    """A `generate:` estate (with its job history) as the benchmarks load it: starting now, backup jobs
+    that outlast the run, ARM's throttling and the latency model on."""
     return {
-        "name": "bench-sweep",
+        "name": name,
         "clock": {"start": datetime.now(UTC).isoformat()},
         "timings": {"backup_operation_s": 0, "backup_job_s": 6 * 3600, "retry_after_s": 60},
-        "realism": {"throttle": {"enabled": True}, "latency": {"default_ms": shape.latency_ms}},
-        "generate": {
-            "subscriptions": shape.subscriptions,
-            "vaults_per_subscription": shape.vaults_per_subscription,
-            "vms_per_vault": shape.vms_per_vault,
-            "stuck_percent": shape.stuck_percent,
-            "with_history": True,
-        },
+        "realism": {"throttle": {"enabled": True}, "latency": {"default_ms": latency_ms}},
+        "generate": {**generate, "with_history": True},
     }
 
 
