@@ -561,3 +561,38 @@ def test_enroll_existing_all_enrols_untagged_vms_too(enrolling: Reconciling) -> 
 
     assert enrolments(result)["untagged"].result is Result.PROTECTED
     assert enrolling.accepted_posts() == Counter({"fits", "agentless", "untagged"})
+
+
+def test_a_deny_policy_on_an_existing_backup_resource_group_refuses_enrolment(
+    sweep_bench: SweepBench,
+) -> None:
+    """Azure Backup puts a region's restore point collections in AzureBackupRG_<region>_1; once that
+    group exists (an earlier backup made it; here a VM lives in it), a deny policy assigned to it blocks
+    the first backup, and pre-flight must see it. Where the group does not exist yet, nothing is checked
+    there and the VM is enrolled."""
+    estate = preflight_scenario()
+    marker = {"name": "marker", "location": "westeurope", "resource_group": "AzureBackupRG_westeurope_1"}
+    estate["subscriptions"][0]["vms"].append(marker)  # the group exists: something lives in it
+    estate["deny_policies"] = [
+        {
+            "scope": f"/subscriptions/{SUB}/resourceGroups/AzureBackupRG_westeurope_1",
+            "resource_type": "Microsoft.Compute/restorePointCollections",
+            "name": "deny-backup-rg",
+        },
+        {  # a northeurope group that does not exist: checked nowhere, and no error
+            "scope": f"/subscriptions/{SUB}/resourceGroups/AzureBackupRG_northeurope_1",
+            "resource_type": "Microsoft.Compute/restorePointCollections",
+            "name": "deny-missing-rg",
+        },
+    ]
+    sweep_bench.load(estate)
+    reconciling = Reconciling(sweep_bench)
+    try:
+        outcomes = enrolments(reconciling.run())
+
+        assert outcomes["fits"].result is Result.ESCALATED
+        assert "denied-by-policy" in outcomes["fits"].reason and "deny-backup-rg" in outcomes["fits"].reason
+        assert "fits" not in protect_puts(reconciling)
+        assert "deny-missing-rg" not in outcomes["ultra"].reason  # refused for its disk only
+    finally:
+        reconciling.close()

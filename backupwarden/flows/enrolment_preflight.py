@@ -13,11 +13,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from backupwarden.adapters.azure.enrolment_reads import EnrolmentReads
+from backupwarden.adapters.azure.errors import AzureCallError
 from backupwarden.adapters.azure.policy_restrictions import PolicyRestrictionsCheck
 from backupwarden.adapters.azure.protection_inventory import VmKind
 from backupwarden.adapters.azure.recovery_services import VaultRef
 from backupwarden.domain.arm_ids import arm_key
 from backupwarden.domain.preflight import (
+    RESOURCE_GROUP_TYPE,
     RESTORE_POINT_COLLECTION_TYPE,
     DiskFacts,
     EnrolmentPolicy,
@@ -108,19 +110,29 @@ class EnrolmentPreflight:
         return [f"{r.check.value}: {r.reason} (fix: {r.fix})" for r in refusals], warning
 
     def _policy_restrictions(self, vm: VmFacts) -> list[PolicyRestrictions]:
-        """What Azure Policy would deny of what the first backup creates. The backup's resource group is
-        checked at the subscription (it may not exist yet, and a check at a missing resource group fails);
-        the restore point collection at the VM's resource group, which exists, and where a deny blocks the
-        backup (UserErrorRequestDisallowedByPolicy, azure-facts §12); a check there also sees the
-        subscription's assignments."""
-        return [
-            self._enrolment.restrictions.check(
-                vm.subscription_id,
-                resource,
-                vm.resource_group if resource.resource_type == RESTORE_POINT_COLLECTION_TYPE else None,
-            )
-            for resource in backup_pending_resources(vm.id, vm.region)
+        """What Azure Policy would deny of what the first backup creates:
+        - the backup's resource group (AzureBackupRG_<region>_1), checked at the subscription: it may
+          not exist yet;
+        - the restore point collection at the VM's resource group, where a deny blocks the backup
+          (UserErrorRequestDisallowedByPolicy, azure-facts §12); a check there also sees the
+          subscription's assignments;
+        - the restore point collection at the backup's resource group, where the service puts it, when
+          that group exists already (an earlier backup in the region made it); a check at a group that
+          does not exist answers ResourceGroupNotFound, and there is nothing to check there yet."""
+        restrictions = self._enrolment.restrictions
+        resources = backup_pending_resources(vm.id, vm.region)
+        group = next(r for r in resources if r.resource_type == RESOURCE_GROUP_TYPE)
+        collection = next(r for r in resources if r.resource_type == RESTORE_POINT_COLLECTION_TYPE)
+        answers = [
+            restrictions.check(vm.subscription_id, group),
+            restrictions.check(vm.subscription_id, collection, vm.resource_group),
         ]
+        try:
+            answers.append(restrictions.check(vm.subscription_id, collection, group.name))
+        except AzureCallError as exc:
+            if not exc.not_found:
+                raise
+        return answers
 
     def _vaults_of(self, subscription_id: str) -> list[VaultFacts]:
         """Listed once per subscription and run, whichever worker asks first."""
