@@ -46,7 +46,6 @@ from backupwarden.domain.protection_states import (
 )
 from backupwarden.domain.times import parse_optional_time
 
-NEVER_BACKED_UP = "2001-01-01"  # `lastBackupTime` of an item never backed up (recorded; bms.json)
 POLICIES_FILTER = "backupManagementType eq 'AzureIaasVM'"
 
 VMS_QUERY = """
@@ -213,20 +212,24 @@ class ProtectionInventoryReader:
         vault_ids = sorted({arm_key(record.facts.vault_id) for record in inventory.items})
         for vault_id in vault_ids:
             vault = VaultRef.parse(vault_id)
-            client = self._backup_client_for(vault.subscription_id)
-            try:
-                pages = client.backup_policies.list(
-                    vault.name, vault.resource_group, filter=POLICIES_FILTER
-                ).by_page()
-                for page in pages:
-                    inventory.requests += 1
-                    for policy in page:
-                        schedule = policy_schedule(policy.as_dict())
-                        if schedule is not None and policy.id:
-                            inventory.schedules[arm_key(str(policy.id))] = schedule
-            except AzureError as exc:
-                inventory.failures.append((vault_id, AzureCallError.from_sdk("list backup policies", exc)))
+            read_vault_policies(self._backup_client_for(vault.subscription_id), vault, inventory)
         self._progress(f"read the policies of {len(vault_ids)} vaults")
+
+
+def read_vault_policies(
+    client: RecoveryServicesBackupClient, vault: VaultRef, inventory: ProtectionInventory
+) -> None:
+    """The vault's policy schedules into `inventory` (each page counted); a failed list into its failures."""
+    try:
+        policies = client.backup_policies.list(vault.name, vault.resource_group, filter=POLICIES_FILTER)
+        for page in policies.by_page():
+            inventory.requests += 1
+            for policy in page:
+                schedule = policy_schedule(policy.as_dict())
+                if schedule is not None and policy.id:
+                    inventory.schedules[arm_key(str(policy.id))] = schedule
+    except AzureError as exc:
+        inventory.failures.append((arm_key(vault.id), AzureCallError.from_sdk("list backup policies", exc)))
 
 
 def vm_from_row(row: dict[str, Any], kinds: dict[VmKind, VmKind]) -> tuple[VmFacts, VmKind]:

@@ -98,6 +98,10 @@ def _wire_json(pipeline_response: Any, _model: Any, _headers: Any) -> dict[str, 
     return dict(pipeline_response.http_response.json())
 
 
+# a vault's Azure VM items, as every vault-by-vault read lists them
+IAAS_VM_ITEMS_FILTER = "backupManagementType eq 'AzureIaasVM' and itemType eq 'VM'"
+
+
 class RecoveryServices:
     """One vault's worth of Recovery Services calls through `RecoveryServicesBackupClient`."""
 
@@ -136,7 +140,7 @@ class RecoveryServices:
             for found in client.backup_protected_items.list(
                 vault.name,
                 vault.resource_group,
-                filter="backupManagementType eq 'AzureIaasVM' and itemType eq 'VM'",
+                filter=IAAS_VM_ITEMS_FILTER,
             ):
                 yield _raw(found)
         except AzureError as exc:

@@ -32,19 +32,17 @@ from azure.mgmt.recoveryservicesbackup import RecoveryServicesBackupClient
 from backupwarden.adapters.azure.discovery import CONFIGURE_JOB_LOOKBACK
 from backupwarden.adapters.azure.errors import AzureCallError
 from backupwarden.adapters.azure.protection_inventory import (
-    POLICIES_FILTER,
     ProtectionInventory,
     VmKind,
     failed_jobs_by_container,
     item_from_row,
-    policy_schedule,
+    read_vault_policies,
     vm_from_row,
 )
-from backupwarden.adapters.azure.recovery_services import VaultRef, odata_time
+from backupwarden.adapters.azure.recovery_services import IAAS_VM_ITEMS_FILTER, VaultRef, odata_time
 from backupwarden.domain.arm_ids import arm_key
 from backupwarden.domain.times import iso_z, parse_optional_time, utc_now
 
-ITEMS_FILTER = "backupManagementType eq 'AzureIaasVM' and itemType eq 'VM'"  # the sweep's vault discovery's
 JOB_WINDOW = CONFIGURE_JOB_LOOKBACK  # as far back as Resource Graph keeps jobs
 
 
@@ -122,7 +120,9 @@ class VaultInventoryReader:
         jobs cannot be listed (nothing of the vault is kept then)."""
         ref = vault.ref
         client = self._backup_client_for(ref.subscription_id)
-        list_items = client.backup_protected_items.list(ref.name, ref.resource_group, filter=ITEMS_FILTER)
+        list_items = client.backup_protected_items.list(
+            ref.name, ref.resource_group, filter=IAAS_VM_ITEMS_FILTER
+        )
         items = [
             item.as_dict()
             for page in _counted(list_items.by_page(), inventory, "list protected items")
@@ -147,20 +147,7 @@ class VaultInventoryReader:
             row = item_from_row(_item_row(item, vault, summary))
             if row is not None:
                 inventory.items.append(row.with_failed_jobs(failed_jobs))
-        self._read_policies(ref, client, inventory)
-
-    def _read_policies(
-        self, ref: VaultRef, client: RecoveryServicesBackupClient, inventory: ProtectionInventory
-    ) -> None:
-        try:
-            pages = client.backup_policies.list(ref.name, ref.resource_group, filter=POLICIES_FILTER)
-            for page in _counted(pages.by_page(), inventory, "list backup policies"):
-                for policy in page:
-                    schedule = policy_schedule(policy.as_dict())
-                    if schedule is not None and policy.id:
-                        inventory.schedules[arm_key(str(policy.id))] = schedule
-        except AzureCallError as exc:
-            inventory.failures.append((arm_key(ref.id), exc))
+        read_vault_policies(client, ref, inventory)
 
 
 def _counted(
