@@ -88,6 +88,12 @@ class ProtectedItemFacts:
     is_scheduled_for_deferred_delete: bool = False
 
 
+def is_inactive(item: ProtectedItemFacts) -> bool:
+    """Protection stopped, paused or suspended, or the item soft-deleted: no new recovery points."""
+    state = item.protection_state.lower()
+    return item.is_scheduled_for_deferred_delete or state == SOFT_DELETED_STATE or state in STOPPED_STATES
+
+
 @dataclass(frozen=True)
 class JobFacts:
     operation: str  # Backup, ConfigureBackup, ...

@@ -16,13 +16,13 @@ from backupwarden.adapters.azure.protection_inventory import ItemRecord, Protect
 from backupwarden.domain.arm_ids import arm_key
 from backupwarden.domain.coverage import CoverageFigure, CoverageReport, coverage
 from backupwarden.domain.protection_states import (
-    STOPPED_STATES,
     BackupSchedule,
     Classification,
     JobFacts,
     StateRules,
     VmFacts,
     classify,
+    is_inactive,
 )
 from backupwarden.domain.times import iso_z, utc_now
 
@@ -133,9 +133,8 @@ def _pairs(
 
 def _item_rank(record: ItemRecord) -> tuple[int, float]:
     facts = record.facts
-    inactive = facts.is_scheduled_for_deferred_delete or facts.protection_state.lower() in STOPPED_STATES
     newest = facts.last_recovery_point.timestamp() if facts.last_recovery_point else float("-inf")
-    return (1 if inactive else 0, -newest)
+    return (1 if is_inactive(facts) else 0, -newest)
 
 
 def _schedule_of(record: ItemRecord | None, inventory: ProtectionInventory) -> BackupSchedule | None:
