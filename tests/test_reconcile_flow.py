@@ -548,6 +548,22 @@ def test_pre_flight_enrols_the_vms_that_fit_once_and_escalates_each_refusal(enro
     }
 
 
+def test_pre_flight_reads_what_does_not_depend_on_the_vm_once_a_run(enrolling: Reconciling) -> None:
+    """4 VMs to enrol, 3 in westeurope (vault v1, DefaultPolicy) and 1 in northeurope (vneu): a policy's
+    type is read once per vault and policy, a region's backup resource group checked once; the restore
+    point collection is checked per VM (its content names the VM), twice: at the VM's group and at the
+    backup's group, which does not exist here (404)."""
+    enrolling.run()
+
+    requests = enrolling.bench.requests()
+    policy_reads = [e for e in requests if e.method == "GET" and "/backuppolicies/" in e.path.lower()]
+    checks = [e for e in requests if POLICY_CHECK.lower() in e.path.lower()]
+    at_subscription = [e for e in checks if "/resourcegroups/" not in e.path.lower()]
+    assert len(policy_reads) == 2
+    assert len(at_subscription) == 2
+    assert len(checks) - len(at_subscription) == 2 * 4
+
+
 def test_enroll_existing_off_enrols_nothing_and_checks_nothing(enrolling: Reconciling) -> None:
     result = enrolling.run(BACKUPWARDEN_ENROLL_EXISTING="off")
 

@@ -11,6 +11,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any, TypeVar, cast
 
 from backupwarden.adapters.azure.enrolment_reads import EnrolmentReads
 from backupwarden.adapters.azure.errors import AzureCallError
@@ -34,6 +35,8 @@ from backupwarden.domain.protection_states import VmFacts
 from backupwarden.domain.vault_selection import MappingRule, VaultFacts, choose_vault
 from backupwarden.domain.vault_selection import VmFacts as PlacementFacts
 from backupwarden.flows.new_vm.worker import ProtectStep
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -63,12 +66,21 @@ class Placement:
 
 
 class EnrolmentPreflight:
-    """One run's pre-flight: a subscription's vaults are listed once, whichever worker asks first."""
+    """One run's pre-flight. What does not depend on the VM is read once a run, whichever worker asks
+    first: a subscription's vaults, a policy's type, what Azure Policy says of a region's backup
+    resource group."""
 
     def __init__(self, enrolment: Enrolment) -> None:
         self._enrolment = enrolment
-        self._vaults_by_subscription: dict[str, list[VaultFacts]] = {}
-        self._vaults_lock = threading.Lock()
+        self._read: dict[tuple[str, ...], Any] = {}
+        self._lock = threading.Lock()
+
+    def _once(self, key: tuple[str, ...], read: Callable[[], T]) -> T:
+        """`read()`'s answer, asked once a run per key (a failed read is asked again next time)."""
+        with self._lock:
+            if key not in self._read:
+                self._read[key] = read()
+            return cast(T, self._read[key])
 
     def place(
         self, vm: VmFacts, kinds: Mapping[str, VmKind], items_per_vault: Counter[str]
@@ -76,7 +88,10 @@ class EnrolmentPreflight:
         """Where the VM would go and pre-flight's verdict, from the run's bulk read (`kinds`: disk and
         security types by VM id; `items_per_vault`: by vault id). Raises AzureCallError when a read fails."""
         placement = PlacementFacts(vm.id, vm.subscription_id, vm.region, dict(vm.tags))
-        choice = choose_vault(placement, self._vaults_of(vm.subscription_id), list(self._enrolment.rules))
+        vaults = self._once(
+            ("vaults", arm_key(vm.subscription_id)), lambda: self._enrolment.vaults(vm.subscription_id)
+        )
+        choice = choose_vault(placement, vaults, list(self._enrolment.rules))
         if choice.vault is None:
             return NoVault(choice.reason)
         vault = VaultRef.parse(choice.vault.vault_id)
@@ -92,7 +107,10 @@ class EnrolmentPreflight:
         kinds: Mapping[str, VmKind],
         items_per_vault: Counter[str],
     ) -> tuple[list[str], str]:
-        policy_type = self._enrolment.reads.policy_type(vault, policy)
+        policy_type = self._once(
+            ("policy type", arm_key(vault.id), policy.lower()),
+            lambda: self._enrolment.reads.policy_type(vault, policy),
+        )
         if policy_type is None:
             return [
                 f"policy-not-found: vault {vault.name} has no policy {policy}"
@@ -124,7 +142,10 @@ class EnrolmentPreflight:
         group = next(r for r in resources if r.resource_type == RESOURCE_GROUP_TYPE)
         collection = next(r for r in resources if r.resource_type == RESTORE_POINT_COLLECTION_TYPE)
         answers = [
-            restrictions.check(vm.subscription_id, group),
+            self._once(
+                ("backup group", arm_key(vm.subscription_id), vm.region.lower()),
+                lambda: restrictions.check(vm.subscription_id, group),
+            ),
             restrictions.check(vm.subscription_id, collection, vm.resource_group),
         ]
         try:
@@ -133,14 +154,6 @@ class EnrolmentPreflight:
             if not exc.not_found:
                 raise
         return answers
-
-    def _vaults_of(self, subscription_id: str) -> list[VaultFacts]:
-        """Listed once per subscription and run, whichever worker asks first."""
-        key = arm_key(subscription_id)
-        with self._vaults_lock:
-            if key not in self._vaults_by_subscription:
-                self._vaults_by_subscription[key] = self._enrolment.vaults(subscription_id)
-            return self._vaults_by_subscription[key]
 
 
 def _enrolment_vm(vm: VmFacts, kind: VmKind) -> EnrolmentVm:
