@@ -291,6 +291,14 @@ def build_inventory_reader(
     return ProtectionInventoryReader(clients.resource_graph(), clients.backup, progress=progress)
 
 
+def _state_rules(settings: Settings) -> StateRules:
+    return StateRules(
+        grace_period=settings.grace_period,
+        enroll_existing=settings.enroll_existing,
+        failure_classes=settings.failure_classes,
+    )
+
+
 def build_coverage(
     settings: Settings,
     clients: AzureClients,
@@ -300,11 +308,7 @@ def build_coverage(
 ) -> Coverage:
     """The read-only coverage scan: bulk reads, every VM classified, the figures; nothing written."""
     reader = build_inventory_reader(settings, clients, now=now, progress=progress)
-    rules = StateRules(
-        grace_period=settings.grace_period,
-        enroll_existing=settings.enroll_existing,
-        failure_classes=settings.failure_classes,
-    )
+    rules = _state_rules(settings)
     return Coverage(reader, build_subscription_scope(settings, clients), rules, now=now)
 
 
@@ -319,11 +323,7 @@ def build_reconciler(
     """The coverage read, then each proposed action through the ledger, with the sweep's daily
     budget and per-run cap."""
     reader = build_inventory_reader(settings, clients, now=now, progress=progress)
-    rules = StateRules(
-        grace_period=settings.grace_period,
-        enroll_existing=settings.enroll_existing,
-        failure_classes=settings.failure_classes,
-    )
+    rules = _state_rules(settings)
     config = ReconcileConfig(
         daily_budget=settings.daily_budget,
         max_triggers_per_run=settings.max_triggers_per_run,

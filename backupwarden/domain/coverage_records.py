@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from backupwarden.domain.arm_ids import arm_key
@@ -78,7 +78,7 @@ def _vm_row(common: dict[str, Any], c: Classification, vault_id: str) -> dict[st
         "Action": c.action.value,
         "Reason": c.reason + (f"; {c.recommendation}" if c.recommendation else ""),
         "WithinRpo": c.within_rpo,
-        "HoursWithoutRecoveryPoint": _hours(c.time_without_recovery_point),
+        "HoursWithoutRecoveryPoint": c.hours_without_recovery_point,
         "InScope": 1,
         "Covered": covered,
         "CoveragePercent": 100.0 * covered,
@@ -89,8 +89,3 @@ def _vm_row(common: dict[str, Any], c: Classification, vault_id: str) -> dict[st
 def _record_id(run_id: str, kind: str, scope: str) -> str:
     """Derived from (run, kind, scope): a run's row is one record however often it is written."""
     return str(uuid.uuid5(_RECORD_NAMESPACE, f"{run_id}|{kind}|{scope}".encode("utf-8", "replace").decode()))
-
-
-def _hours(period: timedelta | None) -> float | None:
-    """None when nothing shows since when the VM has been without a recovery point."""
-    return None if period is None else round(period.total_seconds() / 3600, 2)

@@ -187,6 +187,12 @@ class Classification:
     within_rpo: bool = False  # the newest recovery point is recent enough: the VM is recoverable
     vault_id: str = ""  # the vault of the item the VM was judged by; "" when no item protects it
 
+    @property
+    def hours_without_recovery_point(self) -> float | None:
+        """Rounded to 0.01 h; None when nothing shows since when."""
+        period = self.time_without_recovery_point
+        return None if period is None else round(period.total_seconds() / 3600, 2)
+
 
 @dataclass(frozen=True)
 class _Verdict:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Protocol
 
 from backupwarden.adapters.azure.protection_inventory import ItemRecord, ProtectionInventory
@@ -169,9 +169,5 @@ def _classification_json(c: Classification) -> dict[str, Any]:
         "recommendation": c.recommendation,
         "failure_class": c.failure_class.value if c.failure_class else None,
         "within_rpo": c.within_rpo,
-        "hours_without_recovery_point": _hours(c.time_without_recovery_point),
+        "hours_without_recovery_point": c.hours_without_recovery_point,
     }
-
-
-def _hours(period: timedelta | None) -> float | None:
-    return None if period is None else round(period.total_seconds() / 3600, 2)
