@@ -32,13 +32,15 @@ def coverage_phase(
         subscriptions=tuple(sub["id"] for sub in scenario["subscriptions"]),
         enroll_existing=EnrollExisting.ALL,
     )
-    before = build_coverage(settings, clients, now=emulator.now).run()
     recorder = build_action_recorder(settings, clients, now=emulator.now)
 
     def record(outcomes: list[Outcome]) -> None:
         recorder.record(outcomes, source="Timer", dry_run=settings.dry_run)
 
     acted = build_reconciler(settings, clients, now=emulator.now).run(record)
+    before = acted.scan  # what the reconciler read and acted on
+    if before is None:
+        raise RuntimeError(f"the coverage read failed: {acted.report.failure}")
     emulator.advance(emulator.estate.timings.backup_job_s + 60)  # the backups it started have run
     after = build_coverage(settings, clients, now=emulator.now).run()
     return render_coverage_phase(before, acted.report.outcomes, after, settings.enroll_existing)

@@ -163,7 +163,6 @@ class Reconciler:
         self._coverage = Coverage(self._read, subscriptions, rules, now=now)
         self._recovery = recovery
         self._enrolment = enrolment
-        self._preflight = EnrolmentPreflight(enrolment)
         self._ledger = ledger
         self._config = config
         self._now = now
@@ -194,7 +193,7 @@ class Reconciler:
                 report.run_id, "", failure.scope, RUN_ACTION, Result.FAILED, f"not read: {failure.error}"
             )
             self._decided(report, record, outcome)
-        self._preflight = EnrolmentPreflight(self._enrolment)  # vaults listed afresh each run
+        preflight = EnrolmentPreflight(self._enrolment)  # what it reads once holds for this run only
         slots = _TriggerSlots(self._config.max_triggers_per_run)
         to_act = [c for c in scan.classifications if c.action is not Action.NONE]
 
@@ -205,7 +204,7 @@ class Reconciler:
             if c.action is Action.BACKUP_NOW:
                 self._decided(report, record, self._backup_now(report.run_id, c, slots))
             elif c.action is Action.ENROLL:
-                self._enroll(report, record, c, slots)
+                self._enroll(report, record, c, slots, preflight)
             else:
                 self._escalate(report, record, c)
             return True
@@ -308,14 +307,19 @@ class Reconciler:
         return _TodaysClaim(refusal=f"already handled today by the ledger ({held})")
 
     def _enroll(
-        self, report: RunReport, record: RecordDecisions, c: Classification, slots: _TriggerSlots
+        self,
+        report: RunReport,
+        record: RecordDecisions,
+        c: Classification,
+        slots: _TriggerSlots,
+        preflight: EnrolmentPreflight,
     ) -> None:
         """Choose the vault and policy, run pre-flight, then protect and back up, or escalate the refusals.
         The first backup counts against the per-run cap: a slot is taken after pre-flight and given back
         unless a backup was started (or would have been, in a dry run)."""
         run_id, why = report.run_id, f"{c.state.value}: {c.reason}"
         try:
-            placed = self._preflight.place(c.vm, self._read.inventory.vm_kinds, self._read.items_per_vault)
+            placed = preflight.place(c.vm, self._read.inventory.vm_kinds, self._read.items_per_vault)
         except AzureCallError as exc:
             reason = f"{why}; pre-flight: {exc.step} failed"
             self._decided(
