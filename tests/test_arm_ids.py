@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from backupwarden.adapters.storage.ledger import partition_key_for
-from backupwarden.domain.arm_ids import arm_key, same_arm_id
+from backupwarden.domain.arm_ids import arm_key, resource_group_of, same_arm_id, subscription_of
 from backupwarden.domain.vm_events import VmWritten, parse_vm_id, read_vm_write
 from backupwarden.flows.new_vm.messages import NewVmWorkItem
 from tests.new_vm_fixtures import BACKUP_POST, PROD, PROTECT_PUT, NewVmBench, grid_event, queue_message
@@ -106,3 +106,13 @@ def test_a_vm_in_a_group_with_a_dotted_capital_i_is_enqueued_and_protected(
     assert [e.status for e in new_vm_bench.calls(BACKUP_POST)] == [202]
     exact_id = vm.replace("rg-i\u0307zmir", f"rg-{DOTTED_I}zmir")  # the bench hands back str.lower()
     assert new_vm_bench.protected_item(exact_id)["properties"]["protectionState"] == "IRPending"
+
+
+def test_the_subscription_and_resource_group_of_an_id() -> None:
+    vm = "/subscriptions/ABCD-1/resourceGroups/RG-App/providers/Microsoft.Compute/virtualMachines/web"
+    assert subscription_of(vm) == "abcd-1"
+    assert resource_group_of(vm) == "RG-App"  # as written: names are shown, keys compared
+    assert resource_group_of("/subscriptions/abcd-1/RESOURCEGROUPS/rg") == "rg"
+    assert resource_group_of("/subscriptions/abcd-1") == ""
+    assert resource_group_of("/subscriptions/abcd-1/resourceGroups") == ""
+    assert subscription_of("/providers/Microsoft.Management/managementGroups/x") == ""

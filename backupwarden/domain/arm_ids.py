@@ -18,3 +18,16 @@ def arm_key(text: str) -> str:
 
 def same_arm_id(a: str, b: str) -> bool:
     return arm_key(a) == arm_key(b)
+
+
+def subscription_of(arm_id: str) -> str:
+    """The subscription id of /subscriptions/{id}/..., lower-cased as `arm_key`; "" when it names none."""
+    parts = arm_key(arm_id).strip("/").split("/")
+    return parts[1] if len(parts) > 1 and parts[0] == "subscriptions" else ""
+
+
+def resource_group_of(arm_id: str) -> str:
+    """The resource group name of .../resourceGroups/{name}/..., as written; "" when it names none."""
+    parts = arm_id.strip("/").split("/")
+    keys = [arm_key(part) for part in parts]
+    return parts[keys.index("resourcegroups") + 1] if "resourcegroups" in keys[:-1] else ""

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from backupwarden.adapters.azure.protection_inventory import ItemRecord, ProtectionInventory
-from backupwarden.domain.arm_ids import arm_key
+from backupwarden.domain.arm_ids import arm_key, resource_group_of
 from backupwarden.domain.coverage import CoverageFigure, CoverageReport, coverage
 from backupwarden.domain.protection_states import (
     BackupSchedule,
@@ -125,7 +125,7 @@ def _pairs(
                 name=record.vm_name,
                 subscription_id=record.subscription_id,
                 region=record.region,
-                resource_group=_resource_group_of(vm_id),
+                resource_group=resource_group_of(vm_id),
                 exists=False,
             )
             yield gone, record, _schedule_of(record, inventory), record.jobs
@@ -139,12 +139,6 @@ def _item_rank(record: ItemRecord) -> tuple[int, float]:
 
 def _schedule_of(record: ItemRecord | None, inventory: ProtectionInventory) -> BackupSchedule | None:
     return inventory.schedules.get(arm_key(record.facts.policy_id)) if record else None
-
-
-def _resource_group_of(arm_id: str) -> str:
-    parts = arm_id.strip("/").split("/")
-    lowered = [part.lower() for part in parts]
-    return parts[lowered.index("resourcegroups") + 1] if "resourcegroups" in lowered[:-1] else ""
 
 
 def _figure_json(figure: CoverageFigure) -> dict[str, Any]:

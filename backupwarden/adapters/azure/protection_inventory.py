@@ -36,7 +36,7 @@ from backupwarden.adapters.azure.discovery import ITEM_JOB_SUMMARY
 from backupwarden.adapters.azure.errors import AzureCallError
 from backupwarden.adapters.azure.recovery_services import VaultRef
 from backupwarden.adapters.azure.resource_graph import PAGE_SIZE, SUBSCRIPTIONS_PER_QUERY, query_rows
-from backupwarden.domain.arm_ids import arm_key
+from backupwarden.domain.arm_ids import arm_key, subscription_of
 from backupwarden.domain.protection_states import (
     BackupSchedule,
     JobFacts,
@@ -291,7 +291,7 @@ def item_from_row(row: dict[str, Any]) -> _ItemRow | None:
     record = ItemRecord(
         vm_id=vm_id,
         vm_name=str(row.get("vmName") or vm_id.rsplit("/", 1)[-1]),
-        subscription_id=_shared(_subscription_of(vm_id) or arm_key(str(row["subscriptionId"]))),
+        subscription_id=_shared(subscription_of(vm_id) or arm_key(str(row["subscriptionId"]))),
         region=_shared(arm_key(str(row.get("location") or ""))),
         facts=facts,
         jobs=jobs,
@@ -321,11 +321,6 @@ def policy_schedule(policy: dict[str, Any]) -> BackupSchedule | None:
     if not isinstance(schedule, dict):
         return None
     return schedule_from_policy(schedule)
-
-
-def _subscription_of(arm_id: str) -> str:
-    parts = arm_key(arm_id).strip("/").split("/")
-    return parts[1] if len(parts) > 1 and parts[0] == "subscriptions" else ""
 
 
 def _shared(text: str) -> str:

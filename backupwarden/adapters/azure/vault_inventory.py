@@ -40,7 +40,7 @@ from backupwarden.adapters.azure.protection_inventory import (
     vm_from_row,
 )
 from backupwarden.adapters.azure.recovery_services import IAAS_VM_ITEMS_FILTER, VaultRef, odata_time
-from backupwarden.domain.arm_ids import arm_key
+from backupwarden.domain.arm_ids import arm_key, resource_group_of
 from backupwarden.domain.times import iso_z, parse_optional_time, utc_now
 
 JOB_WINDOW = CONFIGURE_JOB_LOOKBACK  # as far back as Resource Graph keeps jobs
@@ -172,9 +172,7 @@ def _vm_row(subscription: str, vm: dict[str, Any]) -> dict[str, Any]:
         "name": vm.get("name"),
         "subscriptionId": subscription,
         "location": vm.get("location"),
-        "resourceGroup": vm_id.split("/")[4]
-        if vm_id.count("/") > 4
-        else "",  # /subscriptions/s/resourceGroups/g/...
+        "resourceGroup": resource_group_of(vm_id),
         "tags": vm.get("tags"),
         "timeCreated": properties.get("timeCreated"),
         "securityType": (properties.get("securityProfile") or {}).get("securityType"),
