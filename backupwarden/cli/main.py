@@ -7,7 +7,7 @@ import importlib
 import json
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
 
 from backupwarden.adapters.azure.clients import AzureClients
@@ -257,16 +257,13 @@ def _coverage(settings: Settings, output: str) -> int:
     """Read-only: proposes, never acts. Exit 1 when a scope could not be read (the figures then
     leave it out), with one line and nothing else when nothing could be read at all."""
 
-    def progress(message: str) -> None:
-        print(f"coverage: {message}", file=sys.stderr, flush=True)
-
     with build_clients(settings) as clients:
         try:
-            scan = build_coverage(settings, clients, progress=progress).run()
+            scan = build_coverage(settings, clients, progress=_coverage_progress).run()
         except AzureCallError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
-        history = _coverage_history(settings, clients, scan, progress) if output == "html" else []
+        history = _coverage_history(settings, clients, scan) if output == "html" else []
     if scan.failures and not scan.classifications:
         failure = scan.failures[0]
         print(f"error: nothing could be read ({failure.scope}: {failure.error})", file=sys.stderr)
@@ -282,11 +279,8 @@ def _reconcile(settings: Settings, output: str, *, dry_run: bool) -> int:
     """`coverage --act`: the coverage read, then each proposed action taken and recorded as it is
     decided. Exit 1 when a scope could not be read or a decision failed."""
 
-    def progress(message: str) -> None:
-        print(f"coverage: {message}", file=sys.stderr, flush=True)
-
     with build_clients(settings) as clients:
-        reconciler = build_reconciler(settings, clients, dry_run=dry_run, progress=progress)
+        reconciler = build_reconciler(settings, clients, dry_run=dry_run, progress=_coverage_progress)
         recorder = build_action_recorder(settings, clients)
 
         def record(outcomes: list[Outcome]) -> None:
@@ -299,7 +293,7 @@ def _reconcile(settings: Settings, output: str, *, dry_run: bool) -> int:
                 result.scan, run_id=result.report.run_id, dry_run=dry_run, vault_ids=result.vaults_acted_in()
             )
         if output == "html" and result.scan is not None:
-            history = _coverage_history(settings, clients, result.scan, progress)
+            history = _coverage_history(settings, clients, result.scan)
     report, scan = result.report, result.scan
     if scan is None:
         failure = report.failure
@@ -315,20 +309,23 @@ def _reconcile(settings: Settings, output: str, *, dry_run: bool) -> int:
     return 0 if scan.complete and not failed else 1
 
 
-def _coverage_history(
-    settings: Settings, clients: AzureClients, scan: CoverageScan, progress: Callable[[str], None]
-) -> list[CoveragePoint]:
+def _coverage_progress(message: str) -> None:
+    """Progress of a long scan, on stderr: stdout carries the table, JSON or page."""
+    print(f"coverage: {message}", file=sys.stderr, flush=True)
+
+
+def _coverage_history(settings: Settings, clients: AzureClients, scan: CoverageScan) -> list[CoveragePoint]:
     """The chart's points: each earlier run's total from BackupCoverage_CL, then this scan's. Without
     a workspace, or when the query fails, this scan's point alone (said on stderr): the page is still
     worth having."""
     now = [scan_point(scan)]
     if not settings.workspace_id:
-        progress("no BACKUPWARDEN_LOG_ANALYTICS_WORKSPACE_ID: the chart shows this scan only")
+        _coverage_progress("no BACKUPWARDEN_LOG_ANALYTICS_WORKSPACE_ID: the chart shows this scan only")
         return now
     try:
         earlier = coverage_trend(report_query(settings, clients), COVERAGE_HISTORY)
     except AzureCallError as exc:
-        progress(f"coverage history not read ({exc}): the chart shows this scan only")
+        _coverage_progress(f"coverage history not read ({exc}): the chart shows this scan only")
         return now
     return [point for point in earlier if point.at < scan.at] + now
 
