@@ -25,13 +25,15 @@ class GivenInventory:
         return self.inventory
 
 
-def item(vault: str, state: str, recovery_point_age: timedelta, **extra: bool) -> ItemRecord:
+def item(
+    vault: str, state: str, recovery_point_age: timedelta, *, deferred_delete: bool = False
+) -> ItemRecord:
     facts = ProtectedItemFacts(
         vault_id=f"/subscriptions/{SUB}/resourcegroups/rg-v/providers/microsoft.recoveryservices/vaults/{vault}",
         protection_state=state,
         last_recovery_point=NOW - recovery_point_age,
         protected_since=NOW - timedelta(days=30),
-        **extra,
+        is_scheduled_for_deferred_delete=deferred_delete,
     )
     return ItemRecord(VM_ID, "web-1", SUB, "westeurope", facts, ())
 
@@ -40,7 +42,7 @@ def item(vault: str, state: str, recovery_point_age: timedelta, **extra: bool) -
     "inactive",
     [
         item("old", "SoftDeleted", timedelta(hours=1)),  # the newer API's spelling
-        item("old", "ProtectionStopped", timedelta(hours=1), is_scheduled_for_deferred_delete=True),
+        item("old", "ProtectionStopped", timedelta(hours=1), deferred_delete=True),
         item("old", "ProtectionStopped", timedelta(hours=1)),
     ],
     ids=["soft-deleted", "deferred-delete", "stopped"],
