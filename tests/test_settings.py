@@ -138,6 +138,14 @@ def test_endpoints_keep_host_and_port_without_trailing_slash(name: str, attribut
         ("SWEEP_SCHEDULE", "0 */30 * * * ?"),
         ("BACKUPWARDEN_HTTP_RETRY_TOTAL", "-1"),
         ("BACKUPWARDEN_OPERATION_POLL_TIMEOUT_S", "0"),
+        ("RECONCILE_SCHEDULE", "0 15 * * *"),
+        ("RECONCILE_SCHEDULE", "0 75 * * * *"),
+        ("BACKUPWARDEN_COVERAGE_TARGET", "101"),
+        ("BACKUPWARDEN_COVERAGE_TARGET", "-1"),
+        ("BACKUPWARDEN_COVERAGE_TARGET", "ninety"),
+        ("BACKUPWARDEN_COVERAGE_TARGET", "nan"),
+        ("BACKUPWARDEN_COVERAGE_TARGET", "95%"),
+        ("BACKUPWARDEN_ENROLL_EXISTING", "some"),
         ("AzureWebJobsStorage", "not a connection string"),
         ("AzureWebJobsStorage", "DefaultEndpointsProtocol=https;EndpointSuffix=core.windows.net"),
     ],
@@ -151,6 +159,14 @@ def test_malformed_value_fails_naming_the_setting(name: str, value: str) -> None
 def test_budget_ten_names_the_setting_and_the_limit() -> None:
     with pytest.raises(SettingsError, match=r"^BACKUPWARDEN_DAILY_BUDGET: must be from 1 to 9, not 10$"):
         settings(BACKUPWARDEN_DAILY_BUDGET="10")
+
+
+def test_coverage_target_names_the_setting_and_the_range() -> None:
+    with pytest.raises(
+        SettingsError, match=r"^BACKUPWARDEN_COVERAGE_TARGET: must be from 0 to 100, not 101$"
+    ):
+        settings(BACKUPWARDEN_COVERAGE_TARGET="101")
+    assert settings(BACKUPWARDEN_COVERAGE_TARGET="99.5").coverage_target == 99.5
 
 
 def test_settings_error_is_a_value_error() -> None:
